@@ -1,0 +1,82 @@
+"""One error root for respin; each class carries the exit code the CLI uses.
+
+Only the CLI entry point turns these into exit codes and one-line messages.
+"""
+
+from __future__ import annotations
+
+
+class RespinError(Exception):
+    """Root of every error respin raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(RespinError):
+    """The command line or pipeline file asks for something that does not exist."""
+
+    exit_code = 2
+
+
+class ConfigError(RespinError):
+    """A pipeline or model file is malformed: unknown key, wrong type, bad value."""
+
+    exit_code = 3
+
+
+class InputError(RespinError):
+    """An input (SRPM, spec, archive, address) is unusable as given."""
+
+    exit_code = 4
+
+
+class CommandError(RespinError):
+    """An external command failed; the message has its status and stderr tail."""
+
+    exit_code = 5
+
+
+class VerifyError(RespinError):
+    """A result does not carry what was asked for (a config value, a file)."""
+
+    exit_code = 6
+
+
+class LockedError(RespinError):
+    """Another run holds the work directory."""
+
+    exit_code = 7
+
+
+class CheckFailed(RespinError):
+    """A `check` command found problems in otherwise readable input."""
+
+    exit_code = 8
+
+
+class Interrupted(RespinError):
+    """The run was interrupted (SIGINT/SIGTERM); nothing half written was kept."""
+
+    exit_code = 130
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "internal error (a bug: please report it with --debug output)",
+    UsageError.exit_code: "usage: unknown command, stage, option or selection",
+    ConfigError.exit_code: "pipeline or model file invalid (unknown key, wrong type, bad value)",
+    InputError.exit_code: "bad input (corrupt or wrong SRPM, spec, archive, address)",
+    CommandError.exit_code: "an external tool (rpmbuild, patch, ...) failed",
+    VerifyError.exit_code: "verification failed: the result lacks a requested change",
+    LockedError.exit_code: "the work directory is locked by another run",
+    CheckFailed.exit_code: "a check found problems",
+    Interrupted.exit_code: "interrupted",
+}

@@ -1,0 +1,112 @@
+"""The one way respin writes files: a temp file beside the target, fsync, rename.
+
+A crash or kill at any point leaves either the old file or the new one,
+never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Open a temp file beside `path` for binary writing; rename it over `path` on success.
+
+    On any exception the temp file is removed and `path` is left as it was.
+    Replacing (not writing through) also keeps hard-linked copies untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """Write `data` to `path` atomically."""
+    if isinstance(data, str):
+        data = data.encode()
+    with atomic_open(path, mode) as fh:
+        fh.write(data)
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    """Copy a file's content to `dst` atomically, keeping the source's permission bits."""
+    mode = os.stat(src).st_mode & 0o7777
+    with open(src, "rb") as fin, atomic_open(dst, mode) as fout:
+        shutil.copyfileobj(fin, fout, _CHUNK)
+
+
+def fresh_dir(path: Path) -> Path:
+    """Return an empty sibling temp dir of `path`, to be committed with `commit_dir`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+
+
+def commit_dir(tmp: Path, path: Path) -> None:
+    """Put a fully built directory `tmp` in place of `path` by rename.
+
+    The old directory is renamed aside first and removed after, so an
+    interruption leaves either the old tree or the new one at `path`.
+    """
+    old: Path | None = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old.{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Remove temp files and dirs left by an interrupted run (names `.X.*.tmp`, `.X.old.N`)."""
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        name = entry.name
+        if name.startswith(".") and (name.endswith(".tmp") or ".old." in name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()

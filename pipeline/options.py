@@ -1,0 +1,120 @@
+"""Stage options: a frozen dataclass filled from a TOML table, strictly.
+
+Unknown keys and wrong types are errors that name the key and the file,
+like osbuild's schemas that reject additional properties.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from pipeline.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _typename(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_typename(a) for a in get_args(tp) if a is not type(None))
+    if origin is list:
+        return f"a list of {_typename(get_args(tp)[0])}"
+    if origin is dict:
+        return "a table"
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`, converting lists to tuples."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        for alt in get_args(tp):
+            if alt is type(None):
+                continue
+            try:
+                return coerce(alt, value, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {_typename(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise ConfigError(f"{where}: expected {_typename(tp)}, got {value!r}")
+    if origin in (list, tuple):
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected {_typename(tp)}, got {value!r}")
+        inner = get_args(tp)[0] if get_args(tp) else Any
+        return tuple(coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, Mapping, typing.Mapping) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        args = get_args(tp)
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): coerce(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return parse_options(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{where}: expected {_typename(tp)}, got {value!r}")
+
+
+def parse_options(cls: type[T], table: Mapping[str, Any], where: str) -> T:
+    """Fill the dataclass `cls` from `table`; `where` names the table, e.g. "kernel.toml [fetch]".
+
+    Keys may be written with dashes or underscores. Lists become tuples so the
+    result is hashable and frozen throughout.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    values: dict[str, Any] = {}
+    for raw_key, value in table.items():
+        key = raw_key.replace("-", "_")
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(f"{where}: unknown key '{raw_key}' (known keys: {known})")
+        values[key] = coerce(hints[key], value, f"{where} {raw_key}")
+    missing = [
+        name for name, f in fields.items()
+        if name not in values and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing required key '{missing[0]}'")
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc

@@ -1,0 +1,141 @@
+"""The stage contract: a plain class with a name, frozen options, inputs and `run`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pipeline.errors import UsageError
+from pipeline.options import parse_options
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file or directory a stage produced, as later stages and the manifest see it.
+
+    `kind` says what it is in the field's words ("srpm", "spec", "patch", "rpm",
+    "log", "kconfig", "initrd", "tree", ...). `sha256` is filled in by the runner.
+    """
+
+    path: Path
+    kind: str
+    sha256: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "kind": self.kind, "sha256": self.sha256,
+                **({"meta": dict(self.meta)} if self.meta else {})}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Artifact:
+        return cls(Path(data["path"]), data["kind"], data.get("sha256"), data.get("meta", {}))
+
+
+@dataclass
+class Context:
+    """What the runner hands a stage.
+
+    Relative paths in options resolve against the pipeline file's folder
+    (`resolve`). Each stage owns `stagedir` (workdir/stages/<name>) for its
+    outputs; `topdir` is the run's own rpmbuild tree; `imageroot` an image root.
+    """
+
+    workdir: Path
+    source: Path
+    settings: Mapping[str, Any]
+    stagedir: Path
+    log: logging.Logger
+    produced: dict[str, list[Artifact]] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    run: Callable[..., Any] = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.run is None:
+            from pipeline.run import run
+
+            self.run = run
+
+    @property
+    def topdir(self) -> Path:
+        return self.workdir / "rpmbuild"
+
+    @property
+    def imageroot(self) -> Path:
+        return self.workdir / "image"
+
+    @property
+    def logdir(self) -> Path:
+        return self.workdir / "logs"
+
+    @property
+    def target(self) -> str | None:
+        value = self.settings.get("target")
+        return str(value) if value is not None else None
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from a pipeline file, relative to that file's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.source.parent / p).resolve()
+
+    def artifacts(self, kind: str) -> list[Artifact]:
+        """Artifacts of `kind` from the latest earlier stage that produced any."""
+        for stage_artifacts in reversed(list(self.produced.values())):
+            found = [a for a in stage_artifacts if a.kind == kind]
+            if found:
+                return found
+        return []
+
+    def artifact(self, kind: str) -> Artifact:
+        """The single artifact of `kind` an earlier stage produced."""
+        found = self.artifacts(kind)
+        if len(found) != 1:
+            raise UsageError(
+                f"stage needs one '{kind}' from an earlier stage, found {len(found)}; "
+                "check the stage order and --from/--only selection"
+            )
+        return found[0]
+
+    def record_tool(self, name: str, version: str) -> None:
+        """Note a tool version for the manifest."""
+        self.tools[name] = version
+
+
+class Stage:
+    """Base class of every stage, built-in or plugin.
+
+    Subclasses set `name`, `summary`, `version` (bump it when output would
+    change for the same inputs) and `Options` (a frozen dataclass; its fields
+    are the keys of the stage's `[name]` table). The runner decides whether
+    to run; `run` just does the work and returns what it produced.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], where: str) -> Stage:
+        """Build the stage from its TOML table; unknown keys are an error naming `where`."""
+        return cls(parse_options(cls.Options, table, where))
+
+    def options_json(self) -> dict[str, Any]:
+        """The options as plain JSON data (for the fingerprint)."""
+        return dataclasses.asdict(self.options)
+
+    def inputs(self, ctx: Context) -> Sequence[Path]:
+        """Files outside the work dir whose content decides the output."""
+        return ()
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""respin's built-in stages, one domain per subpackage (kernel, initrd, network)."""
