@@ -1,0 +1,1 @@
+"""Benchmarks of respin against the tools a user would use instead (`make bench`)."""
