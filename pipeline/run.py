@@ -1,17 +1,21 @@
 """The one way respin runs an external command.
 
 Every command gets an argv list (never a shell), a small clean environment,
-stdin closed and a new session (so no controlling TTY: GNU patch cannot stop
-to ask a question), and is logged. A failure raises CommandError with the exit
-status, the tail of stderr and a line that can be pasted into a shell.
+stdin closed and a session of its own (so no controlling TTY: GNU patch
+cannot stop to ask a question), and is logged. A failure raises CommandError
+with the exit status and the last line of output; the tail of the output and
+a line that can be pasted into a shell go in the error's hint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
+import signal
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,7 +26,11 @@ log = logging.getLogger("respin.run")
 # Variables passed through from the caller's environment; everything else is dropped
 # so a run does not depend on the user's shell set-up.
 _PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "SOURCE_DATE_EPOCH", "http_proxy",
-                "https_proxy", "no_proxy")
+                "https_proxy", "no_proxy", "RESPIN_RUN")
+
+# Set by the runner for the length of a run: every child carries it, so a later
+# run can find and end the orphans of a run that was killed.
+OWNER_VAR = "RESPIN_RUN"
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -41,6 +49,13 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(kept[-lines:])
 
 
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    # The child leads its own process group: end the whole build, not just rpmbuild.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -49,40 +64,58 @@ def run(
     log_file: Path | None = None,
     check: bool = True,
     what: str | None = None,
+    input_bytes: bytes | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv` and return the completed process (stdout and stderr as text).
 
-    With `log_file`, stdout and stderr both go to that file (appended), and the
-    returned stdout is the file's new content; useful for long builds.
+    With `log_file`, stdout and stderr both go to that file (appended) and the
+    returned stdout is what this command added to it: long builds stay on disk.
     """
     args = [os.fspath(a) for a in argv]
     pretty = shlex.join(args)
     log.debug("run: %s%s", pretty, f" (in {cwd})" if cwd else "")
     full_env = clean_env(env)
-    try:
+    with contextlib.ExitStack() as stack:
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_file, "ab") as fh:
-                start = fh.tell()
-                proc = subprocess.run(args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-                                      stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-                                      check=False)
-            with open(log_file, "rb") as fh:
-                fh.seek(start)
-                out = fh.read().decode(errors="replace")
-            result = subprocess.CompletedProcess(args, proc.returncode, out, out)
+            out_fh = stack.enter_context(open(log_file, "ab"))
+            start = out_fh.tell()
+            err_fh = out_fh
         else:
-            result = subprocess.run(args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-                                    capture_output=True, text=True, errors="replace",
-                                    start_new_session=True, check=False)
-    except FileNotFoundError as exc:
-        raise CommandError(f"{args[0]}: command not found (needed for {what or 'this step'})") from exc
-    except KeyboardInterrupt as exc:
-        raise Interrupted(f"interrupted while running {args[0]}") from exc
-    if check and result.returncode != 0:
-        tail = _tail(result.stderr or result.stdout)
+            out_fh = stack.enter_context(tempfile.TemporaryFile())
+            err_fh = stack.enter_context(tempfile.TemporaryFile())
+            start = 0
+        try:
+            proc = subprocess.Popen(
+                args, cwd=cwd, env=full_env,
+                stdin=subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL,
+                stdout=out_fh, stderr=err_fh, start_new_session=True)
+        except FileNotFoundError as exc:
+            raise CommandError(f"{args[0]}: command not found (needed for {what or 'this step'})") from exc
+        try:
+            if input_bytes is not None:
+                assert proc.stdin is not None
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.write(input_bytes)
+                proc.stdin.close()
+            returncode = proc.wait()
+        except BaseException as exc:
+            _kill_group(proc)
+            if isinstance(exc, KeyboardInterrupt):
+                raise Interrupted(f"interrupted while running {args[0]}") from exc
+            raise
+        out_fh.seek(start)
+        out = out_fh.read().decode(errors="replace")
+        if err_fh is out_fh:
+            err = out
+        else:
+            err_fh.seek(0)
+            err = err_fh.read().decode(errors="replace")
+    result = subprocess.CompletedProcess(args, returncode, out, err)
+    if check and returncode != 0:
+        tail = _tail(err or out)
         last = tail.splitlines()[-1].strip() if tail else ""
-        msg = f"{what or args[0]} failed with exit status {result.returncode}"
+        msg = f"{what or args[0]} failed with exit status {returncode}"
         if last:
             msg += f": {last}"
         if log_file is not None:
@@ -90,3 +123,24 @@ def run(
         where = f"cd {shlex.quote(str(cwd))} && " if cwd else ""
         raise CommandError(msg, hint=f"{tail}\nto reproduce: {where}{pretty}")
     return result
+
+
+def end_orphans(owner_prefix: str) -> int:
+    """Kill processes left by an earlier, killed run (their RESPIN_RUN starts with the prefix).
+
+    Only called while holding the work dir's lock, so no live run owns them.
+    """
+    killed = 0
+    needle = f"{OWNER_VAR}={owner_prefix}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if any(var.startswith(needle) for var in environ.split(b"\0")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed

@@ -1,0 +1,172 @@
+"""The `respin` command. The only place that prints results and turns errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pipeline import __version__, registry
+from pipeline.config import load
+from pipeline.errors import EXIT_CODES, Interrupted, RespinError, UsageError
+from pipeline.progress import Progress
+from pipeline.runner import Runner
+
+log = logging.getLogger("respin")
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits with 2 and a usage dump; keep the one-line error and our exit code.
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if getattr(args, "workdir", None):
+        out["workdir"] = str(Path(args.workdir).resolve())
+    if getattr(args, "target", None):
+        out["target"] = args.target
+    return out
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    pipeline = load(Path(args.file), _overrides(args))
+    runner = Runner(pipeline, progress=Progress(quiet=args.quiet))
+    result = runner.run(from_=args.from_, until=args.until, only=args.only or (), force=args.force)
+    if args.json:
+        json.dump(result.manifest, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        for art in result.manifest["artifacts"]:
+            if art["kind"] in ("srpm", "rpm", "patch", "spec", "initrd", "netfiles"):
+                print(f"{art['kind']:8} {art['path']}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    pipeline = load(Path(args.file), _overrides(args))
+    plans = Runner(pipeline).plan()
+    rows = [{"stage": p.stage.name, "up_to_date": not p.reason, "reason": p.reason or "up to date"}
+            for p in plans]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        width = max(len(r["stage"]) for r in rows)
+        for r in rows:
+            print(f"{r['stage']:<{width}}  {r['reason']}")
+    return 0
+
+
+def _cmd_stages(args: argparse.Namespace) -> int:
+    known = registry.stages()
+    width = max((len(n) for n in known), default=0)
+    for name, info in sorted(known.items()):
+        origin = "" if info.origin == "respin" else f" [{info.origin}]"
+        print(f"{name:<{width}}  {info.cls.summary}{origin}")
+    return 0
+
+
+def _cmd_exit_codes(args: argparse.Namespace) -> int:
+    for code, meaning in sorted(EXIT_CODES.items()):
+        print(f"{code:>3}  {meaning}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="respin", description="Rebuild RPM kernels with config changes, repack "
+                     "initrds and stage network files, reproducibly.")
+    parser.add_argument("--version", action="version", version=f"respin {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every command run")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def pipeline_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("file", help="pipeline file (TOML)")
+        p.add_argument("--workdir", help="work dir (default: [pipeline] workdir, _respin)")
+        p.add_argument("--target", help="override [pipeline] target")
+        p.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+    p = sub.add_parser("run", help="run a pipeline file's stages that are not up to date")
+    pipeline_args(p)
+    p.add_argument("--from", dest="from_", metavar="STAGE", help="start at this stage")
+    p.add_argument("--until", metavar="STAGE", help="stop after this stage")
+    p.add_argument("--only", metavar="STAGE", action="append", help="run only this stage (repeatable)")
+    p.add_argument("--force", action="store_true", help="run selected stages even if up to date")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("status", help="each stage: up to date, or why it would run")
+    pipeline_args(p)
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("stages", help="every stage known, built-in and plugin")
+    p.set_defaults(func=_cmd_stages)
+
+    p = sub.add_parser("exit-codes", help="what each exit status means")
+    p.set_defaults(func=_cmd_exit_codes)
+
+    for register in registry.commands().values():
+        register(sub)
+    return parser
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Treat a polite kill like Ctrl-C so the same clean-up runs.
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    logging.basicConfig(level=logging.DEBUG if debug or "-v" in argv or "--verbose" in argv
+                        else logging.WARNING if "-q" in argv or "--quiet" in argv else logging.INFO,
+                        format="respin: %(name)s: %(message)s" if debug else "respin: %(message)s",
+                        stream=sys.stderr)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return UsageError.exit_code
+        return int(args.func(args))
+    except RespinError as exc:
+        print(f"respin: error: {exc.message}", file=sys.stderr)
+        if exc.hint and debug:
+            print(exc.hint, file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("respin: error: interrupted", file=sys.stderr)
+        return Interrupted.exit_code
+    except BrokenPipeError:
+        # stdout closed early (`respin initrd list X | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        name = exc.filename if exc.filename is not None else ""
+        print(f"respin: error: {name}{': ' if name else ''}{exc.strerror or exc}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        return 4
+    except Exception as exc:  # a bug: say so in one line, traceback on request
+        print(f"respin: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Pipeline files: a `[pipeline]` table of settings plus one table per stage."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import registry
+from pipeline.errors import ConfigError, InputError
+from pipeline.options import parse_options
+from pipeline.stage import Stage
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `[pipeline]` table."""
+
+    target: str | None = None  # rpmbuild --target for every stage that builds
+    workdir: str = "_respin"  # relative to the pipeline file's folder
+    stages: tuple[str, ...] | None = None  # explicit stage order
+    template: str | None = None  # a named stage sequence, e.g. "kernel"
+    source_date_epoch: int | None = None  # else the environment, else the input's changelog
+
+
+@dataclass(frozen=True)
+class PipelineFile:
+    """A loaded, validated pipeline file."""
+
+    path: Path
+    settings: Settings
+    stages: tuple[Stage, ...]
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def workdir(self) -> Path:
+        p = Path(self.settings.workdir).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p).resolve()
+
+    def settings_json(self) -> dict[str, Any]:
+        return {"target": self.settings.target, "source_date_epoch": self.settings.source_date_epoch}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file, turning every failure into one line naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"{path}: is a directory, expected a pipeline file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def _stage_order(settings: Settings, sections: list[str], where: str) -> tuple[str, ...]:
+    if settings.stages is not None:
+        return settings.stages
+    templates = registry.pipelines()
+    if settings.template is not None:
+        if settings.template not in templates:
+            raise ConfigError(f"{where} [pipeline] template: unknown pipeline '{settings.template}' "
+                              f"(known: {', '.join(sorted(templates)) or 'none'})")
+        return templates[settings.template]
+    # Default: the one named pipeline that has every section the file configures.
+    fits = [name for name, order in sorted(templates.items())
+            if sections and set(sections) <= set(order)]
+    if len(fits) == 1:
+        return templates[fits[0]]
+    return tuple(sections)
+
+
+def load(path: Path, overrides: Mapping[str, Any] | None = None) -> PipelineFile:
+    """Load a pipeline file; every stage's table is checked against its Options."""
+    path = Path(path).resolve()
+    raw = read_toml(path)
+    where = str(path)
+    table = raw.get("pipeline", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [pipeline] must be a table")
+    settings = parse_options(Settings, {**table, **(overrides or {})}, f"{where} [pipeline]")
+    sections = [k for k in raw if k != "pipeline"]
+    order = _stage_order(settings, sections, where)
+    if not order:
+        raise ConfigError(f"{where}: no stages: add stage tables or [pipeline] stages = [...]")
+    if len(set(order)) != len(order):
+        raise ConfigError(f"{where} [pipeline] stages: a stage is listed twice")
+    for name in sections:
+        if name not in order:
+            raise ConfigError(f"{where}: [{name}] is not a stage of this pipeline "
+                              f"(stages: {', '.join(order)})")
+    built: list[Stage] = []
+    for name in order:
+        try:
+            cls = registry.stage(name)
+        except Exception as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        stage_table = raw.get(name, {})
+        if not isinstance(stage_table, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table")
+        built.append(cls.from_table(stage_table, f"{where} [{name}]"))
+    return PipelineFile(path, settings, tuple(built), raw)

@@ -1,0 +1,109 @@
+"""Stage, pipeline-template and command discovery through entry points.
+
+Built-in stages are registered in respin's own pyproject under the same
+group a plugin uses, so the engine never imports a concrete stage. A plugin
+that does not fit the contract is rejected when it is loaded.
+Set RESPIN_DISABLE_PLUGIN_AUTOLOAD=1 to load only respin's own entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from pipeline.errors import UsageError
+from pipeline.stage import Stage
+
+STAGES_GROUP = "respin.stages"
+PIPELINES_GROUP = "respin.pipelines"
+COMMANDS_GROUP = "respin.commands"
+_OWN_DIST = "respin"
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """A loaded stage class and where it came from."""
+
+    name: str
+    cls: type[Stage]
+    origin: str  # distribution name, "respin" for built-ins
+
+
+def _entry_points(group: str) -> list[EntryPoint]:
+    eps = sorted(entry_points(group=group), key=lambda e: e.name)
+    if os.environ.get("RESPIN_DISABLE_PLUGIN_AUTOLOAD"):
+        eps = [e for e in eps if e.dist is not None and e.dist.name == _OWN_DIST]
+    return eps
+
+
+def _origin(ep: EntryPoint) -> str:
+    return ep.dist.name if ep.dist is not None else "?"
+
+
+def _check_stage(name: str, obj: Any, origin: str) -> type[Stage]:
+    """Reject a stage class that does not fit the contract, naming the plugin."""
+    where = f"stage '{name}' from {origin}"
+    if not (isinstance(obj, type) and issubclass(obj, Stage)):
+        raise UsageError(f"{where}: entry point is not a pipeline.Stage subclass")
+    if getattr(obj, "name", None) != name:
+        raise UsageError(f"{where}: class name attribute is {getattr(obj, 'name', None)!r}, "
+                         f"entry point says {name!r}")
+    options = getattr(obj, "Options", None)
+    if not (dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen):  # type: ignore[union-attr]
+        raise UsageError(f"{where}: Options must be a frozen dataclass")
+    if obj.run is Stage.run:
+        raise UsageError(f"{where}: does not implement run()")
+    return obj
+
+
+@cache
+def stages() -> dict[str, StageInfo]:
+    """Every stage known, built-in and plugin, by name."""
+    found: dict[str, StageInfo] = {}
+    for ep in _entry_points(STAGES_GROUP):
+        origin = _origin(ep)
+        if ep.name in found and found[ep.name].origin != origin:
+            raise UsageError(f"stage '{ep.name}' is defined twice: by {found[ep.name].origin} "
+                             f"and by {origin}")
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin must not look like a respin bug
+            raise UsageError(f"stage '{ep.name}' from {origin} failed to load: {exc}") from exc
+        found[ep.name] = StageInfo(ep.name, _check_stage(ep.name, obj, origin), origin)
+    return found
+
+
+def stage(name: str) -> type[Stage]:
+    """The stage class called `name`, or a usage error listing the known ones."""
+    known = stages()
+    if name not in known:
+        raise UsageError(f"unknown stage '{name}' (known: {', '.join(sorted(known)) or 'none'})")
+    return known[name].cls
+
+
+@cache
+def pipelines() -> dict[str, tuple[str, ...]]:
+    """Named stage sequences ("kernel" -> fetch..verify) that pipeline files default to."""
+    found: dict[str, tuple[str, ...]] = {}
+    for ep in _entry_points(PIPELINES_GROUP):
+        value = ep.load()
+        if not (isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value)):
+            raise UsageError(f"pipeline '{ep.name}' from {_origin(ep)} is not a list of stage names")
+        found[ep.name] = tuple(value)
+    return found
+
+
+def commands() -> dict[str, Callable[..., None]]:
+    """CLI sub-command providers: name -> register(subparsers)."""
+    found: dict[str, Callable[..., None]] = {}
+    for ep in _entry_points(COMMANDS_GROUP):
+        try:
+            found[ep.name] = ep.load()
+        except Exception as exc:
+            raise UsageError(f"command '{ep.name}' from {_origin(ep)} failed to load: {exc}") from exc
+    return found

@@ -1,0 +1,368 @@
+"""The runner: decides which stages run, runs them, records what happened.
+
+Each stage's fingerprint chains its name, version, options, the content of
+its inputs, the pipeline settings and the previous stage's fingerprint, so a
+change anywhere reruns that stage and everything after it, and nothing
+before it. A stage's state file is written only after it succeeds, so an
+interrupted stage simply runs again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
+from pathlib import Path
+from typing import Any
+
+from pipeline import fsutil
+from pipeline.config import PipelineFile
+from pipeline.errors import Interrupted, LockedError, RespinError, UsageError
+from pipeline.progress import Progress
+from pipeline.run import OWNER_VAR, end_orphans
+from pipeline.stage import Artifact, Context, Stage
+
+log = logging.getLogger("respin")
+
+STATE_DIR = "state"
+MANIFEST = "manifest.json"
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _chain(fingerprint: str, artifacts: Sequence[Artifact]) -> str:
+    """What the next stage's fingerprint builds on: this stage's and its outputs' content."""
+    return _digest([fingerprint, sorted(str(a.sha256) for a in artifacts)])
+
+
+def _stat_sig(path: Path) -> list[Any]:
+    """A cheap signature to notice that an output was touched since it was recorded."""
+    st = path.lstat()
+    if not path.is_dir() or path.is_symlink():
+        return [st.st_mode, st.st_size, st.st_mtime_ns]
+    entries = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
+            p = os.path.join(root, name)
+            s = os.lstat(p)
+            entries.append((os.path.relpath(p, path), s.st_mode, s.st_size, s.st_mtime_ns))
+    return [st.st_mode, _digest(entries)]
+
+
+def _content_hash(path: Path) -> str:
+    if not path.is_dir():
+        return fsutil.sha256_file(path)
+    entries = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root, name)
+            rel = str(p.relative_to(path))
+            if p.is_symlink():
+                entries.append((rel, "l", os.readlink(p)))
+            else:
+                entries.append((rel, oct(p.stat().st_mode & 0o7777), fsutil.sha256_file(p)))
+    return _digest(entries)
+
+
+@dataclass
+class StageRecord:
+    """What the manifest says of one stage in this run."""
+
+    name: str
+    status: str = "not selected"  # ran | up to date | failed | not selected
+    reason: str = ""
+    seconds: float = 0.0
+    fingerprint: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "reason": self.reason,
+                "seconds": round(self.seconds, 3), "fingerprint": self.fingerprint}
+
+
+@dataclass
+class Plan:
+    """One stage's fingerprint and why it would run (empty reason: up to date)."""
+
+    stage: Stage
+    fingerprint: str
+    reason: str
+    state: dict[str, Any] | None = None
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run: per-stage records and the manifest as written."""
+
+    records: list[StageRecord]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ran(self) -> list[str]:
+        return [r.name for r in self.records if r.status == "ran"]
+
+
+class Runner:
+    """Runs a loaded pipeline file in its work directory."""
+
+    def __init__(self, pipeline: PipelineFile, *, progress: Progress | None = None) -> None:
+        self.pipeline = pipeline
+        self.workdir = pipeline.workdir
+        self.progress = progress or Progress(quiet=True)
+        self.names = [s.name for s in pipeline.stages]
+
+    # --- state ---------------------------------------------------------------
+
+    def _state_path(self, name: str) -> Path:
+        return self.workdir / STATE_DIR / f"{name}.json"
+
+    def _load_state(self, name: str) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self._state_path(name).read_text())
+            return data
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def _context(self, stage: Stage, produced: dict[str, list[Artifact]],
+                 tools: dict[str, str]) -> Context:
+        return Context(workdir=self.workdir, source=self.pipeline.path,
+                       settings=self.pipeline.settings_json(),
+                       stagedir=self.workdir / "stages" / stage.name,
+                       log=logging.getLogger(f"respin.{stage.name}"),
+                       produced=produced, tools=tools)
+
+    # --- planning ------------------------------------------------------------
+
+    def _fingerprint(self, stage: Stage, ctx: Context, prev: str) -> tuple[str, dict[str, str]]:
+        parts = {
+            "stage": stage.name,
+            "version": stage.version,
+            "options": _digest(stage.options_json()),
+            "inputs": _digest({str(p): (_content_hash(p) if p.exists() else None)
+                               for p in stage.inputs(ctx)}),
+            "settings": _digest(self.pipeline.settings_json()),
+            "prev": prev,
+        }
+        return _digest(parts), parts
+
+    def _why(self, state: dict[str, Any] | None, fp: str, parts: dict[str, str]) -> str:
+        if state is None:
+            return "never ran"
+        if state.get("fingerprint") != fp:
+            old = state.get("parts", {})
+            for key, label in (("version", "stage version changed"), ("options", "options changed"),
+                               ("inputs", "inputs changed"), ("settings", "[pipeline] settings changed"),
+                               ("prev", "an earlier stage changed")):
+                if old.get(key) != parts[key]:
+                    return label
+            return "fingerprint changed"
+        for art in state.get("artifacts", []):
+            path = Path(art["path"])
+            if not path.exists() and not path.is_symlink():
+                return f"output missing: {path}"
+            if _stat_sig(path) != art.get("stat"):
+                return f"output changed: {path}"
+        return ""
+
+    def plan(self) -> list[Plan]:
+        """Fingerprint every stage in order and say which would run and why."""
+        plans: list[Plan] = []
+        produced: dict[str, list[Artifact]] = {}
+        prev = ""
+        pending: str | None = None
+        for stage in self.pipeline.stages:
+            state = self._load_state(stage.name)
+            ctx = self._context(stage, produced, {})
+            fp, parts = self._fingerprint(stage, ctx, prev)
+            reason = self._why(state, fp, parts)
+            if not reason and pending:
+                reason = f"reruns if '{pending}' changes its output"
+            pending = pending or (stage.name if reason else None)
+            arts = [Artifact.from_json(a) for a in (state or {}).get("artifacts", [])]
+            produced[stage.name] = arts
+            plans.append(Plan(stage, fp, reason, state))
+            prev = _chain(fp, arts)
+        return plans
+
+    # --- selection -----------------------------------------------------------
+
+    def _check_name(self, name: str | None, flag: str) -> None:
+        if name is not None and name not in self.names:
+            raise UsageError(f"{flag} {name}: no such stage in {self.pipeline.path.name} "
+                             f"(stages: {', '.join(self.names)})")
+
+    def select(self, *, from_: str | None = None, until: str | None = None,
+               only: Sequence[str] = ()) -> list[str]:
+        """The stage names a --from/--until/--only selection picks, in order."""
+        self._check_name(from_, "--from")
+        self._check_name(until, "--until")
+        for name in only:
+            self._check_name(name, "--only")
+        if only and (from_ or until):
+            raise UsageError("--only cannot be combined with --from or --until")
+        if only:
+            return [n for n in self.names if n in only]
+        lo = self.names.index(from_) if from_ else 0
+        hi = self.names.index(until) if until else len(self.names) - 1
+        if lo > hi:
+            raise UsageError(f"--from {from_} comes after --until {until}")
+        return self.names[lo:hi + 1]
+
+    # --- running -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.workdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise LockedError(f"{self.workdir}: another respin run is using this work dir") from exc
+            owner_prefix = hashlib.sha256(str(self.workdir).encode()).hexdigest()[:16]
+            killed = end_orphans(owner_prefix + ":")
+            if killed:
+                log.info("ended %d process(es) left by an interrupted run", killed)
+            for sub in (self.workdir, self.workdir / STATE_DIR):
+                fsutil.remove_stale_temps(sub)
+            saved = os.environ.get(OWNER_VAR)
+            os.environ[OWNER_VAR] = f"{owner_prefix}:{uuid.uuid4().hex}"
+            try:
+                yield
+            finally:
+                if saved is None:
+                    os.environ.pop(OWNER_VAR, None)
+                else:
+                    os.environ[OWNER_VAR] = saved
+        finally:
+            os.close(fd)
+
+    def run(self, *, from_: str | None = None, until: str | None = None,
+            only: Sequence[str] = (), force: bool = False) -> RunResult:
+        """Run the selected stages that are not up to date (all selected ones with `force`)."""
+        selected = self.select(from_=from_, until=until, only=only)
+        with self._locked():
+            return self._run(selected, force)
+
+    def _run(self, selected: list[str], force: bool) -> RunResult:
+        records = [StageRecord(name) for name in self.names]
+        produced: dict[str, list[Artifact]] = {}
+        tools: dict[str, str] = {}
+        prev = ""
+        total = len(selected)
+        index = 0
+        last = self.names.index(selected[-1])
+        for position, (stage, record) in enumerate(zip(self.pipeline.stages, records, strict=True)):
+            if position > last:
+                break  # after the selection: neither run nor needed
+            state = self._load_state(stage.name)
+            ctx = self._context(stage, produced, tools)
+            fp, parts = self._fingerprint(stage, ctx, prev)
+            record.fingerprint = fp
+            reason = self._why(state, fp, parts)
+            if stage.name not in selected:
+                if reason:
+                    raise UsageError(f"stage '{stage.name}' is not up to date ({reason}); "
+                                     "run it first or widen the selection")
+                assert state is not None
+                produced[stage.name] = [Artifact.from_json(a) for a in state["artifacts"]]
+                tools.update(state.get("tools", {}))
+                record.status, record.reason = "up to date", "not selected"
+                prev = _chain(fp, produced[stage.name])
+                continue
+            index += 1
+            label = f"[{index}/{total}] {stage.name}"
+            if not reason and not force:
+                assert state is not None
+                produced[stage.name] = [Artifact.from_json(a) for a in state["artifacts"]]
+                tools.update(state.get("tools", {}))
+                record.status = "up to date"
+                self.progress.note(f"{label}: up to date")
+                prev = _chain(fp, produced[stage.name])
+                continue
+            record.reason = reason or "forced"
+            self._state_path(stage.name).unlink(missing_ok=True)
+            ctx.stagedir.mkdir(parents=True, exist_ok=True)
+            fsutil.remove_stale_temps(ctx.stagedir)
+            self.progress.start(f"{label}: running ({record.reason})")
+            started = time.monotonic()
+            try:
+                before = dict(tools)
+                artifacts = self._finish(stage.run(ctx), state)
+            except BaseException as exc:
+                record.seconds = time.monotonic() - started
+                record.status = "failed"
+                self.progress.done(f"{label}: failed after {record.seconds:.1f}s")
+                self._write_manifest(records, produced, tools)
+                if isinstance(exc, KeyboardInterrupt):
+                    raise Interrupted(f"interrupted during stage '{stage.name}'") from exc
+                raise
+            record.seconds = time.monotonic() - started
+            record.status = "ran"
+            produced[stage.name] = artifacts
+            prev = _chain(fp, artifacts)
+            stage_tools = {k: v for k, v in tools.items() if before.get(k) != v}
+            fsutil.atomic_write(self._state_path(stage.name), json.dumps({
+                "fingerprint": fp, "parts": parts, "tools": stage_tools,
+                "artifacts": [{**a.to_json(), "stat": _stat_sig(a.path)} for a in artifacts],
+            }, indent=1, sort_keys=True) + "\n")
+            self.progress.done(f"{label}: done in {record.seconds:.1f}s")
+        if not any(r.status == "ran" for r in records):
+            self.progress.note("nothing to do: every selected stage is up to date")
+        manifest = self._write_manifest(records, produced, tools)
+        return RunResult(records, manifest)
+
+    def _finish(self, artifacts: list[Artifact], old_state: dict[str, Any] | None) -> list[Artifact]:
+        """Fill in sha256s, reusing the old hash of an output whose stat is unchanged."""
+        known = {}
+        for a in (old_state or {}).get("artifacts", []):
+            known[a["path"]] = (a.get("stat"), a.get("sha256"))
+        done = []
+        for art in artifacts:
+            path = Path(art.path).absolute()
+            if not path.exists():
+                raise RespinError(f"stage produced no {art.kind} at {path} (a bug in the stage)")
+            sig = _stat_sig(path)
+            old_sig, old_hash = known.get(str(path), (None, None))
+            digest = old_hash if old_sig == sig and old_hash else _content_hash(path)
+            done.append(Artifact(path, art.kind, digest, art.meta))
+        return done
+
+    def _write_manifest(self, records: list[StageRecord], produced: dict[str, list[Artifact]],
+                        tools: dict[str, str]) -> dict[str, Any]:
+        manifest = {
+            "respin": _version("respin"),
+            "pipeline": str(self.pipeline.path),
+            "workdir": str(self.workdir),
+            "settings": self.pipeline.settings_json(),
+            "stages": [r.to_json() for r in records],
+            "artifacts": [{"stage": name, **a.to_json()} for name, arts in produced.items()
+                          for a in arts],
+            "tools": {"python": sys.version.split()[0], **_python_versions(), **tools},
+        }
+        fsutil.atomic_write(self.workdir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        return manifest
+
+
+def _version(dist: str) -> str:
+    try:
+        return dist_version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _python_versions() -> dict[str, str]:
+    return {name: _version(name) for name in ("specfile", "rpm", "GitPython")}
