@@ -61,7 +61,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         json.dump(rows, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        width = max(len(r["stage"]) for r in rows)
+        width = max(len(p.stage.name) for p in plans)
         for r in rows:
             print(f"{r['stage']:<{width}}  {r['reason']}")
     return 0

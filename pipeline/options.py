@@ -103,8 +103,10 @@ def parse_options(cls: type[T], table: Mapping[str, Any], where: str) -> T:
     values: dict[str, Any] = {}
     for raw_key, value in table.items():
         key = raw_key.replace("-", "_")
+        if key not in fields and f"{key}_" in fields:
+            key = f"{key}_"  # a TOML key that is a Python keyword, e.g. `with`
         if key not in fields:
-            known = ", ".join(sorted(fields)) or "none"
+            known = ", ".join(sorted(k.rstrip("_") for k in fields)) or "none"
             raise ConfigError(f"{where}: unknown key '{raw_key}' (known keys: {known})")
         values[key] = coerce(hints[key], value, f"{where} {raw_key}")
     missing = [

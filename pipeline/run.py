@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from pipeline.errors import CommandError, Interrupted
 
@@ -78,9 +79,9 @@ def run(
     with contextlib.ExitStack() as stack:
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True)
-            out_fh = stack.enter_context(open(log_file, "ab"))
+            out_fh: IO[bytes] = stack.enter_context(open(log_file, "ab"))
             start = out_fh.tell()
-            err_fh = out_fh
+            err_fh: IO[bytes] = out_fh
         else:
             out_fh = stack.enter_context(tempfile.TemporaryFile())
             err_fh = stack.enter_context(tempfile.TemporaryFile())

@@ -1,0 +1,56 @@
+"""diff: the edited configs as a unified patch against the pristine snapshot, proven to apply."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import fsutil
+from pipeline.errors import CommandError
+from pipeline.stage import Artifact, Context, Stage
+from stages.kernel.config import requested
+
+
+def unified(ctx: Context, old: Path, new: Path, name: str) -> str:
+    """GNU diff -u with a/ b/ labels and no timestamps: same edit, same bytes."""
+    result = ctx.run(["diff", "-u", "--label", f"a/{name}", "--label", f"b/{name}", str(old), str(new)],
+                     check=False, what="diff")
+    if result.returncode not in (0, 1):
+        raise CommandError(f"diff of {name} failed with exit status {result.returncode}: "
+                           f"{result.stderr.strip()}")
+    return str(result.stdout)
+
+
+class DiffStage(Stage):
+    """Write the config patch: only configs that changed, applicable with patch -p1."""
+
+    name = "diff"
+    summary = "diff edited configs against the snapshot into a patch; prove it with patch --dry-run"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        snapshot = ctx.artifact("kconfig-snapshot").path
+        edited_art = ctx.artifact("kconfig-edited")
+        parts = []
+        for name in sorted(edited_art.meta["changed"]):
+            parts.append(unified(ctx, snapshot / name, edited_art.path / name, name))
+        reqs = requested(ctx)
+        header = "respin config patch:\n" + "".join(f"  {r.line()}\n" for r in reqs) + "\n"
+        text = header + "".join(parts)
+        with tempfile.TemporaryDirectory(dir=ctx.stagedir) as scratch:
+            tree = Path(scratch) / "tree"
+            shutil.copytree(snapshot, tree)
+            patch_file = Path(scratch) / "config.patch"
+            patch_file.write_text(text)
+            ctx.run(["patch", "-p1", "--dry-run", "--batch", "-F0", "-i", str(patch_file)], cwd=tree,
+                    what="patch --dry-run of the config patch against the pristine configs")
+        out = ctx.stagedir / "config.patch"
+        fsutil.atomic_write(out, text)
+        ctx.log.info("diff: %d config(s) in the patch", len(parts))
+        return [Artifact(out, "patch", meta={"files": sorted(edited_art.meta["changed"])})]

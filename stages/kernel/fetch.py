@@ -1,0 +1,102 @@
+"""fetch: get the kernel SRPM, check it is a source package, unpack it without root."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import fsutil
+from pipeline.errors import InputError
+from pipeline.stage import Artifact, Context, Stage
+from stages.kernel.rpmpkg import read_package
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class FetchStage(Stage):
+    """Fetch an SRPM (path, file:// or http(s):// URL), check it, install it into the work dir."""
+
+    name = "fetch"
+    summary = "get the kernel SRPM (path or URL, optional sha256 pin) and unpack spec and sources"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        srpm: str
+        sha256: str | None = None
+
+        def __post_init__(self) -> None:
+            if self.sha256 is not None and not _SHA256.match(self.sha256.lower()):
+                raise ValueError(f"sha256: '{self.sha256}' is not 64 hex digits")
+
+    options: Options
+
+    def _local(self, ctx: Context) -> Path | None:
+        url = urllib.parse.urlparse(self.options.srpm)
+        if url.scheme in ("http", "https"):
+            return None
+        if url.scheme == "file":
+            return Path(urllib.parse.unquote(url.path))
+        return ctx.resolve(self.options.srpm)
+
+    def inputs(self, ctx: Context) -> list[Path]:
+        local = self._local(ctx)
+        return [local] if local is not None else []
+
+    def _download(self, ctx: Context) -> Path:
+        name = Path(urllib.parse.urlparse(self.options.srpm).path).name or "download.src.rpm"
+        dest = ctx.stagedir / "download" / name
+        ctx.log.info("fetch: downloading %s", self.options.srpm)
+        try:
+            with urllib.request.urlopen(self.options.srpm, timeout=60) as resp, \
+                    fsutil.atomic_open(dest) as out:
+                shutil.copyfileobj(resp, out, 1 << 20)
+        except OSError as exc:
+            raise InputError(f"{self.options.srpm}: download failed: {exc}") from exc
+        return dest
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        local = self._local(ctx)
+        srpm = local if local is not None else self._download(ctx)
+        if not srpm.exists():
+            raise InputError(f"{srpm}: no such file")
+        if self.options.sha256:
+            digest = hashlib.sha256(srpm.read_bytes()).hexdigest()
+            if digest != self.options.sha256.lower():
+                raise InputError(f"{srpm}: sha256 is {digest}, but the pipeline pins {self.options.sha256}")
+        pkg = read_package(srpm)
+        if not pkg.is_source:
+            raise InputError(f"{srpm}: is a binary package ({pkg.nvr}.{pkg.arch}), expected a source "
+                             "package (.src.rpm)")
+        specs = [f for f in pkg.files if f.endswith(".spec")]
+        if len(specs) != 1:
+            raise InputError(f"{srpm}: source package holds {len(specs)} spec files, expected one")
+        # Unpack into a temp topdir, then put it in place by rename: never half unpacked.
+        pristine = ctx.stagedir / "pristine"
+        tmp = fsutil.fresh_dir(pristine)
+        ctx.run(["rpm", "-i", "--nodeps", "--define", f"_topdir {tmp}", "--define",
+                 f"_sourcedir {tmp}/SOURCES", "--define", f"_specdir {tmp}/SPECS", str(srpm)],
+                what=f"rpm -i {srpm.name}")
+        spec = tmp / "SPECS" / specs[0]
+        if not spec.is_file():
+            raise InputError(f"{srpm}: installing it produced no {specs[0]}")
+        # Kernel specs grep %{_specdir}/<name>.spec: keep that name.
+        if spec.name != f"{pkg.name}.spec":
+            spec.rename(spec.with_name(f"{pkg.name}.spec"))
+        (tmp / "SOURCES").mkdir(exist_ok=True)
+        fsutil.commit_dir(tmp, pristine)
+        version = ctx.run(["rpm", "--version"]).stdout.strip()
+        ctx.record_tool("rpm", version)
+        meta = {"name": pkg.name, "version": pkg.version, "release": pkg.release,
+                "changelog_time": pkg.changelog_time}
+        ctx.log.info("fetch: %s is %s, source package", srpm.name, pkg.nvr)
+        return [
+            Artifact(srpm.absolute(), "source-srpm", meta=meta),
+            Artifact(pristine / "SPECS" / f"{pkg.name}.spec", "spec", meta=meta),
+            Artifact(pristine / "SOURCES", "sources", meta=meta),
+        ]

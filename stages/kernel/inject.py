@@ -1,0 +1,176 @@
+"""inject: declare the config patch in the spec and apply it after the last patch.
+
+Kernel specs refuse a patch that is not listed as `^PatchN: <file>$` in
+%{_specdir}/<name>.spec, so the tag has exactly that shape and the spec keeps
+its path and name. Running the edit twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+
+from specfile.specfile import Specfile
+
+from pipeline import fsutil
+from pipeline.errors import ConfigError, InputError
+from pipeline.stage import Artifact, Context, Stage
+from stages.kernel import topdir
+from stages.kernel.config import requested
+from stages.kernel.spectext import find_prep_point
+
+_BUILDID_USE = re.compile(r"%\{\??buildid\}")
+_BUILDID_DEF = re.compile(r"^%(define|global)\s+buildid\s+(\S+)\s*$", re.M)
+_BUILDID_COMMENTED = re.compile(r"^#\s*%\s*(define|global)\s+buildid\b.*$", re.M)
+_PATCH_TAG = re.compile(r"^Patch(\d+)\s*:\s*(\S+)\s*$", re.M | re.I)
+_RELEASE = re.compile(r"^(Release\s*:\s*)(\S.*?)\s*$", re.M | re.I)
+
+
+@dataclass(frozen=True)
+class Injection:
+    """What to add to the spec."""
+
+    patch: str
+    changelog: str
+    buildid: str
+    packager: str
+    when: datetime.date
+    evr: str
+    number: int | None = None
+
+
+def _patch_tag(spec: Specfile, text: str, patch: str, number: int | None, where: str) -> tuple[str, int]:
+    existing = {m.group(2): int(m.group(1)) for m in _PATCH_TAG.finditer(text)}
+    if patch in existing:
+        return text, existing[patch]
+    with spec.patches() as patches:
+        highest = max((p.number for p in patches), default=-1)
+        if number is None:
+            number = highest + 1  # above every existing one, 1000000 after Patch999999
+        elif number <= highest:
+            raise ConfigError(f"{where}: patch number {number} is not above the highest, {highest}")
+        patches.insert_numbered(number, patch)
+    new = str(spec)
+    # Whatever alignment the library chose, ApplyPatch greps for exactly "PatchN: file".
+    new = re.sub(rf"^Patch{number}\s*:\s*{re.escape(patch)}\s*$", f"Patch{number}: {patch}", new,
+                 count=1, flags=re.M)
+    return new, number
+
+
+def _apply_line(text: str, patch: str, number: int, where: str) -> str:
+    lines = text.splitlines()
+    point = find_prep_point(lines, where)
+    for ln in lines[point.prep_start:point.prep_end]:
+        if re.match(rf"^\s*(ApplyPatch|ApplyOptionalPatch)\s+{re.escape(patch)}\b", ln) or \
+                re.match(rf"^\s*%patch\s+-P\s*{number}\b", ln):
+            return text
+    line = f"%patch -P {number} -p1" if point.command == "%patch" else f"{point.command} {patch}"
+    at = point.after_last_apply + 1
+    return "\n".join(lines[:at] + [line] + lines[at:]) + "\n"
+
+
+def _mark_release(text: str, buildid: str, where: str) -> str:
+    if _BUILDID_USE.search(text):
+        if m := _BUILDID_DEF.search(text):
+            if m.group(2) == buildid:
+                return text
+            return text[:m.start()] + f"%define buildid {buildid}" + text[m.end():]
+        line = f"%define buildid {buildid}\n"
+        if m := _BUILDID_COMMENTED.search(text):
+            return text[:m.end() + 1] + line + text[m.end() + 1:]
+        return line + text
+    m = _RELEASE.search(text)
+    if m is None:
+        raise InputError(f"{where}: no Release tag to mark the rebuild in")
+    value = m.group(2)
+    if buildid in value:
+        return text
+    value = value.replace("%{?dist}", f"{buildid}%{{?dist}}", 1) if "%{?dist}" in value else value + buildid
+    return text[:m.start()] + m.group(1) + value + text[m.end():]
+
+
+def _changelog(spec: Specfile, inj: Injection) -> str:
+    text = str(spec)
+    first = f"- {inj.changelog.splitlines()[0]}"
+    after = text.split("%changelog", 1)[1] if "%changelog" in text else ""
+    top = [ln for ln in after.splitlines() if ln.strip()][:2]
+    if len(top) == 2 and top[1].strip() == first:
+        return text
+    author, _, email = inj.packager.partition("<")
+    spec.add_changelog_entry([f"- {ln}" for ln in inj.changelog.splitlines()], author=author.strip(),
+                             email=email.rstrip(">").strip() or None, timestamp=inj.when, evr=inj.evr)
+    return str(spec)
+
+
+def inject_text(text: str, inj: Injection, sourcedir: str, where: str) -> tuple[str, int]:
+    """The spec text with the patch declared, applied, the release marked and a changelog entry."""
+    spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
+    text, number = _patch_tag(spec, text, inj.patch, inj.number, where)
+    text = _apply_line(text, inj.patch, number, where)
+    text = _mark_release(text, inj.buildid, where)
+    spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
+    return _changelog(spec, inj), number
+
+
+def default_patch_name(version: str) -> str:
+    """linux-2.6-config-respin.patch for 2.6.27.5, linux-6.1-config-respin.patch for 6.1.0."""
+    return f"linux-{'.'.join(version.split('.')[:2])}-config-respin.patch"
+
+
+def source_date(ctx: Context) -> int:
+    """SOURCE_DATE_EPOCH: [pipeline], else the environment, else the SRPM's newest changelog."""
+    import os
+
+    setting = ctx.settings.get("source_date_epoch")
+    if setting is not None:
+        return int(setting)
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    when = ctx.artifact("source-srpm").meta.get("changelog_time")
+    return int(when) if when else 0
+
+
+class InjectStage(Stage):
+    """Add the PatchN tag, the ApplyPatch line, the release mark and a changelog entry."""
+
+    name = "inject"
+    summary = "declare and apply the config patch in the spec; mark the release; add a changelog entry"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        patch: str | None = None  # default derived from the package: linux-X.Y-config-respin.patch
+        number: int | None = None  # default: above every existing PatchN
+        buildid: str = ".respin"
+        packager: str = "respin <respin@localhost>"
+
+        def __post_init__(self) -> None:
+            if self.patch is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", self.patch):
+                raise ValueError(f"patch: '{self.patch}' is not a plain file name")
+            if not re.fullmatch(r"\.[A-Za-z0-9._+~]+", self.buildid):
+                raise ValueError(f"buildid: '{self.buildid}' must start with '.' and hold only "
+                                 "letters, digits and . _ + ~")
+
+    options: Options
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        spec_path = topdir.lay_out(ctx)
+        fetched = ctx.artifact("source-srpm").meta
+        patch_name = self.options.patch or default_patch_name(fetched["version"])
+        patch = ctx.artifact("patch").path
+        dest = ctx.topdir / "SOURCES" / patch_name
+        fsutil.atomic_copy(patch, dest)
+        reqs = requested(ctx)
+        summary = ", ".join(r.line().lstrip("# ") for r in reqs)
+        when = datetime.datetime.fromtimestamp(source_date(ctx), datetime.UTC).date()
+        inj = Injection(
+            patch=patch_name, changelog=f"Add {patch_name} ({summary})", buildid=self.options.buildid,
+            packager=self.options.packager, when=when,
+            evr=f"{fetched['version']}-{fetched['release']}{self.options.buildid}",
+            number=self.options.number)
+        text, number = inject_text(spec_path.read_text(), inj, str(ctx.topdir / "SOURCES"), spec_path.name)
+        fsutil.atomic_write(spec_path, text)
+        ctx.log.info("inject: Patch%d: %s applied after the last patch in %%prep", number, patch_name)
+        meta = {"patch": patch_name, "number": number, "buildid": self.options.buildid}
+        return [Artifact(spec_path, "spec", meta=meta), Artifact(dest, "patch", meta=meta)]

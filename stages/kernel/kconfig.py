@@ -1,0 +1,110 @@
+"""Kernel .config files: parse, validate requested values, edit in place of the old line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pipeline.errors import ConfigError
+
+NAME = re.compile(r"^CONFIG_[A-Za-z0-9_]+$")
+_SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
+_UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
+_NUMBER = re.compile(r"^(-?[0-9]+|0x[0-9a-fA-F]+)$")
+
+UNSET = None  # the value of a symbol that is "not set"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One requested value: `value` None means "# CONFIG_X is not set"."""
+
+    name: str
+    value: str | None
+
+    def line(self) -> str:
+        return f"# {self.name} is not set" if self.value is None else f"{self.name}={self.value}"
+
+
+def parse(text: str) -> dict[str, str | None]:
+    """Symbol -> value ("y", "m", "1000", '"str"') or None when not set. Later lines win."""
+    values: dict[str, str | None] = {}
+    for line in text.splitlines():
+        if m := _SET.match(line):
+            values[m.group(1)] = m.group(2)
+        elif m := _UNSET.match(line):
+            values[m.group(1)] = None
+    return values
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def normalize(name: str, value: object, existing: str | None, where: str) -> Request:
+    """Turn a pipeline-file value into .config syntax, refusing what .config cannot hold.
+
+    y/m/n and true/false are tristates; integers and hex stay numbers; any
+    other string is a quoted string. When the symbol already has a value, its
+    kind decides ("1000" for a number symbol stays a number). A value that
+    starts with a double quote is taken as an already quoted string.
+    """
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ConfigError(f"{where}: '{name}' is not a kernel config symbol (expected CONFIG_[A-Z0-9_]+)")
+    if isinstance(value, bool):
+        return Request(name, "y" if value else UNSET)
+    if isinstance(value, int):
+        return Request(name, str(value))
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {name}: value must be a string, integer or boolean, got {value!r}")
+    if any(c in value for c in "\n\r\0"):
+        raise ConfigError(f"{where}: {name}: value contains a line break or NUL")
+    if value == "n":
+        return Request(name, UNSET)
+    if value in ("y", "m"):
+        return Request(name, value)
+    if value.startswith('"'):
+        if not re.fullmatch(r'"(?:[^"\\]|\\.)*"', value):
+            raise ConfigError(f"{where}: {name}: malformed quoted string {value!r}")
+        return Request(name, value)
+    existing_is_string = existing is not None and existing.startswith('"')
+    if _NUMBER.match(value) and not existing_is_string:
+        return Request(name, value)
+    return Request(name, _quote(value))
+
+
+def requests(set_: Mapping[str, object], unset: Sequence[str], current: Mapping[str, str | None],
+             where: str) -> list[Request]:
+    """Validate `[config] set` and `unset` into requests, in a stable order."""
+    out: dict[str, Request] = {}
+    for name, value in set_.items():
+        out[name] = normalize(name, value, current.get(name), f"{where} set")
+    for name in unset:
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ConfigError(f"{where} unset: '{name}' is not a kernel config symbol "
+                              "(expected CONFIG_[A-Z0-9_]+)")
+        if name in out:
+            raise ConfigError(f"{where}: {name} is both set and unset")
+        out[name] = Request(name, UNSET)
+    return [out[k] for k in sorted(out)]
+
+
+def apply(text: str, reqs: Sequence[Request]) -> str:
+    """Rewrite each requested symbol's line where it stands; append symbols not present."""
+    wanted = {r.name: r for r in reqs}
+    seen: set[str] = set()
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = _SET.match(line) or _UNSET.match(line)
+        if m and m.group(1) in wanted:
+            lines[i] = wanted[m.group(1)].line()
+            seen.add(m.group(1))
+    lines.extend(r.line() for r in reqs if r.name not in seen)
+    return "\n".join(lines) + "\n"
+
+
+def mismatches(text: str, reqs: Sequence[Request]) -> list[tuple[Request, str | None]]:
+    """Requests whose value is not what `text` holds: (request, value found)."""
+    values = parse(text)
+    return [(r, values.get(r.name)) for r in reqs if values.get(r.name) != r.value]

@@ -1,0 +1,90 @@
+"""Reading a kernel spec's %prep as text: where patches are applied, where to add lines.
+
+specfile gives us %prep as a list of raw lines; ApplyPatch calls are opaque
+text to it, so finding "after the last patch application" is done here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pipeline.errors import InputError
+
+# A line that applies a patch. `ApplyPatch()` (the function's definition) is not one.
+_APPLY = re.compile(
+    r"^\s*(ApplyPatch|ApplyOptionalPatch)\s+\S"
+    r"|^\s*%(patch\d*|autopatch)\b"
+    r"|^\s*%\{?(patch|autopatch)\b"
+)
+_END_MARKER = re.compile(r"^\s*#\s*END OF PATCH APPLICATIONS\b")
+_IF = re.compile(r"^\s*%if(arch|narch|os|nos)?\b")
+_ENDIF = re.compile(r"^\s*%endif\b")
+_SECTION = re.compile(
+    r"^%(prep|build|install|check|clean|files|changelog|description|package|pre|post|preun|postun"
+    r"|pretrans|posttrans|triggerin|triggerun|triggerpostun|verifyscript|generate_buildrequires"
+    r"|conf)\b"
+)
+
+
+@dataclass(frozen=True)
+class PrepPoint:
+    """Where, in the spec's lines, patch application ends.
+
+    `after_last_apply` is the index after which a new ApplyPatch line goes
+    (outside any conditional the last one sits in); `hook_at` is the index
+    after which prep may be stopped (the END marker if present, else the same).
+    """
+
+    prep_start: int
+    prep_end: int
+    last_apply: int
+    after_last_apply: int
+    hook_at: int
+    command: str  # ApplyPatch | ApplyOptionalPatch | %patch
+
+
+def prep_bounds(lines: list[str], where: str) -> tuple[int, int]:
+    """Index of the `%prep` line and of the line that starts the next section."""
+    start = next((i for i, ln in enumerate(lines) if re.match(r"^%prep\b", ln)), None)
+    if start is None:
+        raise InputError(f"{where}: no %prep section")
+    end = next((i for i in range(start + 1, len(lines)) if _SECTION.match(lines[i])), len(lines))
+    return start, end
+
+
+def _close_conditionals(lines: list[str], start: int, index: int, end: int) -> int:
+    """Move `index` forward past the %endif of every conditional open at `index`."""
+    depth = 0
+    for ln in lines[start + 1:index + 1]:
+        if _IF.match(ln):
+            depth += 1
+        elif _ENDIF.match(ln):
+            depth -= 1
+    i = index
+    while depth > 0 and i + 1 < end:
+        i += 1
+        if _IF.match(lines[i]):
+            depth += 1
+        elif _ENDIF.match(lines[i]):
+            depth -= 1
+    return i
+
+
+def find_prep_point(lines: list[str], where: str) -> PrepPoint:
+    """Find the end of patch application in %prep, or say clearly that there is none."""
+    start, end = prep_bounds(lines, where)
+    applies = [i for i in range(start + 1, end) if _APPLY.match(lines[i])]
+    if not applies:
+        raise InputError(f"{where}: %prep applies no patch (no ApplyPatch, ApplyOptionalPatch, "
+                         "%patch or %autopatch line): cannot place the config patch")
+    last = applies[-1]
+    after = _close_conditionals(lines, start, last, end)
+    marker = next((i for i in range(last, end) if _END_MARKER.match(lines[i])), None)
+    hook_at = marker if marker is not None else after
+    text = lines[last].strip()
+    command = ("ApplyOptionalPatch" if text.startswith("ApplyOptionalPatch") else
+               "ApplyPatch" if text.startswith("ApplyPatch") else "%patch")
+    if command == "%patch" and any(re.match(r"^\s*ApplyPatch\(\)", ln) for ln in lines[start:end]):
+        command = "ApplyPatch"
+    return PrepPoint(start, end, last, after, hook_at, command)

@@ -1,0 +1,76 @@
+"""verify: open what was built and fail unless every requested value is in it."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from pipeline import fsutil
+from pipeline.errors import VerifyError
+from pipeline.stage import Artifact, Context, Stage
+from stages.kernel import kconfig
+from stages.kernel.config import requested
+from stages.kernel.rpmpkg import payload_files, read_package
+
+_BOOT_CONFIG = re.compile(r"^\.?/boot/config-")
+
+
+def flavour(name: str) -> str:
+    """kernel -> base, kernel-PAE -> PAE, kernel-debug -> debug."""
+    return "base" if name == "kernel" else name.removeprefix("kernel-")
+
+
+class VerifyStage(Stage):
+    """Check /boot/config-* in every built kernel package, and the patch in the built SRPM."""
+
+    name = "verify"
+    summary = "check every requested value in /boot/config-* of the built kernel packages"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        reqs = requested(ctx)
+        inj = ctx.artifact("spec").meta
+        report: dict[str, object] = {"requests": {r.name: r.value for r in reqs}, "packages": []}
+        packages: list[dict[str, object]] = []
+        kernels = 0
+        for art in ctx.artifacts("rpm") + ctx.artifacts("srpm"):
+            pkg = read_package(art.path)
+            entry: dict[str, object] = {"file": art.path.name, "nvr": pkg.nvr}
+            if pkg.is_source:
+                patch = inj.get("patch")
+                if patch not in pkg.files:
+                    raise VerifyError(f"{art.path.name}: the source package lacks {patch}")
+                entry["patch"] = patch
+            else:
+                configs = dict(payload_files(art.path, _BOOT_CONFIG))
+                if not configs:
+                    packages.append(entry)
+                    continue
+                kernels += 1
+                entry["flavour"] = flavour(pkg.name)
+                for name, content in sorted(configs.items()):
+                    bad = kconfig.mismatches(content.decode(errors="replace"), reqs)
+                    if bad:
+                        req, found = bad[0]
+                        got = "not set" if found is None else found
+                        want = "not set" if req.value is None else req.value
+                        raise VerifyError(
+                            f"{art.path.name}: {name.lstrip('.')} has {req.name} {got}, requested "
+                            f"{want} (oldconfig dropped it: check what {req.name} depends on)")
+                entry["configs"] = sorted(n.lstrip(".") for n in configs)
+            packages.append(entry)
+        if kernels == 0 and not ctx.artifacts("srpm"):
+            raise VerifyError("the build produced no kernel package with a /boot/config-* file")
+        flavours = sorted(str(p["flavour"]) for p in packages if "flavour" in p)
+        report["packages"] = packages
+        report["flavours"] = flavours
+        out = ctx.stagedir / "report.json"
+        fsutil.atomic_write(out, json.dumps(report, indent=1, sort_keys=True) + "\n")
+        ctx.log.info("verify: %d requested value(s) present; flavours built: %s", len(reqs),
+                     ", ".join(flavours) or "none (source only)")
+        return [Artifact(out, "report", meta={"flavours": flavours})]
