@@ -1,0 +1,207 @@
+"""Staging rendered files into an image root, idempotently and without clobbering.
+
+respin records what it wrote in `<root>/var/lib/respin/network.json`: each
+path with the sha256 and mode it had when written. On the next staging a
+file is replaced only if it is respin's and unchanged since; a file respin
+did not write, or one changed by hand since, is refused in one line unless
+forced. Files respin wrote before but no longer renders are removed (when
+unchanged). Every check runs before anything is written, so a refusal
+leaves the root as it was; a file whose bytes and mode already match is not
+touched, so staging twice changes nothing.
+
+The state lives in the root, beside what it describes, so it travels with
+the image root it is true of.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from hashlib import sha256
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline import fsutil
+from pipeline.errors import InputError
+from stages.network import rt_tables
+from stages.network.files import Files, check_relative
+
+log = logging.getLogger("respin.network")
+
+STATE_PATH = "var/lib/respin/network.json"
+_STATE_FORMAT = 1
+
+Action = Literal["write", "unchanged", "remove"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What staging did (or would do) to one path."""
+
+    path: str
+    action: Action
+
+
+def _digest(data: bytes) -> str:
+    return sha256(data).hexdigest()
+
+
+def _load_state(root: Path) -> dict[str, Any]:
+    path = root / STATE_PATH
+    if not path.exists():
+        return {"format": _STATE_FORMAT, "files": {}, "merged": []}
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("format") != _STATE_FORMAT \
+                or not isinstance(data.get("files"), dict) or not isinstance(data.get("merged"), list):
+            raise ValueError("unexpected shape")
+        return data
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: respin's staging record is unreadable ({exc}); "
+                         "remove it to start over") from exc
+
+
+def _check_no_symlinks(root: Path, rel: str) -> None:
+    """Refuse to write through a symlinked directory: an absolute link would leave the root."""
+    current = root
+    for part in Path(rel).parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise InputError(f"{current}: is a symlink; refusing to stage {rel} through it")
+        if current.exists() and not current.is_dir():
+            raise InputError(f"{current}: is not a directory; cannot stage {rel}")
+
+
+def _read(path: Path) -> tuple[bytes, int] | None:
+    """Content and mode of a regular file, None if absent; anything else is refused."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return (b"\0not a regular file", -1)
+    return path.read_bytes(), stat.S_IMODE(st.st_mode)
+
+
+def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozenset(),
+                    force: bool = False) -> list[Change]:
+    """Put `files` into the image root `root`; return what changed, sorted by path.
+
+    Paths in `merged` are edits of the image's own file that keep its content
+    (rt_tables in merge mode), so they may replace a file respin did not write.
+    With `force`, foreign or hand-changed files are replaced too.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: image root is not a directory")
+    state = _load_state(root)
+    owned: Mapping[str, Mapping[str, Any]] = state["files"]
+    was_merged = {str(p) for p in state["merged"]}
+
+    writes: dict[str, tuple[bytes, int]] = {}
+    removes: list[str] = []
+    conflicts: list[str] = []
+    new_owned: dict[str, dict[str, Any]] = {}
+    changes: list[Change] = []
+
+    for raw_rel, (data, mode) in sorted(files.items()):
+        rel = check_relative(raw_rel)
+        _check_no_symlinks(root, rel)
+        target = root / rel
+        current = _read(target)
+        if rel in merged:
+            if current is not None and current[1] >= 0:
+                mode = current[1]  # an edit keeps the image's own mode
+        else:
+            new_owned[rel] = {"sha256": _digest(data), "mode": f"{mode:04o}"}
+        if current == (data, mode):
+            changes.append(Change(rel, "unchanged"))
+            continue
+        if current is not None and rel not in merged:
+            ours = rel in owned and owned[rel].get("sha256") == _digest(current[0]) and current[1] >= 0
+            if not ours:
+                why = ("was changed since respin wrote it" if rel in owned
+                       else "exists and was not written by respin")
+                conflicts.append(f"{target}: {why}")
+        writes[rel] = (data, mode)
+        changes.append(Change(rel, "write"))
+
+    for rel in sorted(set(owned) - set(new_owned)):
+        _check_no_symlinks(root, rel)
+        current = _read(root / rel)
+        if current is None:
+            continue
+        if owned[rel].get("sha256") != _digest(current[0]) or current[1] < 0:
+            conflicts.append(f"{root / rel}: was changed since respin wrote it, and is no longer rendered")
+        removes.append(rel)
+        changes.append(Change(rel, "remove"))
+
+    # A file respin merged into before but no longer does gets its block taken out.
+    for rel in sorted(was_merged - merged):
+        current = _read(root / rel)
+        if current is None or current[1] < 0:
+            continue
+        stripped = rt_tables.strip_block(current[0].decode(errors="surrogateescape"))
+        data = stripped.encode(errors="surrogateescape")
+        if data != current[0]:
+            writes[rel] = (data, current[1])
+            changes.append(Change(rel, "write"))
+
+    if conflicts and not force:
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        raise InputError(f"{conflicts[0]}; refusing to overwrite it (force to replace){more}")
+
+    for rel, (data, mode) in sorted(writes.items()):
+        target = root / rel
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            # Only reached with force: replace the link or node itself, never its target.
+            if target.is_dir():
+                raise InputError(f"{target}: is a directory; cannot stage a file there")
+            target.unlink()
+        fsutil.atomic_write(target, data, mode)
+        log.debug("wrote %s", target)
+    for rel in removes:
+        (root / rel).unlink()
+        log.debug("removed %s", root / rel)
+
+    new_state = {"format": _STATE_FORMAT, "files": dict(sorted(new_owned.items())),
+                 "merged": sorted(merged)}
+    state_bytes = (json.dumps(new_state, indent=1, sort_keys=True) + "\n").encode()
+    state_path = root / STATE_PATH
+    if _read(state_path) != (state_bytes, 0o644):
+        _check_no_symlinks(root, STATE_PATH)
+        fsutil.atomic_write(state_path, state_bytes, 0o644)
+    return sorted(changes, key=lambda c: c.path)
+
+
+def read_merge_base(root: Path) -> tuple[str | None, str]:
+    """The rt_tables text a merge starts from, and the path to name in messages.
+
+    The image's `etc/iproute2/rt_tables` if it has one, else the vendor copy
+    under `usr/share/iproute2` (iproute2 >= 6.5), else None (stock entries).
+    """
+    for rel in (rt_tables.RT_TABLES, rt_tables.RT_TABLES_VENDOR):
+        path = Path(root) / rel
+        if path.is_file():
+            return path.read_text(errors="surrogateescape"), str(path)
+    return None, str(Path(root) / rt_tables.RT_TABLES)
+
+
+def write_tree(files: Files, dest: Path) -> None:
+    """Write `files` into a fresh directory `dest` (replaced as a whole, by rename)."""
+    tmp = fsutil.fresh_dir(dest)
+    try:
+        for raw_rel, (data, mode) in sorted(files.items()):
+            fsutil.atomic_write(tmp / check_relative(raw_rel), data, mode)
+        # Directories get a fixed mode so the tree (and what packs it) is reproducible.
+        for dirpath, _dirs, _files in os.walk(tmp):
+            os.chmod(dirpath, 0o755)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsutil.commit_dir(tmp, dest)

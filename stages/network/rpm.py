@@ -1,0 +1,144 @@
+"""A small noarch RPM that installs the rendered files, built reproducibly with rpmbuild.
+
+The spec is generated; the files go in as one tree under SOURCES and the
+`%files` list names exactly the rendered paths, so the payload holds those
+and nothing else (no directories the system already owns). Same input, same
+bytes: build time and file mtimes come from SOURCE_DATE_EPOCH, the build
+host is fixed, the payload compressor is fixed, and rpmbuild runs in a
+private topdir with HOME pointed there so no ~/.rpmmacros leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import fsutil
+from pipeline.errors import CommandError, ConfigError
+from pipeline.run import run
+from stages.network.files import Files, check_relative
+from stages.network.root import write_tree
+
+BUILDHOST = "respin.invalid"
+# 1980-01-01, the zip epoch: used when neither the pipeline nor the environment sets one.
+DEFAULT_SOURCE_DATE_EPOCH = 315532800
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_VERSION = re.compile(r"[A-Za-z0-9._+~^]+")
+
+
+@dataclass(frozen=True)
+class RpmOptions:
+    """The `rpm = { ... }` table of the network stage."""
+
+    name: str
+    version: str
+    release: str = "1"
+    summary: str = "Policy-routing network configuration"
+    license: str = "MIT"
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(f"rpm.name '{self.name}' is not a valid package name")
+        for key, value in (("version", self.version), ("release", self.release)):
+            if not _VERSION.fullmatch(value):
+                raise ValueError(f"rpm.{key} '{value}' is not valid (no '-' or spaces)")
+        for key, value in (("summary", self.summary), ("license", self.license)):
+            if not value.strip() or "\n" in value:
+                raise ValueError(f"rpm.{key} must be one non-empty line")
+
+    @property
+    def filename(self) -> str:
+        """The file name rpmbuild gives the package."""
+        return f"{self.name}-{self.version}-{self.release}.noarch.rpm"
+
+
+def _macro_safe(text: str) -> str:
+    # '%' starts a macro in a spec file; a literal one is written '%%'.
+    return text.replace("%", "%%")
+
+
+def spec_text(opts: RpmOptions, files: Files, description: str) -> str:
+    """The spec file that packages `files` (paths relative to /)."""
+    lines = [
+        f"Name: {opts.name}",
+        f"Version: {opts.version}",
+        f"Release: {opts.release}",
+        f"Summary: {_macro_safe(opts.summary)}",
+        f"License: {_macro_safe(opts.license)}",
+        "BuildArch: noarch",
+        "",
+        "%description",
+        _macro_safe(description),
+        "",
+        "%prep",
+        "",
+        "%build",
+        "",
+        "%install",
+        "cp -pR %{_sourcedir}/root/. %{buildroot}/",
+        "",
+        "%files",
+    ]
+    for rel, (_data, mode) in sorted(files.items()):
+        path = "/" + check_relative(rel)
+        if any(c in path for c in " \t%*?[]{}\"'\\"):
+            raise ConfigError(f"{path}: cannot be listed in a spec %files section")
+        # Edited configuration survives upgrades (the new one lands as .rpmnew).
+        lines.append(f"%attr({mode:04o},root,root) %config(noreplace) {path}")
+    return "\n".join(lines) + "\n"
+
+
+def source_date_epoch(configured: int | None = None) -> int:
+    """The pipeline's value, else $SOURCE_DATE_EPOCH, else a fixed default."""
+    if configured is not None:
+        return configured
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env is not None:
+        try:
+            return int(env)
+        except ValueError as exc:
+            raise ConfigError(f"SOURCE_DATE_EPOCH={env!r} is not an integer") from exc
+    return DEFAULT_SOURCE_DATE_EPOCH
+
+
+def build_rpm(files: Files, opts: RpmOptions, dest_dir: Path, *, description: str,
+              epoch: int | None = None, log_file: Path | None = None,
+              run_cmd: Callable[..., Any] = run) -> Path:
+    """Build the noarch RPM holding `files` and put it in `dest_dir`; return its path."""
+    sde = source_date_epoch(epoch)
+    with tempfile.TemporaryDirectory(prefix="respin-netrpm-") as tmp:
+        topdir = Path(tmp)
+        write_tree(files, topdir / "SOURCES" / "root")
+        spec = topdir / "SPECS" / f"{opts.name}.spec"
+        fsutil.atomic_write(spec, spec_text(opts, files, description))
+        defines = {
+            "_topdir": str(topdir),
+            "_buildhost": BUILDHOST,
+            "use_source_date_epoch_as_buildtime": "1",
+            "clamp_mtime_to_source_date_epoch": "1",
+            "_source_date_epoch_from_changelog": "0",
+            "_binary_payload": "w9.gzdio",
+            "_build_id_links": "none",
+            "debug_package": "%{nil}",
+            # The brp scripts compress and strip; nothing here should change.
+            "__os_install_post": "%{nil}",
+        }
+        argv: list[str] = ["rpmbuild", "-bb", "--quiet"]
+        for key, value in defines.items():
+            argv += ["--define", f"{key} {value}"]
+        argv.append(str(spec))
+        run_cmd(argv, env={"SOURCE_DATE_EPOCH": str(sde), "HOME": str(topdir)}, log_file=log_file,
+            what=f"rpmbuild of {opts.filename}")
+        built = topdir / "RPMS" / "noarch" / opts.filename
+        if not built.is_file():
+            raise CommandError(f"rpmbuild did not produce {opts.filename} (check rpm.name/version)")
+        target = Path(dest_dir) / opts.filename
+        fsutil.atomic_copy(built, target)
+        os.chmod(target, 0o644)
+        return target

@@ -1,0 +1,126 @@
+"""The `network` stage: render the model and stage the files.
+
+Its `[network]` table holds the model (device, address, gateway,
+`[[network.alias]]`) and where the files go:
+
+- always: a `netfiles` directory in the stage dir, paths relative to an
+  image root, for the initrd stages to add to an initrd;
+- `root = "DIR"`: staged into that image root (see stages.network.root);
+- `rpm = { name = "...", version = "..." }`: a noarch RPM that installs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline.errors import ConfigError
+from pipeline.options import parse_options
+from pipeline.stage import Artifact, Context, Stage
+from stages.network import rt_tables
+from stages.network.files import Files
+from stages.network.model import NetworkModel, parse_model
+from stages.network.render import Backend, render
+from stages.network.root import STATE_PATH, read_merge_base, stage_into_root, write_tree
+from stages.network.rpm import RpmOptions, build_rpm
+
+NETFILES_DIR = "netfiles"
+
+
+def render_for_root(model: NetworkModel, backend: Backend, rt_tables_mode: Literal["d", "merge"],
+                    root: Path | None) -> tuple[Files, frozenset[str]]:
+    """Render, reading the image's rt_tables when merging; also return the merged paths."""
+    if rt_tables_mode == "merge" and backend == "initscripts":
+        if root is None:
+            raise ConfigError(f"{model.source}: rt_tables: 'merge' needs an image root to merge into")
+        base, source = read_merge_base(root)
+        files = render(model, backend, rt_tables_mode="merge", rt_tables_base=base,
+                       rt_tables_source=source)
+        merged = frozenset({rt_tables.RT_TABLES}) & frozenset(files)
+        return files, merged
+    return render(model, backend), frozenset()
+
+
+class NetworkStage(Stage):
+    """Render policy-routing files for a second gateway and stage them."""
+
+    name = "network"
+    summary = "render policy-routing files (two gateways on one host) and stage them"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        device: str
+        address: str
+        gateway: str
+        alias: tuple[dict[str, Any], ...] = ()
+        root: str | None = None
+        backend: Backend = "initscripts"
+        rt_tables: Literal["d", "merge"] = "d"
+        force: bool = False
+        rpm: RpmOptions | None = None
+
+    def __init__(self, options: Any, where: str = "[network]") -> None:
+        super().__init__(options)
+        opts: NetworkStage.Options = options
+        table = {"device": opts.device, "address": opts.address, "gateway": opts.gateway,
+                 "alias": [dict(a) for a in opts.alias]}
+        self.model = parse_model(table, where, prefix="")
+        if opts.rpm is not None and opts.rt_tables == "merge":
+            raise ConfigError(f"{where}: rt_tables: 'merge' cannot go into an RPM (rt_tables belongs "
+                              "to the iproute package); use the default 'd'")
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], where: str) -> Stage:
+        """Check the model first (its errors name nested keys), then the staging keys."""
+        parse_model(table, where, prefix="")
+        return cls(parse_options(cls.Options, table, where), where)
+
+    def options_json(self) -> dict[str, Any]:
+        """The normalised model plus the staging keys."""
+        opts: NetworkStage.Options = self.options
+        data = self.model.to_json()
+        data.update({k: v for k, v in dataclasses.asdict(opts).items()
+                     if k not in ("device", "address", "gateway", "alias")})
+        return data
+
+    def _root(self, ctx: Context) -> Path | None:
+        opts: NetworkStage.Options = self.options
+        return ctx.resolve(opts.root) if opts.root is not None else None
+
+    def inputs(self, ctx: Context) -> Sequence[Path]:
+        """A merge depends on the image's rt_tables."""
+        opts: NetworkStage.Options = self.options
+        root = self._root(ctx)
+        if opts.rt_tables == "merge" and root is not None:
+            return [p for p in (root / rt_tables.RT_TABLES, root / rt_tables.RT_TABLES_VENDOR)
+                    if p.is_file()][:1]
+        return ()
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        """Render once; write the netfiles tree, then the root and the RPM if asked for."""
+        opts: NetworkStage.Options = self.options
+        root = self._root(ctx)
+        files, merged = render_for_root(self.model, opts.backend, opts.rt_tables, root)
+        paths = sorted(files)
+        netfiles = ctx.stagedir / NETFILES_DIR
+        write_tree(files, netfiles)
+        out = [Artifact(netfiles, "netfiles", meta={"backend": opts.backend, "files": paths})]
+        if root is not None:
+            changes = stage_into_root(files, root, merged=merged, force=opts.force)
+            for change in changes:
+                if change.action != "unchanged":
+                    ctx.log.info("%s %s", change.action, change.path)
+            out.append(Artifact(root / STATE_PATH, "netstate", meta={"root": str(root)}))
+        if opts.rpm is not None:
+            description = (f"Policy-routing configuration for {self.model.device} "
+                           f"({opts.backend} files), rendered by respin.")
+            epoch = ctx.settings.get("source_date_epoch")
+            rpm_path = build_rpm(files, opts.rpm, ctx.stagedir, description=description,
+                                 epoch=int(epoch) if epoch is not None else None,
+                                 log_file=ctx.logdir / "network-rpm.log", run_cmd=ctx.run)
+            out.append(Artifact(rpm_path, "rpm", meta={"files": paths}))
+        return out
