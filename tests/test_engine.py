@@ -1,0 +1,135 @@
+"""The engine on the example plugin's stages: fingerprints, selection, errors, manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_one_line_error, respin
+from pipeline.config import load
+from pipeline.errors import ConfigError, LockedError, UsageError
+from pipeline.runner import Runner
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def pfile(tmp_path: Path) -> Path:
+    write(tmp_path / "in.txt", "from a file\n")
+    return write(tmp_path / "p.toml", '[example-write]\nsource = "in.txt"\n')
+
+
+def test_plugin_stage_is_listed_with_its_distribution() -> None:
+    out = respin("stages").stdout
+    assert "example-write" in out and "[respin-example-plugin]" in out
+    assert "fetch" in out and "verify" in out
+
+
+def test_default_template_is_chosen_from_the_sections(pfile: Path) -> None:
+    pf = load(pfile)
+    assert [s.name for s in pf.stages] == ["example-write", "example-upper"]
+
+
+def test_run_then_nothing_to_do(pfile: Path) -> None:
+    first = Runner(load(pfile)).run()
+    assert first.ran == ["example-write", "example-upper"]
+    upper = pfile.parent / "_respin/stages/example-upper/upper.txt"
+    assert upper.read_text() == "FROM A FILE\n"
+    second = Runner(load(pfile)).run()
+    assert second.ran == []
+
+
+def test_input_change_reruns_from_that_stage(pfile: Path) -> None:
+    Runner(load(pfile)).run()
+    write(pfile.parent / "in.txt", "changed\n")
+    plans = Runner(load(pfile)).plan()
+    assert plans[0].reason == "inputs changed"
+    assert Runner(load(pfile)).run().ran == ["example-write", "example-upper"]
+
+
+def test_same_output_does_not_rerun_later_stages(pfile: Path) -> None:
+    Runner(load(pfile)).run()
+    # Forcing the first stage rewrites identical bytes: the next stage stays up to date.
+    result = Runner(load(pfile)).run(only=["example-write"], force=True)
+    assert result.ran == ["example-write"]
+    assert Runner(load(pfile)).run().ran == []
+
+
+def test_tampered_output_is_noticed(pfile: Path) -> None:
+    Runner(load(pfile)).run()
+    out = pfile.parent / "_respin/stages/example-upper/upper.txt"
+    out.write_text("tampered")
+    plans = Runner(load(pfile)).plan()
+    assert plans[1].reason.startswith("output changed")
+    Runner(load(pfile)).run()
+    assert out.read_text() == "FROM A FILE\n"
+
+
+def test_selection_until_and_from(pfile: Path) -> None:
+    assert Runner(load(pfile)).run(until="example-write").ran == ["example-write"]
+    assert Runner(load(pfile)).run(from_="example-upper").ran == ["example-upper"]
+
+
+def test_from_refuses_when_an_earlier_stage_is_stale(pfile: Path) -> None:
+    with pytest.raises(UsageError, match="example-write.*not up to date"):
+        Runner(load(pfile)).run(from_="example-upper")
+
+
+def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    p = write(tmp_path / "p.toml", '[example-write]\ntxet = "x"\n')
+    with pytest.raises(ConfigError, match=r"p\.toml \[example-write\]: unknown key 'txet'"):
+        load(p)
+
+
+def test_wrong_type_is_refused(tmp_path: Path) -> None:
+    p = write(tmp_path / "p.toml", "[example-write]\ntext = 3\n")
+    with pytest.raises(ConfigError, match="expected a string"):
+        load(p)
+
+
+def test_unknown_stage_in_stage_list(tmp_path: Path) -> None:
+    p = write(tmp_path / "p.toml", '[pipeline]\nstages = ["example-write", "nosuch"]\n')
+    with pytest.raises(ConfigError, match="unknown stage 'nosuch'"):
+        load(p)
+
+
+def test_lock_refuses_a_second_run(pfile: Path) -> None:
+    runner = Runner(load(pfile))
+    with runner._locked(), pytest.raises(LockedError):
+        Runner(load(pfile)).run()
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, pfile: Path) -> None:
+    assert_one_line_error(respin("run", pfile, "--only", "nosuch", check=False), 2, "--only nosuch")
+    bad = write(tmp_path / "bad.toml", '[example-write]\ntxet = "x"\n')
+    assert_one_line_error(respin("run", bad, check=False), 3, "unknown key 'txet'", "bad.toml")
+    assert_one_line_error(respin("run", tmp_path / "missing.toml", check=False), 4, "missing.toml")
+    broken = write(tmp_path / "broken.toml", "[example-write\n")
+    assert_one_line_error(respin("run", broken, check=False), 3, "not valid TOML")
+
+
+def test_cli_json_manifest_and_status(pfile: Path) -> None:
+    manifest = json.loads(respin("run", pfile, "--json").stdout)
+    assert [s["status"] for s in manifest["stages"]] == ["ran", "ran"]
+    kinds = {a["kind"] for a in manifest["artifacts"]}
+    assert kinds == {"text"}
+    assert all(len(a["sha256"]) == 64 for a in manifest["artifacts"])
+    assert "python" in manifest["tools"]
+    status = respin("status", pfile).stdout
+    assert "up to date" in status
+    again = respin("run", pfile)
+    assert "nothing to do" in again.stderr
+
+
+def test_failing_stage_leaves_no_state_and_rerun_works(tmp_path: Path) -> None:
+    p = write(tmp_path / "p.toml", "[example-write]\nfail = true\n")
+    proc = respin("run", p, check=False)
+    assert proc.returncode == 1 and "internal error" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "_respin/state/example-write.json").exists()
+    write(p, "[example-write]\nfail = false\n")
+    respin("run", p)
