@@ -8,9 +8,11 @@ its path and name. Running the edit twice changes nothing the second time.
 from __future__ import annotations
 
 import datetime
+import tempfile
 import re
 from dataclasses import dataclass
 
+from specfile.exceptions import SpecfileException
 from specfile.specfile import Specfile
 
 from pipeline import fsutil
@@ -103,14 +105,24 @@ def _changelog(spec: Specfile, inj: Injection) -> str:
     return str(spec)
 
 
-def inject_text(text: str, inj: Injection, sourcedir: str, where: str) -> tuple[str, int]:
+def inject_text(text: str, inj: Injection, where: str) -> tuple[str, int]:
     """The spec text with the patch declared, applied, the release marked and a changelog entry."""
-    spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
-    text, number = _patch_tag(spec, text, inj.patch, inj.number, where)
-    text = _apply_line(text, inj.patch, number, where)
-    text = _mark_release(text, inj.buildid, where)
-    spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
-    return _changelog(spec, inj), number
+    # specfile may create placeholder sources while parsing: give it a scratch dir, not SOURCES.
+    with tempfile.TemporaryDirectory() as sourcedir:
+        return _inject(text, inj, sourcedir, where)
+
+
+def _inject(text: str, inj: Injection, sourcedir: str, where: str) -> tuple[str, int]:
+    try:
+        spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
+        text, number = _patch_tag(spec, text, inj.patch, inj.number, where)
+        text = _apply_line(text, inj.patch, number, where)
+        text = _mark_release(text, inj.buildid, where)
+        spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
+        return _changelog(spec, inj), number
+    except SpecfileException as exc:
+        detail = [ln for ln in str(exc).splitlines() if ln.strip()]
+        raise InputError(f"{where}: rpm cannot parse the spec: {detail[-1] if detail else exc}") from exc
 
 
 def default_patch_name(version: str) -> str:
@@ -169,7 +181,7 @@ class InjectStage(Stage):
             packager=self.options.packager, when=when,
             evr=f"{fetched['version']}-{fetched['release']}{self.options.buildid}",
             number=self.options.number)
-        text, number = inject_text(spec_path.read_text(), inj, str(ctx.topdir / "SOURCES"), spec_path.name)
+        text, number = inject_text(spec_path.read_text(), inj, spec_path.name)
         fsutil.atomic_write(spec_path, text)
         ctx.log.info("inject: Patch%d: %s applied after the last patch in %%prep", number, patch_name)
         meta = {"patch": patch_name, "number": number, "buildid": self.options.buildid}

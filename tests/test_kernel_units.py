@@ -1,0 +1,161 @@
+"""Kernel helpers on inline text: %prep points, .config edits, spec injection."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from pipeline.errors import ConfigError, InputError
+from stages.kernel import kconfig
+from stages.kernel.config import configs_for
+from stages.kernel.inject import Injection, default_patch_name, inject_text
+from stages.kernel.prep import hooked_spec
+from stages.kernel.spectext import find_prep_point
+
+SPEC = """\
+Name: kernel
+Version: 2.6.27.5
+Release: 117%{?buildid}%{?dist}
+Summary: The Linux kernel
+License: GPLv2
+# % define buildid .local
+%define with_utrace 1
+Source0: linux-2.6.27.tar.bz2
+Patch0: patch-2.6.27.5
+Patch10: linux-2.6-utrace.patch
+
+%description
+A kernel.
+
+%prep
+ApplyPatch()
+{
+  patch -p1 -F1 -s < $RPM_SOURCE_DIR/$1
+}
+cd linux
+ApplyPatch patch-2.6.27.5
+%if %{with_utrace}
+ApplyPatch linux-2.6-utrace.patch
+%endif
+
+# END OF PATCH APPLICATIONS
+
+for i in kernel-*.config; do echo $i; done
+
+%build
+make
+
+%changelog
+* Fri Nov 07 2008 Some One <someone@example.org> 2.6.27.5-117
+- 2.6.27.5
+"""
+
+
+def test_prep_point_skips_the_function_definition_and_closes_the_conditional() -> None:
+    lines = SPEC.splitlines()
+    point = find_prep_point(lines, "kernel.spec")
+    assert lines[point.last_apply] == "ApplyPatch linux-2.6-utrace.patch"
+    assert lines[point.after_last_apply] == "%endif"
+    assert lines[point.hook_at] == "# END OF PATCH APPLICATIONS"
+    assert point.command == "ApplyPatch"
+
+
+def test_no_patch_application_is_a_clear_error() -> None:
+    spec = SPEC.replace("ApplyPatch patch-2.6.27.5\n", "").replace("ApplyPatch linux-2.6-utrace.patch\n", "")
+    with pytest.raises(InputError, match="applies no patch"):
+        find_prep_point(spec.splitlines(), "kernel.spec")
+
+
+def test_hook_follows_the_end_marker(tmp_path: object) -> None:
+    from pathlib import Path
+
+    text, after = hooked_spec(SPEC, Path("/w/snap shot%x"), "kernel.spec")
+    lines = text.splitlines()
+    assert lines[after - 1] == "# END OF PATCH APPLICATIONS"
+    assert lines[after + 1] == "mkdir -p '/w/snap shot%%x'"
+    assert "exit 0" in lines[after:after + 9]
+
+
+def _inj() -> Injection:
+    return Injection(patch="linux-2.6-config-respin.patch", changelog="Add the config patch",
+                     buildid=".respin", packager="respin <respin@localhost>",
+                     when=datetime.date(2008, 11, 8), evr="2.6.27.5-117.respin")
+
+
+def test_inject_places_tag_apply_line_buildid_and_changelog() -> None:
+    text, number = inject_text(SPEC, _inj(), "kernel.spec")
+    assert number == 11
+    lines = text.splitlines()
+    assert "Patch11: linux-2.6-config-respin.patch" in lines
+    assert lines.index("Patch11: linux-2.6-config-respin.patch") == lines.index(
+        "Patch10: linux-2.6-utrace.patch") + 1
+    i = lines.index("ApplyPatch linux-2.6-config-respin.patch")
+    assert lines[i - 1] == "%endif" and i < lines.index("# END OF PATCH APPLICATIONS")
+    assert lines[lines.index("# % define buildid .local") + 1] == "%define buildid .respin"
+    cl = lines.index("%changelog")
+    assert lines[cl + 1].startswith("* Sat Nov 08 2008 respin <respin@localhost> - 2.6.27.5-117.respin") or \
+        lines[cl + 1].startswith("* Sat Nov 08 2008 respin <respin@localhost> 2.6.27.5-117.respin")
+    assert lines[cl + 2] == "- Add the config patch"
+
+
+def test_inject_twice_changes_nothing() -> None:
+    once, n1 = inject_text(SPEC, _inj(), "kernel.spec")
+    twice, n2 = inject_text(once, _inj(), "kernel.spec")
+    assert (twice, n2) == (once, n1)
+
+
+def test_patch999999_numbering_and_release_suffix() -> None:
+    spec = SPEC.replace("Patch10: linux-2.6-utrace.patch", "Patch999999: linux-kernel-test.patch")
+    spec = spec.replace("Release: 117%{?buildid}%{?dist}", "Release: 117%{?dist}")
+    spec = spec.replace("# % define buildid .local\n", "")
+    text, number = inject_text(spec, _inj(), "kernel.spec")
+    assert number == 1000000
+    assert "Release: 117.respin%{?dist}" in text.splitlines()
+
+
+def test_default_patch_name() -> None:
+    assert default_patch_name("2.6.27.5") == "linux-2.6-config-respin.patch"
+
+
+@pytest.mark.parametrize(("value", "existing", "line"), [
+    ("y", None, "CONFIG_X=y"),
+    ("m", "y", "CONFIG_X=m"),
+    ("n", "y", "# CONFIG_X is not set"),
+    (True, None, "CONFIG_X=y"),
+    (False, "y", "# CONFIG_X is not set"),
+    (1000, "250", "CONFIG_X=1000"),
+    ("0x10", "0x0", "CONFIG_X=0x10"),
+    ("-respin", '""', 'CONFIG_X="-respin"'),
+    ("100", '"x"', 'CONFIG_X="100"'),
+    ('"quoted \\" ok"', None, 'CONFIG_X="quoted \\" ok"'),
+    ('a"b', None, 'CONFIG_X="a\\"b"'),
+])
+def test_values_in_config_syntax(value: object, existing: str | None, line: str) -> None:
+    assert kconfig.normalize("CONFIG_X", value, existing, "p.toml [config]").line() == line
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("B", "y"), ("CONFIG_B-X", "y"), ("CONFIG_", "y"), ("config_b", "y"),
+    ("CONFIG_B", "a\nb"), ("CONFIG_B", '"unterminated'), ("CONFIG_B", 1.5),
+])
+def test_malformed_names_and_values_are_refused(name: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=r"p\.toml \[config\]"):
+        kconfig.normalize(name, value, None, "p.toml [config]")
+
+
+def test_apply_edits_in_place_appends_new_and_is_idempotent() -> None:
+    text = "# i386\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=m\n"
+    reqs = kconfig.requests({"CONFIG_B": "y", "CONFIG_NEW": "y"}, ["CONFIG_C"], kconfig.parse(text), "w")
+    out = kconfig.apply(text, reqs)
+    assert out == "# i386\nCONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_NEW=y\n"
+    assert kconfig.apply(out, reqs) == out
+    assert kconfig.mismatches(out, reqs) == []
+
+
+def test_configs_of_the_target_arch_all_flavours() -> None:
+    names = ["kernel-2.6.27.5-i586.config", "kernel-2.6.27.5-i686-PAE.config",
+             "kernel-2.6.27.5-i686-debug.config", "kernel-2.6.27.5-i686.config",
+             "kernel-2.6.27.5-x86_64.config", "kernel-x86_64-debug-rhel.config"]
+    assert configs_for(names, "i686") == names[1:4]
+    assert configs_for(names, "x86_64") == names[4:]
