@@ -140,7 +140,8 @@ def _check_keys(table: Mapping[str, Any], known: Sequence[str], where: _Where, k
         name = str(raw).replace("-", "_")
         if name not in known and name not in extra:
             label = f"{key}.{raw}" if key else str(raw)
-            raise where.error(label, f"unknown key (known keys: {', '.join(known)})")
+            staging = f"; staging keys: {', '.join(sorted(extra))}" if extra else ""
+            raise where.error(label, f"unknown key (known keys: {', '.join(known)}{staging})")
         out[name] = value
     return out
 
