@@ -1,0 +1,1 @@
+"""Initrd images: inspect, extract safely, modify and repack them reproducibly."""

@@ -1,0 +1,590 @@
+"""Compressed members of an initrd: detect by magic, decompress and compress as streams.
+
+Every codec is a maintained library (stdlib zlib/lzma/bz2, zlib-ng, zstandard,
+lz4, python-lzo when installed); only container framing is parsed here (lz4
+legacy's magic and block sizes, zstd block headers to bound output, lzop
+headers around lzo1x blocks). Decoders yield bounded chunks so memory stays
+flat however much a member inflates, and give back the input they did not use
+so the caller can go on walking the image after the member, as the kernel does.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+# Output per yielded chunk and input per read: big enough for speed, small for memory.
+OUT_CHUNK = 1 << 20
+IN_CHUNK = 1 << 18
+
+# Kernel-supported compressions in the order `pack --compress` offers them.
+PACK_COMPRESSIONS = ("gzip", "xz", "zstd", "lz4", "bzip2", "none")
+DEFAULT_LEVEL = {"gzip": 9, "xz": 6, "zstd": 3, "lz4": 9, "bzip2": 9, "none": 0}
+LEVEL_RANGE = {"gzip": (1, 9), "xz": (0, 9), "zstd": (1, 22), "lz4": (1, 12), "bzip2": (1, 9),
+               "none": (0, 0)}
+
+LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
+LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"
+LZ4_LEGACY_BLOCK = 8 << 20
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+LZOP_MAGIC = b"\x89\x4c\x5a\x4f\x00\x0d\x0a\x1a\x0a"
+
+# (magic prefix, name). The kernel looks at two bytes; lz4 frame format is not
+# something it can read but we recognise it to say so.
+_MAGICS: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\x1f\x9e", "gzip-old"),
+    (b"BZh", "bzip2"),
+    (b"\x5d\x00", "lzma"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x89LZO", "lzo"),
+    (LZ4_LEGACY_MAGIC, "lz4"),
+    (LZ4_FRAME_MAGIC, "lz4-frame"),
+    (ZSTD_MAGIC, "zstd"),
+)
+
+# What the kernel cannot decompress at all (check reports these).
+NOT_BOOTABLE = {"lz4-frame": "lz4 frame format (the kernel reads only lz4 legacy, `lz4 -l`)",
+                "gzip-old": "old gzip magic 1f 9e (the kernel's gunzip wants 1f 8b)"}
+XZ_CHECKS = {lzma.CHECK_NONE: "none", lzma.CHECK_CRC32: "crc32", lzma.CHECK_CRC64: "crc64",
+             lzma.CHECK_SHA256: "sha256"}
+
+
+class DataError(ValueError):
+    """A compressed member is damaged or unsupported; the message says how."""
+
+
+class LimitExceeded(DataError):
+    """Decompressed data went past the configured size limit (a decompression bomb)."""
+
+
+def detect(head: bytes) -> str | None:
+    """The compression whose magic starts `head`, or None."""
+    for magic, name in _MAGICS:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+class Stream:
+    """A forward-only byte stream over a chunk source, with peek, push-back and a position.
+
+    `pos` counts bytes handed out since the start, which is what newc padding
+    and member offsets are relative to.
+    """
+
+    def __init__(self, pull: Callable[[], bytes]) -> None:
+        self._pull = pull
+        self._buf = b""
+        self._off = 0
+        self._eof = False
+        self.pos = 0
+
+    @classmethod
+    def from_file(cls, fh: BinaryIO, chunk: int = OUT_CHUNK) -> Stream:
+        return cls(lambda: fh.read(chunk))
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterator[bytes]) -> Stream:
+        def pull() -> bytes:
+            for chunk in chunks:
+                if chunk:
+                    return chunk
+            return b""
+        return cls(pull)
+
+    def _fill(self) -> bool:
+        """Load the next chunk if the buffer is empty; False at end of stream."""
+        while self._off >= len(self._buf):
+            if self._eof:
+                return False
+            chunk = self._pull()
+            if not chunk:
+                self._eof = True
+                return False
+            self._buf, self._off = chunk, 0
+        return True
+
+    def read_some(self, n: int) -> bytes:
+        """Up to `n` bytes (at least one unless at end), without joining chunks."""
+        if n <= 0 or not self._fill():
+            return b""
+        end = min(len(self._buf), self._off + n)
+        out = self._buf[self._off:end]
+        self._off = end
+        self.pos += len(out)
+        return out
+
+    def read(self, n: int) -> bytes:
+        """Exactly `n` bytes, or fewer only at end of stream."""
+        first = self.read_some(n)
+        if len(first) == n or not first:
+            return first
+        parts = [first]
+        got = len(first)
+        while got < n:
+            more = self.read_some(n - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def peek(self, n: int) -> bytes:
+        """The next `n` bytes (fewer at end) without consuming them."""
+        data = self.read(n)
+        self.unread(data)
+        return data
+
+    def unread(self, data: bytes) -> None:
+        """Push `data` back in front of the stream."""
+        if not data:
+            return
+        rest = self._buf[self._off:]
+        self._buf = bytes(data) + rest if rest else bytes(data)
+        self._off = 0
+        self.pos -= len(data)
+
+    def skip(self, n: int) -> int:
+        """Drop `n` bytes; returns how many were there."""
+        left = n
+        while left > 0:
+            got = self.read_some(min(left, OUT_CHUNK))
+            if not got:
+                break
+            left -= len(got)
+        return n - left
+
+    def skip_zeros(self) -> int:
+        """Drop NUL bytes; returns how many."""
+        count = 0
+        while self._fill():
+            view = self._buf
+            i = self._off
+            end = len(view)
+            stripped = view[i:end].lstrip(b"\0")
+            dropped = (end - i) - len(stripped)
+            self._off += dropped
+            self.pos += dropped
+            count += dropped
+            if self._off < end:
+                break
+        return count
+
+    def at_end(self) -> bool:
+        return not self._fill()
+
+
+@dataclass
+class MemberInfo:
+    """What a decoder learnt about its member (filled in while it runs)."""
+
+    compression: str
+    detail: str = ""
+
+
+class Budget:
+    """Counts decompressed bytes against the limit for the whole image."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> None:
+        self.used += n
+        if self.used > self.limit:
+            raise LimitExceeded(f"decompresses to more than {self.limit} bytes (the size limit; "
+                                "raise it with --max-size if the image is genuine)")
+
+
+def _need(src: Stream, n: int, what: str) -> bytes:
+    data = src.read(n)
+    if len(data) < n:
+        raise DataError(f"truncated {what}")
+    return data
+
+
+def _zlib_like(src: Stream, dec: zlib._Decompress, what: str) -> Iterator[bytes]:
+    """Drive a zlib decompressobj with bounded output until its stream ends."""
+    data = b""
+    while True:
+        if not data:
+            data = src.read_some(IN_CHUNK)
+            if not data:
+                raise DataError(f"truncated {what} data (no end of stream)")
+        try:
+            out = dec.decompress(data, OUT_CHUNK)
+        except zlib.error as exc:
+            raise DataError(f"corrupt {what} data: {exc}") from None
+        if out:
+            yield out
+        if dec.eof:
+            src.unread(dec.unused_data)
+            return
+        data = dec.unconsumed_tail
+
+
+def _needs_input_like(src: Stream, dec: lzma.LZMADecompressor | bz2.BZ2Decompressor, what: str,
+                      info: MemberInfo | None = None) -> Iterator[bytes]:
+    """Drive an lzma/bz2 decompressor with max_length until its stream ends."""
+    errors: tuple[type[BaseException], ...] = (lzma.LZMAError, OSError, EOFError, ValueError)
+    while True:
+        if dec.needs_input:
+            data = src.read_some(IN_CHUNK)
+            if not data:
+                raise DataError(f"truncated {what} data (no end of stream)")
+        else:
+            data = b""
+        try:
+            out = dec.decompress(data, OUT_CHUNK)
+        except errors as exc:
+            raise DataError(f"corrupt {what} data: {exc}") from None
+        if info is not None and isinstance(dec, lzma.LZMADecompressor) and not info.detail:
+            check = dec.check
+            if check != lzma.CHECK_UNKNOWN:
+                info.detail = "check=" + XZ_CHECKS.get(check, str(check))
+        if out:
+            yield out
+        if dec.eof:
+            src.unread(dec.unused_data)
+            return
+
+
+def _zstd(src: Stream) -> Iterator[bytes]:
+    """One zstd frame. Block headers are read here so each feed is a few whole blocks:
+    a block inflates to at most 128 KiB, which bounds memory where the binding has
+    no max_length."""
+    import zstandard
+
+    head = _need(src, 5, "zstd frame header")
+    if head[:4] != ZSTD_MAGIC:
+        raise DataError("bad zstd magic")
+    fhd = head[4]
+    if fhd & 0x08:
+        raise DataError("zstd frame header has the reserved bit set")
+    single = bool(fhd & 0x20)
+    dict_len = (0, 1, 2, 4)[fhd & 3]
+    fcs_len = (1 if single else 0, 2, 4, 8)[fhd >> 6]
+    rest = _need(src, (0 if single else 1) + dict_len + fcs_len, "zstd frame header")
+    if dict_len and any(rest[(0 if single else 1):(0 if single else 1) + dict_len]):
+        raise DataError("zstd frame needs a dictionary, which the kernel does not have")
+    dec = zstandard.ZstdDecompressor().decompressobj()
+    feed = [head, rest]
+    blocks = 0
+    while True:
+        bh = _need(src, 3, "zstd block header")
+        value = int.from_bytes(bh, "little")
+        last, btype, bsize = value & 1, (value >> 1) & 3, value >> 3
+        if btype == 3:
+            raise DataError("zstd block of reserved type")
+        if bsize > 128 << 10:
+            raise DataError(f"zstd block size {bsize} is over the 128 KiB maximum")
+        feed.append(bh)
+        feed.append(_need(src, 1 if btype == 1 else bsize, "zstd block"))
+        blocks += 1
+        if last and fhd & 0x04:
+            feed.append(_need(src, 4, "zstd checksum"))
+        if last or blocks >= 8:
+            try:
+                out = dec.decompress(b"".join(feed))
+            except zstandard.ZstdError as exc:
+                raise DataError(f"corrupt zstd data: {exc}") from None
+            feed, blocks = [], 0
+            for i in range(0, len(out), OUT_CHUNK):
+                yield out[i:i + OUT_CHUNK]
+        if last:
+            if not dec.eof:
+                raise DataError("zstd frame did not end after its last block")
+            return
+
+
+def _lz4_legacy(src: Stream) -> Iterator[bytes]:
+    """lz4 legacy: the magic, then (LE32 size, block) pairs, each block up to 8 MiB.
+
+    Like the kernel, the member runs to the end of the image or to a zero size
+    word (zero padding); a repeated magic starts a new frame and is skipped.
+    """
+    import lz4.block
+
+    _need(src, 4, "lz4 magic")
+    bound = LZ4_LEGACY_BLOCK + LZ4_LEGACY_BLOCK // 255 + 16
+    while True:
+        word = src.read(4)
+        if not word:
+            return
+        if len(word) < 4 or word == b"\0\0\0\0":
+            src.unread(word)
+            return
+        if word == LZ4_LEGACY_MAGIC:
+            continue
+        size = int.from_bytes(word, "little")
+        if size > bound:
+            raise DataError(f"lz4 legacy block size {size} is over the bound for 8 MiB blocks "
+                            "(junk after the lz4 member? the kernel reads lz4 legacy to the end)")
+        block = _need(src, size, "lz4 block")
+        try:
+            out = lz4.block.decompress(block, uncompressed_size=LZ4_LEGACY_BLOCK)
+        except lz4.block.LZ4BlockError as exc:
+            raise DataError(f"corrupt lz4 block: {exc}") from None
+        yield out
+
+
+def _lz4_frame(src: Stream) -> Iterator[bytes]:
+    """lz4 frame format: readable for inspection, though the kernel cannot boot it."""
+    import lz4.frame
+
+    dec = lz4.frame.LZ4FrameDecompressor()
+    while True:
+        data = src.read_some(IN_CHUNK) if dec.needs_input else b""
+        if dec.needs_input and not data:
+            raise DataError("truncated lz4 frame data")
+        try:
+            out = dec.decompress(data, max_length=OUT_CHUNK)
+        except RuntimeError as exc:
+            raise DataError(f"corrupt lz4 frame data: {exc}") from None
+        if out:
+            yield out
+        if dec.eof:
+            src.unread(dec.unused_data)
+            return
+
+
+def _lzo(src: Stream) -> Iterator[bytes]:
+    """lzop container around lzo1x blocks; needs the python-lzo binding."""
+    try:
+        import lzo  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise DataError("lzo-compressed member: reading it needs the python-lzo package "
+                        "(pip install python-lzo)") from None
+    magic = _need(src, 9, "lzop header")
+    if magic != LZOP_MAGIC:
+        raise DataError("bad lzop magic")
+    version, _lib, = struct.unpack(">HH", _need(src, 4, "lzop header"))
+    if version >= 0x0940:
+        _need(src, 2, "lzop header")
+    _need(src, 1, "lzop header")  # method
+    if version >= 0x0940:
+        _need(src, 1, "lzop header")  # level
+    (flags,) = struct.unpack(">I", _need(src, 4, "lzop header"))
+    if flags & 0x800:
+        _need(src, 4, "lzop header")
+    _need(src, 8 + (4 if version >= 0x0940 else 0), "lzop header")  # mode, mtime
+    (name_len,) = _need(src, 1, "lzop header")
+    _need(src, name_len + 4, "lzop header")
+    if flags & 0x40:
+        (extra,) = struct.unpack(">I", _need(src, 4, "lzop header"))
+        _need(src, extra + 4, "lzop header")
+    while True:
+        (dst_len,) = struct.unpack(">I", _need(src, 4, "lzop block size"))
+        if dst_len == 0:
+            return
+        if dst_len > 64 << 20:
+            raise DataError(f"lzop block of {dst_len} bytes is implausibly large")
+        (src_len,) = struct.unpack(">I", _need(src, 4, "lzop block size"))
+        skip = 4 * (bool(flags & 0x1) + bool(flags & 0x100))
+        if src_len < dst_len:
+            skip += 4 * (bool(flags & 0x2) + bool(flags & 0x200))
+        _need(src, skip, "lzop block checksum")
+        block = _need(src, src_len, "lzo block")
+        if src_len == dst_len:
+            yield block
+            continue
+        try:
+            out: bytes = lzo.decompress(block, False, dst_len)
+        except lzo.error as exc:
+            raise DataError(f"corrupt lzo block: {exc}") from None
+        yield out
+
+
+def decode(name: str, src: Stream, info: MemberInfo) -> Iterator[bytes]:
+    """Decompressed chunks of the member of compression `name` that starts at `src`.
+
+    On return `src` is positioned right after the member.
+    """
+    if name == "gzip":
+        return _zlib_like(src, zlib.decompressobj(wbits=31), "gzip")
+    if name == "xz":
+        return _needs_input_like(src, lzma.LZMADecompressor(format=lzma.FORMAT_XZ), "xz", info)
+    if name == "lzma":
+        return _needs_input_like(src, lzma.LZMADecompressor(format=lzma.FORMAT_ALONE), "lzma")
+    if name == "bzip2":
+        return _needs_input_like(src, bz2.BZ2Decompressor(), "bzip2")
+    if name == "zstd":
+        return _zstd(src)
+    if name == "lz4":
+        return _lz4_legacy(src)
+    if name == "lz4-frame":
+        return _lz4_frame(src)
+    if name == "lzo":
+        return _lzo(src)
+    if name == "gzip-old":
+        raise DataError("old gzip magic 1f 9e, which the kernel's gunzip refuses")
+    raise DataError(f"unknown compression {name!r}")
+
+
+# --- writing ---------------------------------------------------------------
+
+
+class Sink(Protocol):
+    """Where compressed bytes go."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class Compressor:
+    """Streams bytes into `out` compressed with kernel-safe, deterministic settings."""
+
+    def __init__(self, out: Sink) -> None:
+        self.out = out
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+
+    def close(self) -> None:
+        """Finish the member (no further writes)."""
+
+
+class _Buffered(Compressor):
+    """Cuts input into fixed-size blocks so the output does not depend on write sizes."""
+
+    block = OUT_CHUNK
+
+    def __init__(self, out: Sink) -> None:
+        super().__init__(out)
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(bytes(data))
+        self._size += len(data)
+        if self._size >= self.block:
+            joined = b"".join(self._pending)
+            cut = len(joined) - len(joined) % self.block
+            for i in range(0, cut, self.block):
+                self._emit(joined[i:i + self.block])
+            rest = joined[cut:]
+            self._pending = [rest] if rest else []
+            self._size = len(rest)
+
+    def _emit(self, block: bytes) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """Write whatever ends the stream."""
+
+    def close(self) -> None:
+        if self._size:
+            self._emit(b"".join(self._pending))
+        self._pending, self._size = [], 0
+        self._finish()
+
+
+class _Gzip(_Buffered):
+    """zlib-ng's threaded gzip: no name or timestamp in the header, and output that does
+    not depend on the thread count (independent 1 MiB blocks primed with the last 32 KiB)."""
+
+    def __init__(self, out: Sink, level: int) -> None:
+        super().__init__(out)
+        from zlib_ng import gzip_ng_threaded
+
+        threads = max(1, min(2, len(os.sched_getaffinity(0))))
+        self._gz = gzip_ng_threaded.open(out, "wb", compresslevel=level, threads=threads,
+                                         block_size=self.block)  # type: ignore[no-untyped-call]
+
+    def _emit(self, block: bytes) -> None:
+        self._gz.write(block)
+
+    def _finish(self) -> None:
+        self._gz.close()
+
+
+class _Xz(Compressor):
+    """xz with a CRC32 check (the kernel cannot verify CRC64) and a 1 MiB dictionary."""
+
+    def __init__(self, out: Sink, level: int) -> None:
+        super().__init__(out)
+        filters = [{"id": lzma.FILTER_LZMA2, "preset": level, "dict_size": 1 << 20}]
+        self._c = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32,
+                                      filters=filters)
+
+    def write(self, data: bytes) -> None:
+        self.out.write(self._c.compress(data))
+
+    def close(self) -> None:
+        self.out.write(self._c.flush())
+
+
+class _Bzip2(Compressor):
+    def __init__(self, out: Sink, level: int) -> None:
+        super().__init__(out)
+        self._c = bz2.BZ2Compressor(level)
+
+    def write(self, data: bytes) -> None:
+        self.out.write(self._c.compress(data))
+
+    def close(self) -> None:
+        self.out.write(self._c.flush())
+
+
+class _Zstd(Compressor):
+    """Single-threaded zstd: deterministic, and its window stays within the kernel's limit."""
+
+    def __init__(self, out: Sink, level: int) -> None:
+        super().__init__(out)
+        import zstandard
+
+        self._c = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True).compressobj()
+
+    def write(self, data: bytes) -> None:
+        self.out.write(self._c.compress(data))
+
+    def close(self) -> None:
+        self.out.write(self._c.flush())
+
+
+class _Lz4Legacy(_Buffered):
+    """lz4 legacy (`lz4 -l`): magic, then 8 MiB blocks each with its LE32 size."""
+
+    block = LZ4_LEGACY_BLOCK
+
+    def __init__(self, out: Sink, level: int) -> None:
+        super().__init__(out)
+        self.level = level
+        out.write(LZ4_LEGACY_MAGIC)
+
+    def _emit(self, block: bytes) -> None:
+        import lz4.block
+
+        if self.level >= 3:
+            data = lz4.block.compress(block, mode="high_compression", compression=self.level,
+                                      store_size=False)
+        else:
+            data = lz4.block.compress(block, store_size=False)
+        self.out.write(struct.pack("<I", len(data)))
+        self.out.write(data)
+
+
+def compressor(name: str, level: int | None, out: Sink) -> Compressor:
+    """A compressor for `pack` (`name` from PACK_COMPRESSIONS) writing into `out`."""
+    lvl = DEFAULT_LEVEL[name] if level is None else level
+    if name == "gzip":
+        return _Gzip(out, lvl)
+    if name == "xz":
+        return _Xz(out, lvl)
+    if name == "zstd":
+        return _Zstd(out, lvl)
+    if name == "lz4":
+        return _Lz4Legacy(out, lvl)
+    if name == "bzip2":
+        return _Bzip2(out, lvl)
+    if name == "none":
+        return Compressor(out)
+    raise ValueError(f"unknown compression {name!r}")

@@ -1,0 +1,126 @@
+"""The manifest beside an extracted tree: what the filesystem could not hold.
+
+`extract` writes DIR/initrd-manifest.json next to DIR/main (and DIR/early):
+device nodes and sockets it did not create, owners it could not set, modes
+it changed (setuid bits dropped, owner read forced) and the image's parts.
+`pack` reads it back, so a round trip as a normal user loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import fsutil
+from pipeline.errors import InputError
+
+MANIFEST_NAME = "initrd-manifest.json"
+FORMAT = "respin-initrd-manifest"
+VERSION = 1
+TREES = ("early", "main")
+
+
+@dataclass
+class Record:
+    """What the tree does not show about one path.
+
+    `kind` is set for entries that are not in the tree at all (chr, blk, sock);
+    `mode` holds permission bits (with setuid/setgid/sticky) when they differ
+    from the file's; `uid`/`gid` when not 0; `rdev` for devices; `mtime` for
+    entries not in the tree.
+    """
+
+    kind: str | None = None
+    mode: int | None = None
+    uid: int = 0
+    gid: int = 0
+    rdev: tuple[int, int] | None = None
+    mtime: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.kind is not None:
+            out["kind"] = self.kind
+        if self.mode is not None:
+            out["mode"] = f"{self.mode:04o}"
+        if self.uid:
+            out["uid"] = self.uid
+        if self.gid:
+            out["gid"] = self.gid
+        if self.rdev is not None:
+            out["rdev"] = list(self.rdev)
+        if self.mtime is not None:
+            out["mtime"] = self.mtime
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        rdev = data.get("rdev")
+        mode = data.get("mode")
+        return cls(
+            kind=data.get("kind"),
+            mode=int(mode, 8) if isinstance(mode, str) else None,
+            uid=int(data.get("uid", 0)),
+            gid=int(data.get("gid", 0)),
+            rdev=(int(rdev[0]), int(rdev[1])) if rdev else None,
+            mtime=int(data["mtime"]) if "mtime" in data else None,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not self.to_json()
+
+
+@dataclass
+class Manifest:
+    """Per-tree records keyed by path ("." is the archive's root entry), plus the image's parts."""
+
+    trees: dict[str, dict[str, Record]] = field(default_factory=dict)
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    image: str = ""
+
+    def records(self, tree: str) -> dict[str, Record]:
+        return self.trees.setdefault(tree, {})
+
+    def main_compression(self) -> str | None:
+        """The compression of the image's last compressed part, if any."""
+        found = [p["compression"] for p in self.parts if p.get("compression") not in (None, "none")]
+        return str(found[-1]) if found else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "image": self.image,
+            "parts": self.parts,
+            "trees": {name: {path: rec.to_json() for path, rec in sorted(recs.items()) if not rec.empty}
+                      for name, recs in sorted(self.trees.items())},
+        }
+
+    def write(self, path: Path) -> None:
+        """Write atomically as sorted, indented JSON (stable bytes for the same content)."""
+        fsutil.atomic_write(path, json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        """Read a manifest; a malformed one is an InputError naming the file."""
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") != FORMAT:
+                raise ValueError(f"not a {FORMAT} file")
+            if int(data.get("version", 0)) > VERSION:
+                raise ValueError(f"version {data['version']} is newer than this respin reads")
+            trees = {str(name): {str(p): Record.from_json(r) for p, r in recs.items()}
+                     for name, recs in data.get("trees", {}).items()}
+            return cls(trees=trees, parts=list(data.get("parts", [])), image=str(data.get("image", "")))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            raise InputError(f"{path}: unreadable manifest: {exc}") from None
+
+    def forget(self, tree: str, path: str) -> None:
+        """Drop the records of `path` and everything under it (it was replaced or removed)."""
+        recs = self.records(tree)
+        prefix = path + "/"
+        for key in [k for k in recs if k == path or k.startswith(prefix)]:
+            del recs[key]

@@ -1,0 +1,261 @@
+"""Walk an initrd image the way the kernel does: every part, every entry, as a stream.
+
+An image is any sequence of uncompressed newc archives and compressed members
+(each holding one or more archives), with zero padding between them. The
+walk never stops at the first TRAILER!!!, checks every header strictly and
+reads each entry's data in bounded chunks, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pipeline.errors import InputError
+from stages.initrd import newc
+from stages.initrd.compress import Budget, DataError, MemberInfo, Stream, decode, detect
+from stages.initrd.newc import Header, HeaderError
+
+# Decompressed bytes allowed per image before it counts as a bomb; real images
+# are well under 1 GiB, and --max-size raises it.
+DEFAULT_MAX_SIZE = 4 << 30
+
+
+@dataclass
+class Part:
+    """One uncompressed archive or one compressed member of the image."""
+
+    index: int
+    offset: int
+    compression: str = "none"
+    detail: str = ""
+    end: int = 0
+    archives: int = 0
+    entries: int = 0
+    size: int = 0
+    formats: set[str] = field(default_factory=set)
+
+    @property
+    def format(self) -> str:
+        """newc, crc, or both when the part mixes them."""
+        return "+".join(sorted(self.formats)) or "empty"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One archive member: its header, and where it sits.
+
+    `archive` numbers TRAILER-terminated archives across the image; hardlinks
+    (same dev and ino) only join within one archive.
+    """
+
+    header: Header
+    part: int
+    archive: int
+    offset: int
+
+    @property
+    def name(self) -> bytes:
+        return self.header.name
+
+    @property
+    def kind(self) -> str:
+        return self.header.kind
+
+    @property
+    def size(self) -> int:
+        return self.header.filesize
+
+
+class ImageReader:
+    """Reads one image. Iterate `entries()`; while an entry is current, `chunks()` or
+    `read_all()` give its data (anything left unread is skipped when the walk moves on).
+
+    `parts` fills in as the walk goes; it is complete once `entries()` is exhausted.
+    """
+
+    def __init__(self, path: Path, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        self.path = Path(path)
+        self.budget = Budget(max_size)
+        self.parts: list[Part] = []
+        self.warnings: list[str] = []
+        self._stream: Stream | None = None
+        self._left = 0
+        self._crc: int | None = None
+        self._current: Entry | None = None
+        self._where = ""
+
+    # --- public -------------------------------------------------------------
+
+    def entries(self) -> Iterator[Entry]:
+        """Every entry of every part, in image order (TRAILER!!! entries not included)."""
+        try:
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed in finally, generator-scoped
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read: {exc.strerror}") from None
+        try:
+            yield from self._walk(fh)
+        finally:
+            fh.close()
+
+    def chunks(self) -> Iterator[bytes]:
+        """The current entry's data in bounded chunks."""
+        while self._left > 0:
+            chunk = self._take(self._left)
+            yield chunk
+
+    def read_all(self, limit: int) -> bytes:
+        """The current entry's whole data, which must be at most `limit` bytes."""
+        if self._left > limit:
+            raise self._error(f"entry data of {self._left} bytes is over the {limit}-byte limit")
+        return b"".join(self.chunks())
+
+    def summary(self) -> list[Part]:
+        """Walk the whole image (if not done yet) and return its parts."""
+        for _ in self.entries():
+            pass
+        return self.parts
+
+    # --- walk ---------------------------------------------------------------
+
+    def _error(self, message: str) -> InputError:
+        return InputError(f"{self.path}: {self._where}{message}")
+
+    def _walk(self, fh: BinaryIO) -> Iterator[Entry]:
+        top = Stream.from_file(fh)
+        archive = 0
+        while True:
+            top.skip_zeros()
+            if top.at_end():
+                break
+            offset = top.pos
+            head = top.peek(8)
+            part = Part(index=len(self.parts), offset=offset)
+            self.parts.append(part)
+            if head[:1] == b"0":
+                self._where = f"part {part.index} (uncompressed, offset {offset}): "
+                if offset % 4:
+                    raise self._error("cpio archive starts at an offset that is not a multiple of 4")
+                archive = yield from self._archive(top, part, archive, base=offset)
+                part.size = top.pos - offset
+                if not part.entries and not part.archives:
+                    raise self._error("empty archive")
+            else:
+                name = detect(head)
+                if name is None:
+                    raise InputError(
+                        f"{self.path}: offset {offset}: neither zero padding, a cpio archive nor a "
+                        f"known compressed member (starts with {head[:8].hex(' ')})")
+                part.compression = name
+                self._where = f"part {part.index} ({name}, offset {offset}): "
+                info = MemberInfo(name)
+                try:
+                    inner = Stream.from_chunks(self._budgeted(decode(name, top, info), part))
+                    archive = yield from self._member(inner, part, archive)
+                except DataError as exc:
+                    raise self._error(str(exc)) from None
+                part.detail = info.detail
+            part.end = top.pos
+        if not self.parts:
+            raise InputError(f"{self.path}: empty image (no archive in it)")
+
+    def _budgeted(self, chunks: Iterator[bytes], part: Part) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.budget.take(len(chunk))
+            part.size += len(chunk)
+            yield chunk
+
+    def _member(self, inner: Stream, part: Part, archive: int) -> Generator[Entry, None, int]:
+        """All archives inside one compressed member, zero padding between them allowed."""
+        while True:
+            inner.skip_zeros()
+            if inner.at_end():
+                break
+            if inner.peek(1) != b"0":
+                raise self._error(f"junk within the compressed data at decompressed offset {inner.pos}")
+            if inner.pos % 4:
+                raise self._error(f"broken padding before the archive at decompressed offset {inner.pos}")
+            archive = yield from self._archive(inner, part, archive, base=0)
+        if not part.archives:
+            raise self._error("compressed member holds no cpio archive")
+        return archive
+
+    def _archive(self, s: Stream, part: Part, archive: int, base: int) -> Generator[Entry, None, int]:
+        """One archive, up to and including its TRAILER!!!; returns the next archive number."""
+        first = True
+        while True:
+            hoff = s.pos - base
+            raw = s.read(newc.HEADER_LEN)
+            if not raw and not first:
+                self.warnings.append(f"{self.path}: part {part.index}: archive ends without TRAILER!!!")
+                break
+            try:
+                crc, values = newc.parse_fields(raw)
+                namesize, filesize = values[11], values[6]
+                if namesize > newc.PATH_MAX + 1:
+                    raise HeaderError(f"namesize {namesize} is over PATH_MAX ({newc.PATH_MAX})")
+                if namesize < 2:
+                    raise HeaderError(f"namesize {namesize} leaves no room for a name and its NUL")
+                name_raw = s.read(namesize)
+                if len(name_raw) < namesize:
+                    raise HeaderError("truncated name")
+                name = newc.check_name(name_raw)
+                header = newc.make_header(crc, values, name)
+            except HeaderError as exc:
+                raise self._error(f"entry at offset {hoff}: {exc}") from None
+            first = False
+            label = name.decode(errors="replace")
+            pad = newc.pad4(newc.HEADER_LEN + namesize)
+            if len(s.read(pad)) < pad:
+                raise self._error(f"entry '{label}': truncated after its name")
+            if header.is_trailer:
+                if filesize:
+                    raise self._error(f"TRAILER!!! at offset {hoff} has {filesize} bytes of data")
+                part.archives += 1
+                return archive + 1
+            self._check_entry(header, label)
+            part.formats.add("crc" if crc else "newc")
+            part.entries += 1
+            entry = Entry(header, part.index, archive, hoff)
+            self._stream, self._left, self._current = s, filesize, entry
+            self._crc = 0 if crc else None
+            yield entry
+            # Whatever the consumer left unread is still checked (crc) and skipped.
+            while self._left > 0:
+                self._take(self._left)
+            if self._crc is not None and self._crc != header.check:
+                raise self._error(f"entry '{label}': crc sum {self._crc:08x} does not match "
+                                  f"the header's {header.check:08x}")
+            self._current = None
+            dpad = newc.pad4(filesize)
+            if len(s.read(dpad)) < dpad and filesize:
+                raise self._error(f"entry '{label}': truncated padding after its data")
+        part.archives += 1
+        return archive + 1
+
+    def _check_entry(self, h: Header, label: str) -> None:
+        kind = h.kind
+        if kind == "?":
+            raise self._error(f"entry '{label}': unknown file type in mode {h.mode:o}")
+        if kind == "symlink" and not 0 < h.filesize <= newc.SYMLINK_MAX:
+            raise self._error(f"entry '{label}': symlink target of {h.filesize} bytes "
+                              f"(must be 1..{newc.SYMLINK_MAX})")
+        if kind not in ("file", "symlink") and h.filesize:
+            raise self._error(f"entry '{label}': a {kind} with {h.filesize} bytes of data")
+
+    def _take(self, want: int) -> bytes:
+        assert self._stream is not None
+        try:
+            chunk = self._stream.read_some(min(want, 1 << 20))
+        except DataError as exc:
+            raise self._error(str(exc)) from None
+        if not chunk:
+            label = self._current.name.decode(errors="replace") if self._current else "?"
+            raise self._error(f"entry '{label}': data truncated ({self._left} of "
+                              f"{self._current.size if self._current else 0} bytes missing)")
+        self._left -= len(chunk)
+        if self._crc is not None:
+            self._crc = (self._crc + sum(chunk)) & 0xFFFFFFFF
+        return chunk

@@ -1,0 +1,305 @@
+"""Pack a tree into a reproducible, bootable initrd image.
+
+newc entries in bytewise order of their names (so parents come before
+children), no `./` prefix, inodes renumbered 1..N with hardlinks kept (data
+on the last name, as GNU cpio and libarchive write it), owners from the
+manifest or 0, mtimes clamped to SOURCE_DATE_EPOCH, and compressor settings
+the kernel can read. The same tree and SOURCE_DATE_EPOCH give the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pipeline import fsutil
+from pipeline.errors import ConfigError, InputError, UsageError
+from stages.initrd import newc
+from stages.initrd.compress import LEVEL_RANGE, PACK_COMPRESSIONS, Compressor, compressor
+from stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
+
+_READ_CHUNK = 1 << 20
+_KIND_FMT = {"chr": stat.S_IFCHR, "blk": stat.S_IFBLK, "sock": stat.S_IFSOCK}
+
+
+@dataclass
+class Item:
+    """One entry to write: where its bytes come from and its header fields."""
+
+    name: bytes
+    mode: int
+    source: Path | None = None
+    size: int = 0
+    mtime: int = 0
+    uid: int = 0
+    gid: int = 0
+    rdev: tuple[int, int] = (0, 0)
+    link_group: tuple[int, int] | None = None
+    ino: int = 0
+    nlink: int = 1
+    has_data: bool = True
+
+
+@dataclass
+class PackResult:
+    """What `pack` wrote."""
+
+    output: Path
+    compression: str
+    level: int | None
+    entries: int = 0
+    early_entries: int = 0
+    size: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def source_date_epoch(value: str | int | None = None) -> int | None:
+    """SOURCE_DATE_EPOCH from `value` or the environment; a bad value is a ConfigError."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH") if value is None else value
+    if raw is None or raw == "":
+        return None
+    try:
+        epoch = int(raw)
+    except ValueError:
+        raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds") from None
+    if not 0 <= epoch <= 0xFFFFFFFF:
+        raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} is out of range for newc (0..2^32-1)")
+    return epoch
+
+
+def _scan(root: Path) -> Iterator[tuple[bytes, os.stat_result]]:
+    """Every path under `root` (not `root` itself), relative, as bytes, with its lstat."""
+    stack = [b""]
+    base = os.fsencode(root)
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(base, rel) if rel else base) as it:
+                entries = list(it)
+        except OSError as exc:
+            raise InputError(f"{root}: cannot read directory '{os.fsdecode(rel) or '.'}': "
+                             f"{exc.strerror}") from None
+        for de in entries:
+            name = os.path.join(rel, de.name) if rel else de.name
+            st = de.stat(follow_symlinks=False)
+            yield name, st
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(name)
+
+
+def collect(root: Path, records: dict[str, Record], epoch: int | None,
+            warnings: list[str]) -> list[Item]:
+    """The entries of one tree, sorted, numbered and with manifest data applied."""
+    items: dict[bytes, Item] = {}
+    groups: dict[tuple[int, int], list[Item]] = {}
+    subdirs: dict[bytes, int] = {}
+    for name, st in _scan(root):
+        if len(name) + 1 > newc.PATH_MAX:
+            raise InputError(f"{root}: '{os.fsdecode(name)}': name longer than PATH_MAX")
+        mode = st.st_mode
+        item = Item(name=name, mode=mode, mtime=int(st.st_mtime))
+        if stat.S_ISREG(mode):
+            item.source = root / os.fsdecode(name)
+            item.size = st.st_size
+            if st.st_nlink > 1:
+                item.link_group = (st.st_dev, st.st_ino)
+                groups.setdefault(item.link_group, []).append(item)
+        elif stat.S_ISLNK(mode):
+            item.source = root / os.fsdecode(name)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            item.rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
+        elif stat.S_ISDIR(mode):
+            parent = os.path.dirname(name)
+            subdirs[parent] = subdirs.get(parent, 0) + 1
+        items[name] = item
+    for path, rec in records.items():
+        key = os.fsencode(path)
+        if rec.kind in _KIND_FMT and key not in items:
+            parent = os.path.dirname(key)
+            if parent and (parent not in items or not stat.S_ISDIR(items[parent].mode)):
+                warnings.append(f"{root}: manifest entry '{path}' has no parent directory; left out")
+                continue
+            items[key] = Item(name=key, mode=_KIND_FMT[rec.kind] | (rec.mode or 0), has_data=False,
+                              rdev=rec.rdev or (0, 0), mtime=rec.mtime or 0)
+    ordered = [items[k] for k in sorted(items)]
+    for item in ordered:
+        found = records.get(os.fsdecode(item.name))
+        if found is not None:
+            if found.mode is not None:
+                item.mode = stat.S_IFMT(item.mode) | found.mode
+            item.uid, item.gid = found.uid, found.gid
+        if epoch is not None:
+            item.mtime = min(item.mtime, epoch)
+        item.mtime = max(0, item.mtime)
+        if stat.S_ISDIR(item.mode):
+            item.nlink = 2 + subdirs.get(item.name, 0)
+    ino = 0
+    for item in ordered:
+        if item.ino:
+            continue
+        ino += 1
+        item.ino = ino
+        if item.link_group is not None:
+            members = groups[item.link_group]
+            for other in members:
+                other.ino = ino
+                other.nlink = len(members)
+                other.has_data = False
+            # Data on the last name, as GNU cpio and libarchive write hardlinks.
+            members[-1].has_data = True
+    return ordered
+
+
+def root_item(records: dict[str, Record], epoch: int | None) -> Item | None:
+    """The "." entry, only when the extracted image had one (it sets the rootfs's root mode)."""
+    rec = records.get(".")
+    if rec is None:
+        return None
+    mtime = rec.mtime or 0
+    if epoch is not None:
+        mtime = min(mtime, epoch)
+    return Item(name=b".", mode=stat.S_IFDIR | (rec.mode if rec.mode is not None else 0o755),
+                uid=rec.uid, gid=rec.gid, mtime=mtime, nlink=2, has_data=False)
+
+
+class ArchiveWriter:
+    """Writes newc entries into a compressor, keeping the stream offset for padding."""
+
+    def __init__(self, out: Compressor) -> None:
+        self.out = out
+        self.pos = 0
+
+    def _put(self, data: bytes) -> None:
+        self.out.write(data)
+        self.pos += len(data)
+
+    def add(self, item: Item) -> None:
+        """Write one entry, streaming a regular file's data from disk."""
+        data: bytes | None = None
+        size = 0
+        if stat.S_ISLNK(item.mode):
+            assert item.source is not None
+            data = os.readlink(os.fsencode(item.source))
+            size = len(data)
+        elif stat.S_ISREG(item.mode) and item.has_data:
+            size = item.size
+        self._put(newc.format_header(
+            name=item.name, ino=item.ino, mode=item.mode, uid=item.uid, gid=item.gid,
+            nlink=item.nlink, mtime=item.mtime, filesize=size, rdevmajor=item.rdev[0],
+            rdevminor=item.rdev[1], offset=self.pos))
+        if data is not None:
+            self._put(data)
+        elif size:
+            assert item.source is not None
+            self._copy(item.source, size)
+        self._put(b"\0" * newc.pad4(size))
+
+    def _copy(self, path: Path, size: int) -> None:
+        left = size
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        try:
+            while left:
+                chunk = os.read(fd, min(left, _READ_CHUNK))
+                if not chunk:
+                    break
+                self._put(chunk)
+                left -= len(chunk)
+            if left or os.read(fd, 1):
+                raise InputError(f"{path}: changed size while being packed")
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        """Write the TRAILER!!! entry."""
+        self._put(newc.trailer(offset=self.pos))
+
+
+class _Counting:
+    """Counts bytes on their way to the output file."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.count = 0
+
+    def write(self, data: bytes, /) -> int:
+        self.count += len(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def resolve_layout(tree: Path, early: Path | None) -> tuple[Path, Path | None, Manifest | None]:
+    """The main tree, early tree and manifest for `pack DIR` (DIR may be an extraction)."""
+    tree = Path(tree)
+    if not tree.is_dir():
+        raise InputError(f"{tree}: not a directory")
+    manifest: Manifest | None = None
+    main = tree
+    if (tree / MANIFEST_NAME).is_file():
+        manifest = Manifest.load(tree / MANIFEST_NAME)
+        main = tree / "main"
+        if not main.is_dir():
+            raise InputError(f"{tree}: has {MANIFEST_NAME} but no main/ directory")
+        if early is None and (tree / "early").is_dir():
+            early = tree / "early"
+    if early is not None and not Path(early).is_dir():
+        raise InputError(f"{early}: early tree is not a directory")
+    return main, early, manifest
+
+
+def pack(tree: Path, output: Path, *, compress: str | None = None, level: int | None = None,
+         early: Path | None = None, epoch: int | None = None) -> PackResult:
+    """Write the image for `tree` (and the uncompressed `early` tree before it) to `output`.
+
+    `tree` may be a directory `extract` made (main/, early/, manifest) or any plain tree.
+    """
+    main, early, manifest = resolve_layout(tree, early)
+    if compress is None:
+        found = manifest.main_compression() if manifest else None
+        compress = found if found in PACK_COMPRESSIONS else "gzip"
+    if compress not in PACK_COMPRESSIONS:
+        raise UsageError(f"unknown compression {compress!r} (choose from {', '.join(PACK_COMPRESSIONS)})")
+    if level is not None:
+        lo, hi = LEVEL_RANGE[compress]
+        if not lo <= level <= hi:
+            raise ConfigError(f"--level {level} is out of range for {compress} ({lo}..{hi})")
+    if epoch is None:
+        epoch = source_date_epoch()
+    result = PackResult(output=Path(output), compression=compress, level=level)
+    main_records = manifest.records("main") if manifest else {}
+    items = collect(main, main_records, epoch, result.warnings)
+    root = root_item(main_records, epoch)
+    if root is not None:
+        items.insert(0, root)
+    early_items: list[Item] = []
+    if early is not None:
+        early_records = manifest.records("early") if manifest and Path(early) == Path(tree) / "early" else {}
+        early_items = collect(Path(early), early_records, epoch, result.warnings)
+    with fsutil.atomic_open(Path(output)) as fh:
+        counting = _Counting(fh)
+        if early is not None:
+            writer = ArchiveWriter(Compressor(counting))
+            for item in early_items:
+                writer.add(item)
+            writer.finish()
+            # The compressed member that follows starts 4-byte aligned, like dracut's.
+            pad = newc.pad4(writer.pos)
+            counting.write(b"\0" * pad)
+        comp = compressor(compress, level, counting)
+        writer = ArchiveWriter(comp)
+        for item in items:
+            writer.add(item)
+        writer.finish()
+        comp.close()
+        result.size = counting.count
+    result.entries = len(items)
+    result.early_entries = len(early_items)
+    return result
