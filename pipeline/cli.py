@@ -127,9 +127,13 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    logging.basicConfig(level=logging.DEBUG if debug or "-v" in argv or "--verbose" in argv
-                        else logging.WARNING if "-q" in argv or "--quiet" in argv else logging.INFO,
+    # Global flags work before or after the sub-command (`respin run x.toml -q`).
+    flags = {"--debug", "-v", "--verbose", "-q", "--quiet"}
+    given = {a for a in argv if a in flags}
+    argv = sorted(given) + [a for a in argv if a not in flags]
+    debug = "--debug" in given
+    logging.basicConfig(level=logging.DEBUG if debug or given & {"-v", "--verbose"}
+                        else logging.WARNING if given & {"-q", "--quiet"} else logging.INFO,
                         format="respin: %(name)s: %(message)s" if debug else "respin: %(message)s",
                         stream=sys.stderr)
     signal.signal(signal.SIGTERM, _on_sigterm)

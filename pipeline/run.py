@@ -79,7 +79,7 @@ def run(
     with contextlib.ExitStack() as stack:
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True)
-            out_fh: IO[bytes] = stack.enter_context(open(log_file, "ab"))
+            out_fh: IO[bytes] = stack.enter_context(open(log_file, "a+b"))
             start = out_fh.tell()
             err_fh: IO[bytes] = out_fh
         else:

@@ -78,21 +78,23 @@ def read_package(path: Path) -> PackageInfo:
 
 def payload_files(path: Path, wanted: re.Pattern[str]) -> Iterator[tuple[str, bytes]]:
     """Yield (name, content) of regular files in the payload whose name matches `wanted`."""
-    hdr = _header(path)
-    files = rpm.files(hdr)
-    compressor = _text(hdr[rpm.RPMTAG_PAYLOADCOMPRESSOR] or "gzip")
-    with open(path, "rb") as fh:
-        # The bindings read the payload from where the header ends.
-        fd = rpm.fd(fh, "r", flags=compressor)
-        ts = rpm.TransactionSet()
-        ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES | rpm._RPMVSF_NODIGESTS)
-        fd.seek(0)
-        ts.hdrFromFdno(fd)
-        archive = files.archive(fd)
+    ts = rpm.TransactionSet()
+    ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES | rpm._RPMVSF_NODIGESTS)
+    fd = rpm.fd.open(str(path))
+    try:
+        # Reading the header leaves the descriptor at the start of the payload.
+        hdr = ts.hdrFromFdno(fd)
+        compressor = _text(hdr[rpm.RPMTAG_PAYLOADCOMPRESSOR] or "gzip")
+        payload = rpm.fd(fd, "r", flags=compressor)
+        archive = rpm.files(hdr).archive(payload, write=False)
         for entry in archive:
             name = _text(entry.name)
             if wanted.search(name) and archive.hascontent():
                 yield name, archive.read()
+    except rpm.error as exc:
+        raise InputError(f"{path}: cannot read the payload ({exc})") from exc
+    finally:
+        fd.close()
 
 
 def rpmbuild_argv(mode: str, spec: Path, *, topdir: Path, target: str | None,

@@ -77,6 +77,11 @@ class NetworkStage(Stage):
     def from_table(cls, table: Mapping[str, Any], where: str) -> Stage:
         """Check the model first (its errors name nested keys), then the staging keys."""
         parse_model(table, where, prefix="")
+        rpm_table = table.get("rpm")
+        if isinstance(rpm_table, Mapping):
+            # Parsed on its own first: through `RpmOptions | None` the precise
+            # error (missing or unknown key) would be reduced to a type mismatch.
+            parse_options(RpmOptions, rpm_table, f"{where} rpm")
         return cls(parse_options(cls.Options, table, where), where)
 
     def options_json(self) -> dict[str, Any]:

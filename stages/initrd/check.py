@@ -1,0 +1,252 @@
+"""`check`: what would go wrong when the kernel unpacks and runs this image.
+
+Before anyone boots it: compressions the kernel cannot read (xz with CRC64,
+lz4 frame format), entries whose parent directory comes later or never (the
+kernel skips them), an /init that cannot run, and the root device: a nash
+`mkrootdev` line in the init script, `root=` in dracut's etc/cmdline.d, the
+`/` line of etc/fstab, which must exist where the init needs one and agree.
+A missing one is what ends in "mount: error mounting /dev/root on /sysroot".
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stages.initrd.compress import NOT_BOOTABLE
+from stages.initrd.extract import Refused, split_name
+from stages.initrd.reader import DEFAULT_MAX_SIZE, ImageReader
+
+# Files whose content the check reads (bounded: init scripts and config are small).
+_CAPTURE_MAX = 1 << 20
+_CONFIG_RD = {"gzip": "CONFIG_RD_GZIP", "bzip2": "CONFIG_RD_BZIP2", "lzma": "CONFIG_RD_LZMA",
+              "xz": "CONFIG_RD_XZ", "lzo": "CONFIG_RD_LZO", "lz4": "CONFIG_RD_LZ4",
+              "zstd": "CONFIG_RD_ZSTD"}
+
+
+@dataclass
+class Finding:
+    """One line of the report: level is "ok", "note" or "problem"."""
+
+    level: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.message}"
+
+
+@dataclass
+class _View:
+    """The final tree as the kernel leaves it: kind per path, symlink targets, small files."""
+
+    kinds: dict[str, str] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def remove(self, path: str) -> None:
+        if self.kinds.get(path) == "dir":
+            prefix = path + "/"
+            for table in (self.kinds, self.modes, self.links, self.files):
+                for key in [k for k in table if k.startswith(prefix)]:
+                    del table[key]  # type: ignore[attr-defined]
+        for table in (self.kinds, self.modes, self.links, self.files):
+            table.pop(path, None)  # type: ignore[attr-defined]
+
+    def resolve(self, path: str, depth: int = 0) -> str | None:
+        """Follow symlinks inside the image (absolute targets from the image's root)."""
+        if depth > 16:
+            return None
+        comps = [c for c in path.split("/") if c not in ("", ".")]
+        done: list[str] = []
+        for i, comp in enumerate(comps):
+            if comp == "..":
+                if done:
+                    done.pop()
+                continue
+            cur = "/".join([*done, comp])
+            if self.kinds.get(cur) == "symlink":
+                target = self.links[cur]
+                base = "" if target.startswith("/") else "/".join(done)
+                rest = "/".join(comps[i + 1:])
+                joined = posixpath.join(base, target, rest) if rest else posixpath.join(base, target)
+                return self.resolve(joined, depth + 1)
+            done.append(comp)
+        result = "/".join(done)
+        return result if result in self.kinds else None
+
+
+def _wanted(path: str) -> bool:
+    return (path in ("init", "linuxrc", "etc/fstab", "etc/cmdline")
+            or (path.startswith("etc/cmdline.d/") and path.endswith(".conf")))
+
+
+def _scan(reader: ImageReader) -> tuple[_View, list[Finding]]:
+    view = _View()
+    findings: list[Finding] = []
+    orphans = 0
+    for entry in reader.entries():
+        try:
+            comps, _absolute = split_name(entry.name)
+        except Refused as exc:
+            findings.append(Finding("problem", f"entry '{os.fsdecode(entry.name)}' {exc}"))
+            continue
+        if not comps:
+            continue
+        path = "/".join(comps)
+        parent = "/".join(comps[:-1])
+        if parent and view.kinds.get(parent) != "dir":
+            orphans += 1
+            if orphans <= 5:
+                findings.append(Finding(
+                    "problem", f"'{path}' comes before its parent directory '{parent}' exists; "
+                    "the kernel does not create parents and will skip it"))
+            continue
+        if view.kinds.get(path) not in (None, entry.kind):
+            view.remove(path)
+        view.kinds[path] = entry.kind
+        view.modes[path] = entry.header.mode
+        if entry.kind == "symlink":
+            view.links[path] = os.fsdecode(reader.read_all(4096))
+        elif entry.kind == "file" and _wanted(path) and entry.size <= _CAPTURE_MAX:
+            view.files[path] = reader.read_all(_CAPTURE_MAX)
+    if orphans > 5:
+        findings.append(Finding("problem", f"{orphans} entries in all come before their parent directory"))
+    return view, findings
+
+
+def _parts(reader: ImageReader, kernel_config: Path | None) -> list[Finding]:
+    findings: list[Finding] = []
+    enabled: set[str] | None = None
+    if kernel_config is not None:
+        text = kernel_config.read_text(errors="replace")
+        enabled = {m.group(1) for m in re.finditer(r"^(CONFIG_RD_\w+)=y", text, re.M)}
+    for part in reader.parts:
+        where = f"part {part.index} at offset {part.offset} ({part.compression})"
+        if part.compression in NOT_BOOTABLE:
+            findings.append(Finding("problem", f"{where}: {NOT_BOOTABLE[part.compression]}"))
+        elif part.compression == "xz" and part.detail not in ("check=crc32", "check=none"):
+            findings.append(Finding("problem", f"{where}: xz with {part.detail or 'an unknown check'}; "
+                                    "the kernel verifies only CRC32 (xz --check=crc32)"))
+        elif enabled is not None and part.compression in _CONFIG_RD \
+                and _CONFIG_RD[part.compression] not in enabled:
+            findings.append(Finding("problem", f"{where}: the kernel config lacks "
+                                    f"{_CONFIG_RD[part.compression]}=y"))
+        else:
+            findings.append(Finding("ok", f"{where}: {part.format}, {part.entries} entries, "
+                                    "readable by the kernel"))
+    return findings
+
+
+def _mkrootdev(script: str) -> list[tuple[str | None, str | None]]:
+    """(device, fstype) of every `mkrootdev` line in a nash script."""
+    found: list[tuple[str | None, str | None]] = []
+    for line in script.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line.startswith("mkrootdev"):
+            continue
+        try:
+            words = shlex.split(line)[1:]
+        except ValueError:
+            words = line.split()[1:]
+        fstype = device = None
+        i = 0
+        while i < len(words):
+            if words[i] in ("-t", "-o") and i + 1 < len(words):
+                if words[i] == "-t":
+                    fstype = words[i + 1]
+                i += 2
+                continue
+            device = words[i]
+            i += 1
+        found.append((device, fstype))
+    return found
+
+
+def _root_device(view: _View, expected: str | None) -> list[Finding]:
+    findings: list[Finding] = []
+    sources: list[tuple[str, str, str | None]] = []  # (where, device, fstype)
+    init_path = "init" if "init" in view.kinds else ("linuxrc" if "linuxrc" in view.kinds else None)
+    script = view.files.get(init_path or "", b"").decode(errors="replace")
+    nash = script.startswith("#!") and "nash" in script.splitlines()[0]
+    for device, fstype in _mkrootdev(script):
+        if not device:
+            findings.append(Finding("problem", f"{init_path}: mkrootdev without a device"))
+        elif device == "/dev/root":
+            findings.append(Finding("problem", f"{init_path}: mkrootdev /dev/root names the device it "
+                                    "is supposed to create"))
+        else:
+            sources.append((f"{init_path} mkrootdev", device, fstype))
+    if nash and re.search(r"^\s*mount\s+/sysroot", script, re.M) and not _mkrootdev(script):
+        findings.append(Finding("problem", f"{init_path} mounts /sysroot but has no mkrootdev line: "
+                                "boot ends in 'mount: error mounting /dev/root on /sysroot'"))
+    cmdline_files = sorted(p for p in view.files if p.startswith("etc/cmdline"))
+    for path in cmdline_files:
+        for word in view.files[path].decode(errors="replace").split():
+            if word.startswith("root="):
+                value = word[len("root="):]
+                if not value:
+                    findings.append(Finding("problem", f"{path}: empty root="))
+                else:
+                    sources.append((f"{path} root=", value, None))
+    fstab = view.files.get("etc/fstab")
+    if fstab is not None:
+        for line in fstab.decode(errors="replace").splitlines():
+            fields = line.split("#", 1)[0].split()
+            if len(fields) >= 2 and fields[1] in ("/", "/sysroot"):
+                sources.append(("etc/fstab", fields[0], fields[2] if len(fields) > 2 else None))
+    devices = sorted({dev for _, dev, _ in sources})
+    if len(devices) > 1:
+        detail = "; ".join(f"{where} says {dev}" for where, dev, _ in sources)
+        findings.append(Finding("problem", f"inconsistent root device: {detail}"))
+    fstypes = sorted({fs for _, _, fs in sources if fs and fs != "auto"})
+    if len(fstypes) > 1:
+        detail = "; ".join(f"{where} says {fs}" for where, _, fs in sources if fs)
+        findings.append(Finding("problem", f"inconsistent root filesystem type: {detail}"))
+    if expected is not None:
+        for where, dev, _ in sources:
+            if dev != expected:
+                findings.append(Finding("problem", f"{where} names root device {dev}, expected {expected}"))
+    if len(devices) == 1 and not any(f.level == "problem" for f in findings):
+        found_in = ", ".join(where for where, _, _ in sources)
+        findings.append(Finding("ok", f"root device {devices[0]} ({found_in})"))
+    elif not sources and not findings:
+        findings.append(Finding("note", "the image names no root device; the kernel command line "
+                                "must give root="))
+    return findings
+
+
+def _init(view: _View) -> list[Finding]:
+    path = "init" if "init" in view.kinds else ("linuxrc" if "linuxrc" in view.kinds else None)
+    if path is None:
+        return [Finding("note", "no /init: the kernel will mount root= itself, as for an old-style initrd")]
+    real = view.resolve(path)
+    if real is None:
+        return [Finding("problem", f"/{path} is a symlink to '{view.links.get(path)}', which is not "
+                        "in the image")]
+    if view.kinds.get(real) != "file":
+        return [Finding("problem", f"/{path} is a {view.kinds.get(real)}, not a file")]
+    if not view.modes.get(real, 0) & 0o111:
+        return [Finding("problem", f"/{path} is not executable (mode {view.modes[real] & 0o7777:04o})")]
+    script = view.files.get(path) or view.files.get(real) or b""
+    if script.startswith(b"#!"):
+        interp = script[2:].split(b"\n", 1)[0].strip().split()
+        if interp:
+            name = os.fsdecode(interp[0])
+            target = view.resolve(name)
+            if target is None or view.kinds.get(target) != "file":
+                return [Finding("problem", f"/{path} wants interpreter {name}, which is not in the image")]
+    return [Finding("ok", f"/{path} is an executable file")]
+
+
+def check_image(image: Path, *, root: str | None = None, kernel_config: Path | None = None,
+                max_size: int = DEFAULT_MAX_SIZE) -> list[Finding]:
+    """All findings for `image`; unreadable images raise InputError."""
+    reader = ImageReader(image, max_size=max_size)
+    view, findings = _scan(reader)
+    return [*_parts(reader, kernel_config), *findings, *_init(view), *_root_device(view, root),
+            *(Finding("note", w) for w in reader.warnings)]

@@ -1,0 +1,216 @@
+"""`respin initrd ...`: list, cat, extract, pack and check initrd images.
+
+Handlers write results to stdout, warnings to stderr, and raise pipeline
+errors for problems; the main CLI turns those into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import stat
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from pipeline.errors import CheckFailed, ConfigError, InputError
+from stages.initrd import newc
+from stages.initrd.check import check_image
+from stages.initrd.compress import PACK_COMPRESSIONS
+from stages.initrd.extract import Refused, extract, split_name
+from stages.initrd.reader import DEFAULT_MAX_SIZE, ImageReader
+from stages.initrd.writer import pack
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str | None) -> int:
+    """A byte count like 512M or 4G (binary units); ConfigError when malformed."""
+    if text is None:
+        return DEFAULT_MAX_SIZE
+    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m or int(m.group(1)) == 0:
+        raise ConfigError(f"--max-size {text!r}: want a positive size such as 512M or 4G")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        sys.stderr.write(f"respin: warning: {line}\n")
+
+
+def _out() -> BinaryIO:
+    return sys.stdout.buffer
+
+
+def _mode_string(mode: int) -> str:
+    return stat.filemode(mode)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List every entry of every part (or, with --parts, the parts)."""
+    reader = ImageReader(Path(args.image), max_size=parse_size(args.max_size))
+    out = _out()
+    if args.parts:
+        reader.summary()
+        out.write(b"part offset end compression format archives entries size\n")
+        for p in reader.parts:
+            comp = p.compression + (f"({p.detail})" if p.detail else "")
+            out.write(f"{p.index} {p.offset} {p.end} {comp} {p.format} {p.archives} {p.entries} "
+                      f"{p.size}\n".encode())
+    else:
+        for entry in reader.entries():
+            name = entry.name
+            if args.long:
+                h = entry.header
+                when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(h.mtime))
+                size = f"{h.rdevmajor},{h.rdevminor}" if entry.kind in ("chr", "blk") else str(h.filesize)
+                line = (f"{_mode_string(h.mode)} {h.nlink:3d} {h.uid:5d} {h.gid:5d} {size:>10} {when} "
+                        f"{entry.part} ").encode() + name
+                if entry.kind == "symlink":
+                    line += b" -> " + reader.read_all(newc.SYMLINK_MAX)
+                out.write(line + b"\n")
+            else:
+                out.write(name + b"\n")
+    out.flush()
+    _warn(reader.warnings)
+    return 0
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    """Write one file's content, as the kernel would leave it, to stdout."""
+    try:
+        want, _ = split_name(os.fsencode(args.path))
+    except Refused as exc:
+        raise InputError(f"path '{args.path}' {exc}") from None
+    reader = ImageReader(Path(args.image), max_size=parse_size(args.max_size))
+    found_kind: str | None = None
+    link_key: tuple[int, int, int, int] | None = None
+    target = b""
+    with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+        for entry in reader.entries():
+            try:
+                comps, _ = split_name(entry.name)
+            except Refused:
+                continue
+            key = (entry.archive, *entry.header.link_key)
+            same = comps == want
+            # A hardlinked name may carry no data; its data comes with another name.
+            joined = link_key == key and entry.kind == "file" and entry.size > 0
+            if not same and not joined:
+                continue
+            if same:
+                found_kind = entry.kind
+                link_key = key if entry.kind == "file" and entry.header.nlink > 1 else None
+            if entry.kind == "symlink":
+                target = reader.read_all(newc.SYMLINK_MAX)
+            elif entry.kind == "file" and (entry.size or same):
+                spool.seek(0)
+                spool.truncate()
+                for chunk in reader.chunks():
+                    spool.write(chunk)
+        if found_kind is None:
+            raise InputError(f"{args.image}: no entry '{args.path}'")
+        if found_kind == "symlink":
+            raise InputError(f"{args.image}: '{args.path}' is a symlink to '{os.fsdecode(target)}'")
+        if found_kind != "file":
+            raise InputError(f"{args.image}: '{args.path}' is a {found_kind}, not a file")
+        spool.seek(0)
+        out = _out()
+        while chunk := spool.read(1 << 20):
+            out.write(chunk)
+        out.flush()
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Extract every part safely into DIR/main (and DIR/early) with a manifest."""
+    result = extract(Path(args.image), Path(args.dir), privileged=args.privileged,
+                     max_size=parse_size(args.max_size))
+    _warn(result.warnings)
+    trees = ", ".join(f"{args.dir}/{t}" for t in result.trees)
+    _out().write(f"extracted {result.entries} entries from {len(result.parts)} part(s) into {trees}\n"
+                 .encode())
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    """Pack DIR (a plain tree or an extraction) into a reproducible image."""
+    result = pack(Path(args.dir), Path(args.output), compress=args.compress, level=args.level,
+                  early=Path(args.early) if args.early else None)
+    _warn(result.warnings)
+    early = f" + {result.early_entries} early" if args.early or result.early_entries else ""
+    level = f" -{result.level}" if result.level is not None else ""
+    _out().write(f"wrote {result.output}: {result.compression}{level}, {result.entries} entries{early}, "
+                 f"{result.size} bytes\n".encode())
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Report what would go wrong booting the image; CheckFailed if anything would."""
+    findings = check_image(Path(args.image), root=args.root,
+                           kernel_config=Path(args.kernel_config) if args.kernel_config else None,
+                           max_size=parse_size(args.max_size))
+    out = _out()
+    for finding in findings:
+        out.write(f"{finding}\n".encode())
+    out.flush()
+    problems = [f for f in findings if f.level == "problem"]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CheckFailed(f"{args.image}: {problems[0].message}{more}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `initrd` and its sub-commands to the main CLI's sub-parsers."""
+    parser = sub.add_parser("initrd", help="inspect, extract, modify and repack initrd images",
+                            description="Inspect, extract and repack initrd images: every part, "
+                            "as the kernel reads them.")
+    cmds = parser.add_subparsers(dest="initrd_command", metavar="COMMAND", required=True)
+
+    def size_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--max-size", metavar="SIZE",
+                       help="stop when the image decompresses to more than SIZE (default 4G)")
+
+    p = cmds.add_parser("list", help="list the parts and every entry")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--parts", action="store_true",
+                   help="list the parts (offset, compression, format) instead of entries")
+    p.add_argument("--long", action="store_true", help="mode, links, owner, size, mtime, part, name")
+    size_opt(p)
+    p.set_defaults(func=cmd_list)
+
+    p = cmds.add_parser("cat", help="write one file's content to stdout")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("path", metavar="PATH")
+    size_opt(p)
+    p.set_defaults(func=cmd_cat)
+
+    p = cmds.add_parser("extract", help="extract every part safely (no root needed)")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("dir", metavar="DIR", help="new directory: gets main/, early/ and the manifest")
+    p.add_argument("--privileged", action="store_true",
+                   help="create device nodes, set owners and setuid/setgid bits (root only)")
+    size_opt(p)
+    p.set_defaults(func=cmd_extract)
+
+    p = cmds.add_parser("pack", help="pack a tree into a reproducible image")
+    p.add_argument("dir", metavar="DIR", help="a tree, or a directory `extract` made")
+    p.add_argument("-o", "--output", required=True, metavar="IMAGE")
+    p.add_argument("--compress", choices=PACK_COMPRESSIONS,
+                   help="compression (default: the extracted image's, else gzip)")
+    p.add_argument("--level", type=int, metavar="N", help="compression level")
+    p.add_argument("--early", metavar="DIR", help="tree to put first as an uncompressed archive")
+    p.set_defaults(func=cmd_pack)
+
+    p = cmds.add_parser("check", help="root device and kernel-compatibility checks")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--root", metavar="DEV", help="the root device the image must name")
+    p.add_argument("--kernel-config", metavar="FILE",
+                   help="kernel .config whose CONFIG_RD_* the compressions must match")
+    size_opt(p)
+    p.set_defaults(func=cmd_check)
