@@ -1,0 +1,109 @@
+"""`respin net`: through `register` on a bare parser, and end to end through the `respin` command."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError, InputError
+from stages.network.cli import register
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
+NET = FIXTURES / "net.toml"
+RESPIN = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "respin"
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="respin")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    code = args.func(args)
+    return code, capsys.readouterr().out
+
+
+def test_net_cli_check(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(["net", "check", str(NET)], capsys)
+    assert code == 0
+    assert out == (f"{NET}: ok: eth0 192.0.2.10/24 via 192.0.2.1; "
+                   "eth0:1 198.51.100.10/24 via 198.51.100.1 table test (1)\n")
+
+
+def test_net_cli_script_matches_golden(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(["net", "script", str(NET)], capsys)
+    assert code == 0
+    assert out == (Path(__file__).parent / "golden" / "net" / "script" / "setup.sh").read_text()
+
+
+def test_net_cli_render_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(["net", "render", str(NET), "--root", str(tmp_path)], capsys)
+    assert code == 0
+    assert "write     etc/sysconfig/network-scripts/rule-eth0:1\n" in out
+    code, out = _run(["net", "render", str(NET), "--root", str(tmp_path)], capsys)
+    assert {line.split()[0] for line in out.splitlines()} == {"unchanged"}
+
+
+@pytest.mark.parametrize("backend", ["networkmanager", "networkd", "nmstate"])
+def test_net_cli_render_backends(tmp_path: Path, backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(["net", "render", str(NET), "--root", str(tmp_path), "--backend", backend], capsys)
+    assert code == 0 and out.startswith("write")
+
+
+def test_net_cli_render_pipeline_file_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out = _run(["net", "render", str(FIXTURES / "pipeline.toml"), "--root", str(tmp_path)], capsys)
+    assert code == 0
+    assert (tmp_path / "etc/sysconfig/network-scripts/ifcfg-eth0:1").is_file()
+
+
+def test_net_cli_errors_are_raised_for_the_main_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(NET.read_text().replace('gateway = "198.51.100.1"', 'gateway = "192.0.2.1"'))
+    with pytest.raises(ConfigError, match=r"bad.toml: network.alias\[0\].gateway: "):
+        _run(["net", "check", str(bad)], capsys)
+    foreign = tmp_path / "root" / "etc/sysconfig/network-scripts/ifcfg-eth0"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("DEVICE=eth0\n")
+    with pytest.raises(InputError, match="not written by respin"):
+        _run(["net", "render", str(NET), "--root", str(tmp_path / "root")], capsys)
+
+
+def _respin_knows_net() -> bool:
+    if not RESPIN.exists():
+        return False
+    proc = subprocess.run([str(RESPIN), "net", "--help"], capture_output=True, text=True, check=False)
+    return proc.returncode == 0
+
+
+needs_respin = pytest.mark.skipif(not _respin_knows_net(),
+                                  reason="`respin net` is not registered yet (entry point respin.commands: net)")
+
+
+@needs_respin
+def test_net_e2e_check_script_render(tmp_path: Path) -> None:
+    proc = subprocess.run([str(RESPIN), "net", "check", str(NET)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith(f"{NET}: ok:")
+    proc = subprocess.run([str(RESPIN), "net", "script", str(NET)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith("#!/bin/sh\n")
+    proc = subprocess.run([str(RESPIN), "net", "render", str(NET), "--root", str(tmp_path)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "etc/iproute2/rt_tables.d/test.conf").is_file()
+
+
+@needs_respin
+def test_net_e2e_errors_are_one_line_with_exit_code(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(NET.read_text().replace("id = 1", "id = 253"))
+    proc = subprocess.run([str(RESPIN), "net", "check", str(bad)], capture_output=True, text=True, check=False)
+    assert proc.returncode == ConfigError.exit_code
+    assert proc.stderr == (f"respin: error: {bad}: network.alias[0].table.id: 253 is reserved "
+                           "(0 unspec, 252 compat, 253 default, 254 main, 255 local)\n")
+    (tmp_path / "root" / "etc" / "sysconfig" / "network-scripts").mkdir(parents=True)
+    shutil.copy(NET, tmp_path / "root" / "etc" / "sysconfig" / "network-scripts" / "ifcfg-eth0")
+    proc = subprocess.run([str(RESPIN), "net", "render", str(NET), "--root", str(tmp_path / "root")],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == InputError.exit_code
+    assert proc.stderr.count("\n") == 1 and "refusing to overwrite" in proc.stderr

@@ -1,0 +1,102 @@
+"""The `network` stage: options from a pipeline table, artifacts, and a second run that does nothing."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import registry
+from pipeline.config import load
+from pipeline.errors import ConfigError
+from pipeline.runner import Runner
+from pipeline.stage import Context
+from stages.network.root import STATE_PATH
+from stages.network.stage import NetworkStage
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
+WHERE = "pipe.toml [network]"
+
+
+def _table(**extra: Any) -> dict[str, Any]:
+    table = dict(tomllib.loads((FIXTURES / "net.toml").read_text())["network"])
+    table.update(extra)
+    return table
+
+
+def _context(tmp_path: Path) -> Context:
+    source = tmp_path / "pipe.toml"
+    source.write_text("")
+    stagedir = tmp_path / "work" / "stages" / "network"
+    stagedir.mkdir(parents=True)
+    return Context(workdir=tmp_path / "work", source=source, settings={"source_date_epoch": 1700000000},
+                   stagedir=stagedir, log=logging.getLogger("test"))
+
+
+def test_net_stage_from_table_builds_the_model() -> None:
+    stage = NetworkStage.from_table(_table(backend="networkd"), WHERE)
+    assert isinstance(stage, NetworkStage)
+    assert stage.model.aliases[0].table.name == "test"
+    data = stage.options_json()
+    assert data["backend"] == "networkd" and data["alias"][0]["priority"] == 1000
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    ({"backend": "ifupdown"}, f"{WHERE} backend: expected 'initscripts' or"),
+    ({"colour": "red"}, f"{WHERE}: colour: unknown key"),
+    ({"rpm": {"name": "x"}}, f"{WHERE} rpm: missing required key 'version'"),
+    ({"rpm": {"name": "x", "version": "1", "arch": "x86_64"}}, f"{WHERE} rpm: unknown key 'arch'"),
+    ({"rpm": {"name": "x", "version": "1"}, "rt_tables": "merge"}, "'merge' cannot go into an RPM"),
+    ({"force": "yes"}, f"{WHERE} force: expected true or false"),
+])
+def test_net_stage_bad_options_are_one_line_config_errors(extra: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        NetworkStage.from_table(_table(**extra), WHERE)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_net_stage_model_errors_name_the_nested_key() -> None:
+    table = _table()
+    table["alias"] = [dict(table["alias"][0], table={"id": 254, "name": "x"})]
+    with pytest.raises(ConfigError, match=r"^pipe.toml \[network\]: alias\[0\].table.id: 254 is reserved"):
+        NetworkStage.from_table(table, WHERE)
+
+
+def test_net_stage_run_makes_netfiles_root_and_rpm(tmp_path: Path) -> None:
+    if shutil.which("rpmbuild") is None:
+        pytest.skip("rpmbuild is not installed")
+    (tmp_path / "image").mkdir()
+    stage = NetworkStage.from_table(_table(root="image", rpm={"name": "net-conf", "version": "3"}), WHERE)
+    artifacts = stage.run(_context(tmp_path))
+    kinds = {a.kind: a for a in artifacts}
+    assert sorted(kinds) == ["netfiles", "netstate", "rpm"]
+    netfiles = kinds["netfiles"]
+    listed = sorted(str(p.relative_to(netfiles.path)) for p in netfiles.path.rglob("*") if p.is_file())
+    assert listed == netfiles.meta["files"]
+    assert "etc/sysconfig/network-scripts/route-eth0:1" in listed
+    for rel in listed:
+        assert (tmp_path / "image" / rel).read_bytes() == (netfiles.path / rel).read_bytes()
+    assert kinds["netstate"].path == tmp_path / "image" / STATE_PATH
+    assert kinds["rpm"].path.name == "net-conf-3-1.noarch.rpm"
+
+
+def test_net_pipeline_runs_network_stage_then_does_nothing(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Until pyproject registers the stage under "respin.stages", hand the registry this class.
+    original = registry.stage
+    monkeypatch.setattr(registry, "stage",
+                        lambda name: NetworkStage if name == "network" else original(name))
+    shutil.copy(FIXTURES / "pipeline.toml", tmp_path / "pipeline.toml")
+    (tmp_path / "image").mkdir()
+    pipeline = load(tmp_path / "pipeline.toml", {"workdir": str(tmp_path / "work")})
+    first = Runner(pipeline).run()
+    assert first.ran == ["network"]
+    assert (tmp_path / "image" / "etc/iproute2/rt_tables.d/test.conf").is_file()
+    second = Runner(load(tmp_path / "pipeline.toml", {"workdir": str(tmp_path / "work")})).run()
+    assert second.ran == []
+    kinds = sorted(a["kind"] for a in second.manifest["artifacts"])
+    assert kinds == ["netfiles", "netstate"]
