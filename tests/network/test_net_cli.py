@@ -58,7 +58,8 @@ def test_net_cli_render_pipeline_file_section(tmp_path: Path, capsys: pytest.Cap
     assert (tmp_path / "etc/sysconfig/network-scripts/ifcfg-eth0:1").is_file()
 
 
-def test_net_cli_errors_are_raised_for_the_main_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_net_cli_errors_are_raised_for_the_main_cli(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(NET.read_text().replace('gateway = "198.51.100.1"', 'gateway = "192.0.2.1"'))
     with pytest.raises(ConfigError, match=r"bad.toml: network.alias\[0\].gateway: "):
@@ -70,25 +71,28 @@ def test_net_cli_errors_are_raised_for_the_main_cli(tmp_path: Path, capsys: pyte
         _run(["net", "render", str(NET), "--root", str(tmp_path / "root")], capsys)
 
 
+def _respin(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(RESPIN), *args], capture_output=True, text=True, check=False)
+
+
 def _respin_knows_net() -> bool:
     if not RESPIN.exists():
         return False
-    proc = subprocess.run([str(RESPIN), "net", "--help"], capture_output=True, text=True, check=False)
+    proc = _respin("net", "--help")
     return proc.returncode == 0
 
 
-needs_respin = pytest.mark.skipif(not _respin_knows_net(),
-                                  reason="`respin net` is not registered yet (entry point respin.commands: net)")
+needs_respin = pytest.mark.skipif(
+    not _respin_knows_net(), reason="`respin net` is not registered yet (entry point respin.commands: net)")
 
 
 @needs_respin
 def test_net_e2e_check_script_render(tmp_path: Path) -> None:
-    proc = subprocess.run([str(RESPIN), "net", "check", str(NET)], capture_output=True, text=True, check=False)
+    proc = _respin("net", "check", str(NET))
     assert proc.returncode == 0 and proc.stdout.startswith(f"{NET}: ok:")
-    proc = subprocess.run([str(RESPIN), "net", "script", str(NET)], capture_output=True, text=True, check=False)
+    proc = _respin("net", "script", str(NET))
     assert proc.returncode == 0 and proc.stdout.startswith("#!/bin/sh\n")
-    proc = subprocess.run([str(RESPIN), "net", "render", str(NET), "--root", str(tmp_path)],
-                          capture_output=True, text=True, check=False)
+    proc = _respin("net", "render", str(NET), "--root", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "etc/iproute2/rt_tables.d/test.conf").is_file()
 
@@ -97,13 +101,12 @@ def test_net_e2e_check_script_render(tmp_path: Path) -> None:
 def test_net_e2e_errors_are_one_line_with_exit_code(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(NET.read_text().replace("id = 1", "id = 253"))
-    proc = subprocess.run([str(RESPIN), "net", "check", str(bad)], capture_output=True, text=True, check=False)
+    proc = _respin("net", "check", str(bad))
     assert proc.returncode == ConfigError.exit_code
     assert proc.stderr == (f"respin: error: {bad}: network.alias[0].table.id: 253 is reserved "
                            "(0 unspec, 252 compat, 253 default, 254 main, 255 local)\n")
     (tmp_path / "root" / "etc" / "sysconfig" / "network-scripts").mkdir(parents=True)
     shutil.copy(NET, tmp_path / "root" / "etc" / "sysconfig" / "network-scripts" / "ifcfg-eth0")
-    proc = subprocess.run([str(RESPIN), "net", "render", str(NET), "--root", str(tmp_path / "root")],
-                          capture_output=True, text=True, check=False)
+    proc = _respin("net", "render", str(NET), "--root", str(tmp_path / "root"))
     assert proc.returncode == InputError.exit_code
     assert proc.stderr.count("\n") == 1 and "refusing to overwrite" in proc.stderr

@@ -31,7 +31,7 @@ def _compare(files: Files, golden_dir: Path) -> None:
     if UPDATE:
         if golden_dir.exists():
             shutil.rmtree(golden_dir)
-        for rel, (data, mode) in files.items():
+        for rel, (data, _mode) in files.items():
             (golden_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             (golden_dir / rel).write_bytes(data)
         (golden_dir / "MODES").write_text("".join(f"{m:04o} {r}\n" for r, (_d, m) in sorted(files.items())))

@@ -178,7 +178,10 @@ def _apply_like_initscripts(lab: Lab, image: Path) -> None:
     """What ifup eth0 does with the staged files: parent, then aliases, then their routes and rules."""
     scripts = image / SCRIPTS
     parent = _ifcfg(scripts / "ifcfg-eth0")
-    ip = lambda *a: ip_with_image_etc(image, "-n", lab.host, *a)  # noqa: E731
+
+    def ip(*args: str) -> None:
+        ip_with_image_etc(image, "-n", lab.host, *args)
+
     ip("addr", "add", f"{parent['IPADDR']}/{parent['PREFIX']}", "dev", parent["DEVICE"])
     ip("route", "replace", "default", "via", parent["GATEWAY"], "dev", parent["DEVICE"])
     for cfg in sorted(scripts.glob("ifcfg-eth0:*")):

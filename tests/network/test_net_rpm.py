@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ pytestmark = [
 ]
 
 
-def _read_rpm(path: Path) -> tuple[object, dict[str, tuple[bytes, int]]]:
+def _read_rpm(path: Path) -> tuple[Any, dict[str, tuple[bytes, int]]]:
     """The header and {path: (content, mode)} of every payload file."""
     ts = rpm.TransactionSet()
     ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES)
@@ -47,8 +48,8 @@ def _read_rpm(path: Path) -> tuple[object, dict[str, tuple[bytes, int]]]:
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, tuple[bytes, int]]]:
     files = dict(render(load_model(FIXTURES / "net.toml"), "initscripts"))
     opts = RpmOptions(name="respin-network-test", version="1.0")
-    first = build_rpm(files, opts, tmp_path_factory.mktemp("a"), description="test package", epoch=1700000000)
-    second = build_rpm(files, opts, tmp_path_factory.mktemp("b"), description="test package", epoch=1700000000)
+    first, second = (build_rpm(files, opts, tmp_path_factory.mktemp(d), description="test package",
+                               epoch=1700000000) for d in ("a", "b"))
     return first, second, files
 
 

@@ -115,7 +115,8 @@ def test_net_hand_edited_stale_file_is_refused(tmp_path: Path,
         stage_into_root(nm, tmp_path)
 
 
-def test_net_symlinked_directory_is_refused(tmp_path: Path, model_files: dict[str, tuple[bytes, int]]) -> None:
+def test_net_symlinked_directory_is_refused(tmp_path: Path,
+                                            model_files: dict[str, tuple[bytes, int]]) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     root = tmp_path / "root"
