@@ -220,7 +220,8 @@ class ImageReader:
             part.entries += 1
             entry = Entry(header, part.index, archive, hoff)
             self._stream, self._left, self._current = s, filesize, entry
-            self._crc = 0 if crc else None
+            # Like the kernel and GNU cpio, only regular files carry a sum.
+            self._crc = 0 if crc and header.kind == "file" else None
             yield entry
             # Whatever the consumer left unread is still checked (crc) and skipped.
             while self._left > 0:
