@@ -1,0 +1,202 @@
+"""The kernel config-patch pipeline end to end, on SRPMs rpmbuild builds from fixtures/."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import RESPIN, assert_one_line_error, respin
+from fixtures.build import build_srpm
+from pipeline.run import run
+from stages.kernel.rpmpkg import payload_files, read_package
+
+pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
+
+STAGES = ["fetch", "prep", "config", "diff", "inject", "rebuild", "verify"]
+GOOD_CONFIG = ('set = { CONFIG_RESPIN_FEATURE_A = "y", CONFIG_RESPIN_FEATURE_B = "y", '
+               'CONFIG_LOCALVERSION = "-respin" }\nunset = ["CONFIG_DEBUG_STACKOVERFLOW"]\n')
+
+
+@pytest.fixture(scope="session")
+def srpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_srpm("kernel-2010", tmp_path_factory.mktemp("srpm"))
+
+
+def respun_srpm(srpm: Path, outdir: Path, edit: Callable[[str], str]) -> Path:
+    """The fixture SRPM with its spec edited: for bad-input cases."""
+    top = outdir / "top"
+    run(["rpm", "-i", "--nodeps", "--define", f"_topdir {top}", str(srpm)])
+    spec = top / "SPECS/kernel.spec"
+    spec.write_text(edit(spec.read_text()))
+    run(["rpmbuild", "-bs", "--nodeps", "--define", f"_topdir {top}", str(spec)])
+    out = next((top / "SRPMS").glob("*.src.rpm"))
+    return Path(shutil.move(str(out), outdir / out.name))
+
+
+def pipeline_file(where: Path, srpm: Path, config: str = GOOD_CONFIG, extra: str = "",
+                  rebuild: str = 'mode = "all"\n') -> Path:
+    text = (f'[pipeline]\ntarget = "i686"\nworkdir = "work"\n\n[fetch]\nsrpm = "{srpm}"\n{extra}\n'
+            f"[config]\n{config}\n[rebuild]\n{rebuild}")
+    path = where / "kernel.toml"
+    path.write_text(text)
+    return path
+
+
+def built(manifest: dict[str, object], kind: str) -> list[Path]:
+    return [Path(a["path"]) for a in manifest["artifacts"] if a["kind"] == kind]  # type: ignore[index,union-attr]
+
+
+def boot_config(rpm_path: Path) -> str:
+    configs = dict(payload_files(rpm_path, re.compile(r"/boot/config-")))
+    assert len(configs) == 1, configs
+    return next(iter(configs.values())).decode()
+
+
+def test_end_to_end_i686_baseonly(tmp_path: Path, srpm: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm)
+    manifest = json.loads(respin("run", pf, "--json").stdout)
+    assert [s["status"] for s in manifest["stages"]] == ["ran"] * 7
+    rpms = built(manifest, "rpm")
+    names = sorted(read_package(p).name for p in rpms)
+    assert names == ["kernel"], "baseonly must build no PAE or debug package"
+    assert all(p.name.endswith(".i686.rpm") for p in rpms)
+    config = boot_config(rpms[0])
+    for line in ("CONFIG_RESPIN_FEATURE_A=y", "CONFIG_RESPIN_FEATURE_B=y", 'CONFIG_LOCALVERSION="-respin"',
+                 "# CONFIG_DEBUG_STACKOVERFLOW is not set"):
+        assert line in config.splitlines()
+    # The spec inside the new SRPM declares and applies the patch in the right place.
+    (new_srpm,) = built(manifest, "srpm")
+    files = dict(payload_files(new_srpm, re.compile(r"(\.spec|config-respin\.patch)$")))
+    assert "linux-2.6-config-respin.patch" in files
+    spec = files["kernel.spec"].decode().splitlines()
+    tags = [ln for ln in spec if re.match(r"^Patch\d+:", ln)]
+    assert tags[-1] == "Patch21: linux-2.6-config-respin.patch"
+    applies = [i for i, ln in enumerate(spec) if re.match(r"^\s*ApplyPatch \S", ln)]
+    assert spec[applies[-1]].strip() == "ApplyPatch linux-2.6-config-respin.patch"
+    end = next(i for i, ln in enumerate(spec) if "END OF PATCH APPLICATIONS" in ln)
+    assert applies[-2] < applies[-1] < end
+    assert "%define buildid .respin" in spec
+    assert {a["kind"] for a in manifest["artifacts"]} >= {"srpm", "spec", "patch", "rpm", "log"}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", a["sha256"]) for a in manifest["artifacts"])
+    assert "rpmbuild" in manifest["tools"]
+
+    again = json.loads(respin("run", pf, "--json").stdout)
+    assert [s["status"] for s in again["stages"]] == ["up to date"] * 7
+    assert again["artifacts"] == manifest["artifacts"]
+
+    pf.write_text(pf.read_text().replace('"-respin"', '"-respin2"'))
+    status = respin("status", pf).stdout
+    assert "config" in status and "options changed" in status
+    third = json.loads(respin("run", pf, "--json").stdout)
+    assert [s["status"] for s in third["stages"]] == ["up to date"] * 2 + ["ran"] * 5
+    assert 'CONFIG_LOCALVERSION="-respin2"' in boot_config(built(third, "rpm")[0])
+
+
+def test_until_and_only_select_stages(tmp_path: Path, srpm: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm)
+    manifest = json.loads(respin("run", pf, "--until", "diff", "--json").stdout)
+    assert [s["status"] for s in manifest["stages"]] == ["ran"] * 4 + ["not selected"] * 3
+    patch = (tmp_path / "work/stages/diff/config.patch").read_text()
+    assert "+CONFIG_RESPIN_FEATURE_B=y" in patch and "\t20" not in patch  # no timestamps
+    manifest = json.loads(respin("run", pf, "--only", "inject", "--json").stdout)
+    assert [s["status"] for s in manifest["stages"]][4] == "ran"
+    assert not (tmp_path / "work/rpmbuild/RPMS/i686").exists()
+
+
+def test_all_flavours_without_baseonly(tmp_path: Path, srpm: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm, rebuild="with = []\n")
+    manifest = json.loads(respin("run", pf, "--json").stdout)
+    rpms = built(manifest, "rpm")
+    assert sorted(read_package(p).name for p in rpms) == ["kernel", "kernel-PAE", "kernel-debug"]
+    for p in rpms:
+        assert "CONFIG_RESPIN_FEATURE_B=y" in boot_config(p).splitlines()
+    report = json.loads((tmp_path / "work/stages/verify/report.json").read_text())
+    assert report["flavours"] == ["PAE", "base", "debug"]
+
+
+def _drop_patches(text: str) -> str:
+    return "\n".join(ln for ln in text.splitlines() if not re.match(r"^\s*ApplyPatch \S", ln)) + "\n"
+
+
+def _fail_prep(text: str) -> str:
+    return text.replace("%prep\n", "%prep\necho 'simulated prep failure' >&2\nexit 3\n", 1)
+
+
+BAD = {
+    # name: (how to break the pipeline file or its input, exit code, words in the error line)
+    "not-an-rpm": ("srpm", lambda d, s: d.joinpath("junk.src.rpm").write_text("junk") and d / "junk.src.rpm",
+                   4, ["junk.src.rpm", "not an RPM package"]),
+    "sha256-mismatch": ("extra", 'sha256 = "' + "0" * 64 + '"\n', 4, ["sha256 is", "pipeline pins"]),
+    "unknown-key": ("config", 'sett = { CONFIG_B = "y" }\n', 3, ["[config]", "unknown key 'sett'"]),
+    "malformed-name": ("config", 'set = { CONFIG_B-X = "y" }\n', 3, ["CONFIG_B-X", "not a kernel config"]),
+    "malformed-value": ("config", 'set = { CONFIG_RESPIN_FEATURE_A = "a\\nb" }\n', 3, ["line break"]),
+    "unknown-symbol": ("config", 'set = { CONFIG_NO_SUCH_THING = "y" }\n', 3,
+                       ["CONFIG_NO_SUCH_THING", "unknown CONFIG symbol"]),
+    "dropped-by-oldconfig": ("config", 'set = { CONFIG_RESPIN_FEATURE_B = "y" }\n', 6,
+                             ["CONFIG_RESPIN_FEATURE_B", "oldconfig dropped it"]),
+    "no-patch-application": ("spec", _drop_patches, 4, ["kernel.spec", "applies no patch"]),
+    "prep-fails": ("spec", _fail_prep, 5, ["rpmbuild -bp of kernel.spec failed", "prep.log"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_one_line_then_fixed_rerun_succeeds(case: str, tmp_path: Path, srpm: Path) -> None:
+    what, how, code, needles = BAD[case]
+    if what == "srpm":
+        pf = pipeline_file(tmp_path, how(tmp_path, srpm))  # type: ignore[operator]
+    elif what == "spec":
+        pf = pipeline_file(tmp_path, respun_srpm(srpm, tmp_path / "bad", how))  # type: ignore[arg-type]
+    elif what == "extra":
+        pf = pipeline_file(tmp_path, srpm, extra=how)  # type: ignore[arg-type]
+    else:
+        pf = pipeline_file(tmp_path, srpm, config=how)  # type: ignore[arg-type]
+    assert_one_line_error(respin("run", pf, check=False), code, *needles)
+    pipeline_file(tmp_path, srpm)
+    respin("run", pf)
+
+
+def test_binary_rpm_is_refused(tmp_path: Path, srpm: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm, rebuild='mode = "binary"\n')
+    manifest = json.loads(respin("run", pf, "--json").stdout)
+    binary = shutil.copy(built(manifest, "rpm")[0], tmp_path / "binary.rpm")
+    bad = tmp_path / "b"
+    bad.mkdir()
+    pf2 = pipeline_file(bad, Path(binary))
+    assert_one_line_error(respin("run", pf2, check=False), 4, "binary.rpm", "binary package")
+
+
+def test_unknown_stage_selection(tmp_path: Path, srpm: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm)
+    assert_one_line_error(respin("run", pf, "--only", "nosuch", check=False), 2, "nosuch")
+
+
+def _hashes(manifest: dict[str, object]) -> dict[str, str]:
+    return {a["path"]: a["sha256"] for a in manifest["artifacts"] if a["kind"] != "log"}  # type: ignore[index,union-attr]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("stage", STAGES)
+def test_interrupted_run_ends_with_the_same_bytes(stage: str, sig: signal.Signals, tmp_path: Path,
+                                                   srpm: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm)
+    reference = _hashes(json.loads(respin("run", pf, "--json").stdout))
+    shutil.rmtree(tmp_path / "work")
+    proc = subprocess.Popen([str(RESPIN), "run", str(pf)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if f"] {stage}: running" in line:
+            proc.send_signal(sig)
+            break
+    proc.communicate(timeout=300)
+    assert proc.returncode in (0, 130, -signal.SIGKILL), proc.returncode
+    again = json.loads(respin("run", pf, "--json").stdout)
+    assert _hashes(again) == reference
