@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -77,6 +77,22 @@ def _check_no_symlinks(root: Path, rel: str) -> None:
             raise InputError(f"{current}: is not a directory; cannot stage {rel}")
 
 
+def _accepted(entry: Mapping[str, Any] | None) -> set[str]:
+    """The hashes a file respin owns may have: what it wrote, and while a staging is under
+    way, what was there before (so an interrupted staging is not mistaken for a hand edit)."""
+    if entry is None:
+        return set()
+    return {str(entry.get("sha256")), *(str(h) for h in entry.get("pending", []))}
+
+
+def _write_state(root: Path, files: Mapping[str, Any], merged: Sequence[str]) -> None:
+    state = {"format": _STATE_FORMAT, "files": dict(sorted(files.items())), "merged": sorted(merged)}
+    data = (json.dumps(state, indent=1, sort_keys=True) + "\n").encode()
+    if _read(root / STATE_PATH) != (data, 0o644):
+        _check_no_symlinks(root, STATE_PATH)
+        fsutil.atomic_write(root / STATE_PATH, data, 0o644)
+
+
 def _read(path: Path) -> tuple[bytes, int] | None:
     """Content and mode of a regular file, None if absent; anything else is refused."""
     try:
@@ -123,7 +139,7 @@ def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozen
             changes.append(Change(rel, "unchanged"))
             continue
         if current is not None and rel not in merged:
-            ours = rel in owned and owned[rel].get("sha256") == _digest(current[0]) and current[1] >= 0
+            ours = _digest(current[0]) in _accepted(owned.get(rel)) and current[1] >= 0
             if not ours:
                 why = ("was changed since respin wrote it" if rel in owned
                        else "exists and was not written by respin")
@@ -136,7 +152,7 @@ def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozen
         current = _read(root / rel)
         if current is None:
             continue
-        if owned[rel].get("sha256") != _digest(current[0]) or current[1] < 0:
+        if _digest(current[0]) not in _accepted(owned[rel]) or current[1] < 0:
             conflicts.append(f"{root / rel}: was changed since respin wrote it, and is no longer rendered")
         removes.append(rel)
         changes.append(Change(rel, "remove"))
@@ -156,6 +172,17 @@ def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozen
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
         raise InputError(f"{conflicts[0]}; refusing to overwrite it (force to replace){more}")
 
+    if writes or removes:
+        # Record first what may be found mid-way, so a crash leaves files respin still owns.
+        pending: dict[str, Any] = {rel: dict(owned[rel]) for rel in removes}
+        for rel, entry in new_owned.items():
+            entry = dict(entry)
+            current = _read(root / rel)
+            if current is not None and current[1] >= 0 and _digest(current[0]) != entry["sha256"]:
+                entry["pending"] = [_digest(current[0])]
+            pending[rel] = entry
+        _write_state(root, pending, sorted(merged | was_merged))
+
     for rel, (data, mode) in sorted(writes.items()):
         target = root / rel
         if target.is_symlink() or (target.exists() and not target.is_file()):
@@ -169,13 +196,7 @@ def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozen
         (root / rel).unlink()
         log.debug("removed %s", root / rel)
 
-    new_state = {"format": _STATE_FORMAT, "files": dict(sorted(new_owned.items())),
-                 "merged": sorted(merged)}
-    state_bytes = (json.dumps(new_state, indent=1, sort_keys=True) + "\n").encode()
-    state_path = root / STATE_PATH
-    if _read(state_path) != (state_bytes, 0o644):
-        _check_no_symlinks(root, STATE_PATH)
-        fsutil.atomic_write(state_path, state_bytes, 0o644)
+    _write_state(root, new_owned, sorted(merged))
     return sorted(changes, key=lambda c: c.path)
 
 
