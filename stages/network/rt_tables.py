@@ -81,6 +81,23 @@ def strip_block(text: str) -> str:
     return "".join(out)
 
 
+def _clash(existing: Iterable[Entry], table: RouteTable, source: str) -> None:
+    for e in existing:
+        if e.id == table.id and e.name != table.name:
+            raise InputError(f"{source}:{e.lineno}: table id {e.id} is already named '{e.name}'; "
+                             f"cannot name it '{table.name}'")
+        if e.name == table.name and e.id != table.id:
+            raise InputError(f"{source}:{e.lineno}: table name '{e.name}' already means id {e.id}; "
+                             f"cannot give it id {table.id}")
+
+
+def check_clashes(text: str, tables: Iterable[RouteTable], source: str) -> None:
+    """Refuse `tables` if the rt_tables content `text` gives one of their ids or names another meaning."""
+    existing = parse(strip_block(text), source)
+    for table in tables:
+        _clash(existing, table, source)
+
+
 def merge(text: str, tables: Iterable[RouteTable], source: str) -> str:
     """Add `tables` to the rt_tables content `text`, keeping all its other lines.
 
@@ -91,17 +108,9 @@ def merge(text: str, tables: Iterable[RouteTable], source: str) -> str:
     existing = parse(base, source)
     wanted: list[RouteTable] = []
     for table in tables:
-        same = [e for e in existing if e.id == table.id and e.name == table.name]
-        if same:
-            continue
-        for e in existing:
-            if e.id == table.id:
-                raise InputError(f"{source}:{e.lineno}: table id {e.id} is already named '{e.name}'; "
-                                 f"cannot name it '{table.name}'")
-            if e.name == table.name:
-                raise InputError(f"{source}:{e.lineno}: table name '{e.name}' already means id {e.id}; "
-                                 f"cannot give it id {table.id}")
-        wanted.append(table)
+        _clash(existing, table, source)
+        if not any(e.id == table.id and e.name == table.name for e in existing):
+            wanted.append(table)
     if not wanted:
         return base
     if base and not base.endswith("\n"):

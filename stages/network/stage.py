@@ -41,7 +41,24 @@ def render_for_root(model: NetworkModel, backend: Backend, rt_tables_mode: Liter
                        rt_tables_source=source)
         merged = frozenset({rt_tables.RT_TABLES}) & frozenset(files)
         return files, merged
-    return render(model, backend), frozenset()
+    files = render(model, backend)
+    if backend == "initscripts" and root is not None:
+        check_image_rt_tables(model, root, files)
+    return files, frozenset()
+
+
+def check_image_rt_tables(model: NetworkModel, root: Path, files: Files) -> None:
+    """Refuse drop-ins whose id or name the image's rt_tables (or another drop-in) means otherwise."""
+    tables = [a.table for a in model.aliases]
+    base, source = read_merge_base(root)
+    if base is not None:
+        rt_tables.check_clashes(base, tables, source)
+    dropins = root / rt_tables.RT_TABLES_D
+    if dropins.is_dir():
+        for conf in sorted(dropins.glob("*.conf")):
+            rel = f"{rt_tables.RT_TABLES_D}/{conf.name}"
+            if rel not in files and conf.is_file():
+                rt_tables.check_clashes(conf.read_text(errors="surrogateescape"), tables, str(conf))
 
 
 class NetworkStage(Stage):

@@ -237,3 +237,23 @@ def test_net_interrupted_staging_can_be_repeated(tmp_path: Path, monkeypatch: py
     for rel, (data, _mode) in model_files.items():
         assert (tmp_path / rel).read_bytes() == data
     assert "pending" not in (tmp_path / STATE_PATH).read_text()
+
+
+@pytest.mark.parametrize(("where", "text", "reason"), [
+    (rt_tables.RT_TABLES, "255\tlocal\n1\tisp\n", "table id 1 is already named 'isp'"),
+    (rt_tables.RT_TABLES_VENDOR, "255\tlocal\n9\ttest\n", "table name 'test' already means id 9"),
+    (f"{rt_tables.RT_TABLES_D}/vendor.conf", "1 other\n", "table id 1 is already named 'other'"),
+])
+def test_net_dropin_clashing_with_image_tables_is_refused(tmp_path: Path, where: str, text: str,
+                                                          reason: str) -> None:
+    (tmp_path / where).parent.mkdir(parents=True)
+    (tmp_path / where).write_text(text)
+    with pytest.raises(InputError, match=f"^{tmp_path / where}:[12]: {reason}"):
+        render_for_root(load_model(FIXTURES / "net.toml"), "initscripts", "d", tmp_path)
+
+
+def test_net_own_dropin_with_old_id_is_not_a_clash(tmp_path: Path) -> None:
+    (tmp_path / DROPIN).parent.mkdir(parents=True)
+    (tmp_path / DROPIN).write_text("7\ttest\n")
+    files, _merged = render_for_root(load_model(FIXTURES / "net.toml"), "initscripts", "d", tmp_path)
+    assert DROPIN in files
