@@ -129,6 +129,8 @@ def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozen
         rel = check_relative(raw_rel)
         _check_no_symlinks(root, rel)
         target = root / rel
+        if target.is_dir() and not target.is_symlink():
+            raise InputError(f"{target}: is a directory; cannot stage a file there")
         current = _read(target)
         if rel in merged:
             if current is not None and current[1] >= 0:
@@ -170,7 +172,8 @@ def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozen
 
     if conflicts and not force:
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
-        raise InputError(f"{conflicts[0]}; refusing to overwrite it (force to replace){more}")
+        raise InputError(f"{conflicts[0]}; refusing to overwrite it "
+                         f"(--force or force = true replaces it){more}")
 
     if writes or removes:
         # Record first what may be found mid-way, so a crash leaves files respin still owns.
@@ -187,8 +190,6 @@ def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozen
         target = root / rel
         if target.is_symlink() or (target.exists() and not target.is_file()):
             # Only reached with force: replace the link or node itself, never its target.
-            if target.is_dir():
-                raise InputError(f"{target}: is a directory; cannot stage a file there")
             target.unlink()
         fsutil.atomic_write(target, data, mode)
         log.debug("wrote %s", target)

@@ -257,3 +257,25 @@ def test_net_own_dropin_with_old_id_is_not_a_clash(tmp_path: Path) -> None:
     (tmp_path / DROPIN).write_text("7\ttest\n")
     files, _merged = render_for_root(load_model(FIXTURES / "net.toml"), "initscripts", "d", tmp_path)
     assert DROPIN in files
+
+
+def test_net_symlink_file_is_foreign_and_force_replaces_the_link_only(
+        tmp_path: Path, model_files: dict[str, tuple[bytes, int]]) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep\n")
+    root = tmp_path / "root"
+    (root / DROPIN).parent.mkdir(parents=True)
+    (root / DROPIN).symlink_to(outside)
+    with pytest.raises(InputError, match="not written by respin"):
+        stage_into_root(model_files, root)
+    stage_into_root(model_files, root, force=True)
+    assert not (root / DROPIN).is_symlink()
+    assert outside.read_text() == "keep\n"
+
+
+def test_net_directory_in_the_way_is_refused(tmp_path: Path,
+                                             model_files: dict[str, tuple[bytes, int]]) -> None:
+    (tmp_path / DROPIN).mkdir(parents=True)
+    with pytest.raises(InputError, match="is a directory"):
+        stage_into_root(model_files, tmp_path, force=True)
+    assert not (tmp_path / STATE_PATH).exists()
