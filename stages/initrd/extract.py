@@ -120,7 +120,8 @@ class TreeBuilder:
                     nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        what = "a symlink" if exc.errno == errno.ELOOP else "not a directory"
+                        st = os.stat(comp, dir_fd=fd, follow_symlinks=False)
+                        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
                         raise Refused(f"goes through '{'/'.join(key[:i + 1])}', which is {what}") from None
                     raise
                 os.close(fd)
