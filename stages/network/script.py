@@ -4,6 +4,8 @@ Addresses and routes use `replace`, which is idempotent. `ip rule add` is
 not (without a priority it adds a duplicate every time), so each rule is
 added only if `ip rule show` with the same selector finds nothing. Tables
 are given by number, so the script does not depend on the host's rt_tables.
+Unlike the seed, it does not flush the alias table first (that would cut the
+alias off for a moment); a route no longer in the model stays until removed.
 """
 
 from __future__ import annotations
