@@ -120,8 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Treat a polite kill like Ctrl-C so the same clean-up runs.
+_signalled: list[int] = []
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM is treated like Ctrl-C so the same clean-up runs. The signal is
+    # remembered: whatever error the interruption causes on its way up (a
+    # half-closed descriptor, say) is reported as the interruption it is.
+    _signalled.append(signum)
     raise KeyboardInterrupt
 
 
@@ -136,7 +142,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         else logging.WARNING if given & {"-q", "--quiet"} else logging.INFO,
                         format="respin: %(name)s: %(message)s" if debug else "respin: %(message)s",
                         stream=sys.stderr)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        return _main(argv, debug)
+    except BaseException:
+        if _signalled:
+            print("respin: error: interrupted", file=sys.stderr)
+            return Interrupted.exit_code
+        raise
+
+
+def _main(argv: list[str], debug: bool) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -145,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return UsageError.exit_code
         return int(args.func(args))
     except RespinError as exc:
+        if _signalled and not isinstance(exc, Interrupted):
+            raise
         print(f"respin: error: {exc.message}", file=sys.stderr)
         if exc.hint and debug:
             print(exc.hint, file=sys.stderr)
@@ -159,12 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
+        if _signalled:
+            raise
         name = exc.filename if exc.filename is not None else ""
         print(f"respin: error: {name}{': ' if name else ''}{exc.strerror or exc}", file=sys.stderr)
         if debug:
             traceback.print_exc()
         return 4
     except Exception as exc:  # a bug: say so in one line, traceback on request
+        if _signalled:
+            raise
         print(f"respin: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
               file=sys.stderr)
         if debug:
