@@ -130,8 +130,9 @@ def _parts(reader: ImageReader, kernel_config: Path | None) -> list[Finding]:
         if part.compression in NOT_BOOTABLE:
             findings.append(Finding("problem", f"{where}: {NOT_BOOTABLE[part.compression]}"))
         elif part.compression == "xz" and part.detail not in ("check=crc32", "check=none"):
-            findings.append(Finding("problem", f"{where}: xz with {part.detail or 'an unknown check'}; "
-                                    "the kernel verifies only CRC32 (xz --check=crc32)"))
+            check = part.detail.partition("=")[2].upper() or "an unknown"
+            findings.append(Finding("problem", f"{where}: xz with a {check} check, which the kernel "
+                                    "cannot verify (write it with xz --check=crc32)"))
         elif enabled is not None and part.compression in _CONFIG_RD \
                 and _CONFIG_RD[part.compression] not in enabled:
             findings.append(Finding("problem", f"{where}: the kernel config lacks "
