@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import fsutil
 from pipeline.errors import ConfigError, InputError
-from stages.network import root as root_module
 from stages.network import rt_tables
 from stages.network.model import load_model
 from stages.network.render import render
@@ -218,7 +218,7 @@ def test_net_interrupted_staging_can_be_repeated(tmp_path: Path, monkeypatch: py
     stage_into_root(model_files, tmp_path)
     changed = {rel: (data.replace(b"eth0", b"eth0 "), mode) if rel.endswith(":1") else (data, mode)
                for rel, (data, mode) in model_files.items()}
-    real_write = root_module.fsutil.atomic_write
+    real_write = fsutil.atomic_write
     calls = []
 
     def failing_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
@@ -228,10 +228,10 @@ def test_net_interrupted_staging_can_be_repeated(tmp_path: Path, monkeypatch: py
                 raise KeyboardInterrupt
         real_write(path, data, mode)
 
-    monkeypatch.setattr(root_module.fsutil, "atomic_write", failing_write)
+    monkeypatch.setattr(fsutil, "atomic_write", failing_write)
     with pytest.raises(KeyboardInterrupt):
         stage_into_root(changed, tmp_path)
-    monkeypatch.setattr(root_module.fsutil, "atomic_write", real_write)
+    monkeypatch.setattr(fsutil, "atomic_write", real_write)
     # Half the files are new, half old: both count as respin's, whichever model comes next.
     stage_into_root(model_files, tmp_path)
     for rel, (data, _mode) in model_files.items():
