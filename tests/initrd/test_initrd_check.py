@@ -44,7 +44,7 @@ def test_nash_mkrootdev_consistent_with_fstab_passes(tmp_path: Path) -> None:
 def test_nash_init_without_mkrootdev_fails_like_the_boot_would(tmp_path: Path) -> None:
     script = NASH_INIT.replace("mkrootdev -t ext3 -o defaults,ro {device}\n", "")
     image = image_from(tmp_path, {"init": script, "bin/nash": ""})
-    code, out, err = run_cli("check", image)
+    code, _out, err = run_cli("check", image)
     assert code == 8
     assert "error mounting /dev/root on /sysroot" in err
     assert err.count("respin: error:") == 1
@@ -54,7 +54,7 @@ def test_mkrootdev_disagreeing_with_fstab_fails(tmp_path: Path) -> None:
     image = image_from(tmp_path, {
         "init": NASH_INIT.format(device="LABEL=/"), "bin/nash": "",
         "etc/fstab": "/dev/sda2 / ext4 defaults 1 1\n"})
-    code, out, err = run_cli("check", image)
+    code, out, _err = run_cli("check", image)
     assert code == 8
     assert "inconsistent root device" in out.decode()
     assert "inconsistent root filesystem type" in out.decode()
@@ -79,7 +79,8 @@ def test_dracut_cmdline_root_and_expected_root(tmp_path: Path) -> None:
 
 
 def test_empty_root_in_cmdline_fails(tmp_path: Path) -> None:
-    image = image_from(tmp_path, {"init": "#!/bin/sh\n", "bin/sh": "", "etc/cmdline.d/root.conf": "root= quiet"})
+    files = {"init": "#!/bin/sh\n", "bin/sh": "", "etc/cmdline.d/root.conf": "root= quiet"}
+    image = image_from(tmp_path, files)
     assert run_cli("check", image)[0] == 8
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from initrd_util import make_tree, run_cli, sh, tool
 
-from stages.initrd.compress import Stream, decode, MemberInfo, detect
+from stages.initrd.compress import MemberInfo, Stream, decode, detect
 from stages.initrd.reader import ImageReader
 
 TOOLS = {
