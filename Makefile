@@ -12,10 +12,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell test "$$(id -u)" = 0 || echo sudo -n)
 
-APT_PKGS := rpm python3-rpm python3-venv cpio libarchive-tools patch diffutils iproute2 \
+APT_PKGS := rpm python3-rpm python3-venv cpio libarchive-tools patch diffutils iproute2 iputils-ping nftables \
             gzip xz-utils zstd lz4 bzip2 createrepo-c git
 APT_BOOT := qemu-system-x86 linux-image-amd64 busybox-static
-DNF_PKGS := rpm-build python3-rpm cpio bsdtar patch diffutils iproute gzip xz zstd lz4 bzip2 \
+DNF_PKGS := rpm-build python3-rpm cpio bsdtar patch diffutils iproute iputils nftables gzip xz zstd lz4 bzip2 \
             createrepo_c git
 DNF_BOOT := qemu-system-x86 kernel-core busybox
 

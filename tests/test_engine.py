@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, respin
+from respin_cli import assert_one_line_error, respin
 from pipeline.config import load
 from pipeline.errors import ConfigError, LockedError, UsageError
 from pipeline.runner import Runner

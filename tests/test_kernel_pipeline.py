@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RESPIN, assert_one_line_error, respin
+from respin_cli import RESPIN, assert_one_line_error, respin
 from fixtures.build import build_srpm
 from pipeline.run import run
 from stages.kernel.rpmpkg import payload_files, read_package
