@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from respin_cli import assert_one_line_error, respin
+
 from pipeline.config import load
 from pipeline.errors import ConfigError, LockedError, UsageError
 from pipeline.runner import Runner
@@ -76,7 +76,7 @@ def test_selection_until_and_from(pfile: Path) -> None:
 
 
 def test_from_refuses_when_an_earlier_stage_is_stale(pfile: Path) -> None:
-    with pytest.raises(UsageError, match="example-write.*not up to date"):
+    with pytest.raises(UsageError, match=r"example-write.*not up to date"):
         Runner(load(pfile)).run(from_="example-upper")
 
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from respin_cli import RESPIN, assert_one_line_error, respin
+
 from fixtures.build import build_srpm
 from pipeline.run import run
 from stages.kernel.rpmpkg import payload_files, read_package

@@ -8,8 +8,8 @@ its path and name. Running the edit twice changes nothing the second time.
 from __future__ import annotations
 
 import datetime
-import tempfile
 import re
+import tempfile
 from dataclasses import dataclass
 
 from specfile.exceptions import SpecfileException
