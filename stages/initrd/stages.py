@@ -1,0 +1,263 @@
+"""Pipeline stages: initrd-extract, initrd-modify, initrd-pack.
+
+A Makefile rebuilds an initrd after a kernel rebuild with these three in a
+row: extract the image into a tree (kind "tree"), add, replace or remove
+files (also files other stages produced, named "@kind"), pack it again
+(kind "initrd"). Each stage writes only inside its own stagedir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pipeline import fsutil
+from pipeline.errors import ConfigError, InputError
+from pipeline.stage import Artifact, Context, Stage
+from stages.initrd.cli import parse_size
+from stages.initrd.extract import Refused, extract, split_name
+from stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
+from stages.initrd.writer import pack, source_date_epoch
+
+Compression = Literal["gzip", "xz", "zstd", "lz4", "bzip2", "none"]
+
+
+class ExtractStage(Stage):
+    """Extract every part of an image safely into stagedir/tree (main/, early/, manifest)."""
+
+    name = "initrd-extract"
+    summary = "extract an initrd image (every part, safely) into a tree"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        image: str | None = None  # default: the "initrd" an earlier stage produced
+        max_size: str | None = None
+        privileged: bool = False
+
+    def _image(self, ctx: Context) -> Path:
+        if self.options.image is not None:
+            return ctx.resolve(self.options.image)
+        return ctx.artifact("initrd").path
+
+    def inputs(self, ctx: Context) -> Sequence[Path]:
+        return [ctx.resolve(self.options.image)] if self.options.image is not None else []
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        out = ctx.stagedir / "tree"
+        result = extract(self._image(ctx), out, privileged=self.options.privileged,
+                         max_size=parse_size(self.options.max_size))
+        for warning in result.warnings:
+            ctx.log.warning("%s", warning)
+        ctx.log.info("extracted %d entries from %d part(s)", result.entries, len(result.parts))
+        return [Artifact(out, "tree", meta={"entries": result.entries, "parts": len(result.parts),
+                                            "trees": result.trees})]
+
+
+def _checked_rel(value: str, where: str) -> list[str]:
+    try:
+        comps, _ = split_name(os.fsencode(value))
+    except Refused as exc:
+        raise ConfigError(f"{where}: '{value}' {exc}") from None
+    if not comps:
+        raise ConfigError(f"{where}: '{value}' names the root of the tree")
+    return comps
+
+
+def _safe_parent(root: Path, comps: list[str], where: str, create: bool) -> Path:
+    """The parent dir of `comps` under `root`, refusing to go through any symlink in the tree
+    (an absolute one like lib64 -> /lib would otherwise lead onto the host)."""
+    cur = root
+    for comp in comps[:-1]:
+        cur = cur / comp
+        if cur.is_symlink():
+            raise ConfigError(f"{where}: '{'/'.join(comps)}' goes through the symlink "
+                              f"'{cur.relative_to(root)}' in the tree; name the real path")
+        if not cur.exists():
+            if not create:
+                break
+            cur.mkdir(mode=0o755)
+        elif not cur.is_dir():
+            raise ConfigError(f"{where}: '{cur.relative_to(root)}' in the tree is not a directory")
+    return root.joinpath(*comps[:-1])
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _walk_files(src: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            yield Path(dirpath) / name
+
+
+def _copy_in(src: Path, dst: Path) -> None:
+    """Copy a file, symlink or directory (merged) from outside the tree to `dst`."""
+    if src.is_symlink():
+        if dst.is_symlink() or dst.exists():
+            _remove(dst)
+        os.symlink(os.readlink(src), dst)
+    elif src.is_dir():
+        if dst.exists() and not dst.is_dir():
+            _remove(dst)
+        dst.mkdir(mode=0o755, exist_ok=True)
+        for child in _walk_files(src):
+            target = dst / child.relative_to(src)
+            if child.is_symlink() or not child.is_dir():
+                _copy_in(child, target)
+            else:
+                target.mkdir(mode=0o755, exist_ok=True)
+    else:
+        if dst.is_symlink() or dst.is_dir():
+            _remove(dst)
+        fsutil.atomic_copy(src, dst)
+
+
+class ModifyStage(Stage):
+    """Copy the tree, then remove and add files; `add` sources may be "@kind" artifacts."""
+
+    name = "initrd-modify"
+    summary = "add, replace or remove files in an extracted initrd tree"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        # dest (path in the image) -> source: a path relative to the pipeline file (copied
+        # to dest), "@kind" (every artifact of that kind an earlier stage made, put into the
+        # directory dest), or "@kind/sub/path" (that path inside the artifact, copied to dest).
+        add: Mapping[str, str] = field(default_factory=dict)
+        remove: tuple[str, ...] = ()
+        # dest -> octal permission bits, e.g. {"init" = "0755"}
+        modes: Mapping[str, str] = field(default_factory=dict)
+
+    def _sources(self, ctx: Context, dest: str, src: str) -> list[Path]:
+        where = f"[{self.name}] add.{dest}"
+        if src.startswith("@"):
+            kind, _, sub = src[1:].partition("/")
+            found = ctx.artifacts(kind)
+            if not found:
+                raise ConfigError(f"{where}: no earlier stage produced a '{kind}' artifact")
+            paths = [a.path / sub if sub else a.path for a in found]
+        else:
+            paths = [ctx.resolve(src)]
+        for p in paths:
+            if not (p.exists() or p.is_symlink()):
+                raise InputError(f"{where}: source {p} does not exist")
+        return paths
+
+    def inputs(self, ctx: Context) -> Sequence[Path]:
+        found: list[Path] = []
+        for src in self.options.add.values():
+            if src.startswith("@"):
+                continue
+            p = ctx.resolve(src)
+            found.extend([x for x in _walk_files(p) if x.is_file()] if p.is_dir() else [p])
+        return found
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        source = ctx.artifact("tree").path
+        out = ctx.stagedir / "tree"
+        manifest_path = source / MANIFEST_NAME
+        manifest = Manifest.load(manifest_path) if manifest_path.is_file() else None
+        tmp = fsutil.fresh_dir(out)
+        try:
+            ctx.run(["cp", "-a", "--", f"{source}/.", str(tmp)], what="copying the initrd tree")
+            root = tmp / "main" if manifest else tmp
+            for rel in self.options.remove:
+                comps = _checked_rel(rel, f"[{self.name}] remove")
+                target = _safe_parent(root, comps, f"[{self.name}] remove", create=False) / comps[-1]
+                recorded = manifest is not None and "/".join(comps) in manifest.records("main")
+                if not (target.exists() or target.is_symlink()) and not recorded:
+                    raise ConfigError(f"[{self.name}] remove: '{rel}' is not in the tree")
+                if target.exists() or target.is_symlink():
+                    _remove(target)
+                if manifest:
+                    manifest.forget("main", "/".join(comps))
+            for dest, src in sorted(self.options.add.items()):
+                comps = _checked_rel(dest, f"[{self.name}] add")
+                parent = _safe_parent(root, comps, f"[{self.name}] add", create=True)
+                sources = self._sources(ctx, dest, src)
+                target = parent / comps[-1]
+                # "@kind" and "dest/" mean "into this directory": artifact directories are
+                # merged into it, files land in it under their own names.
+                if (src.startswith("@") and "/" not in src) or dest.endswith("/"):
+                    if target.is_symlink() or (target.exists() and not target.is_dir()):
+                        _remove(target)
+                    target.mkdir(mode=0o755, exist_ok=True)
+                    for s in sources:
+                        _copy_in(s, target if s.is_dir() and not s.is_symlink() else target / s.name)
+                else:
+                    _copy_in(sources[0], target)
+                if manifest:
+                    manifest.forget("main", "/".join(comps))
+            for dest, mode in sorted(self.options.modes.items()):
+                comps = _checked_rel(dest, f"[{self.name}] modes")
+                target = _safe_parent(root, comps, f"[{self.name}] modes", create=False) / comps[-1]
+                try:
+                    bits = int(mode, 8)
+                except ValueError:
+                    raise ConfigError(f"[{self.name}] modes.{dest}: '{mode}' is not an octal mode") from None
+                if target.is_symlink() or not target.exists():
+                    raise ConfigError(f"[{self.name}] modes: '{dest}' is not a file or directory in the tree")
+                os.chmod(target, bits & 0o777 | (stat.S_IRUSR | stat.S_IWUSR))
+                if manifest:
+                    # The manifest keeps the exact bits (the tree keeps owner read/write).
+                    manifest.records("main").setdefault("/".join(comps), Record()).mode = bits
+            if manifest:
+                manifest.write(tmp / MANIFEST_NAME)
+            fsutil.commit_dir(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return [Artifact(out, "tree")]
+
+
+class PackStage(Stage):
+    """Pack the latest tree into a reproducible image in stagedir (kind "initrd")."""
+
+    name = "initrd-pack"
+    summary = "pack a tree into a reproducible, kernel-readable initrd image"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        output: str = "initrd.img"  # relative: inside the stage's own directory
+        compress: Compression | None = None  # default: the extracted image's, else gzip
+        level: int | None = None
+        early: str | None = None  # a tree to put first, uncompressed (relative to the pipeline file)
+        source_date_epoch: int | None = None
+
+    def inputs(self, ctx: Context) -> Sequence[Path]:
+        if self.options.early is None:
+            return []
+        early = ctx.resolve(self.options.early)
+        return [p for p in _walk_files(early) if p.is_file()] if early.is_dir() else [early]
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        tree = ctx.artifact("tree").path
+        output = Path(self.options.output)
+        if not output.is_absolute():
+            output = ctx.stagedir / output
+        epoch = self.options.source_date_epoch
+        if epoch is None:
+            setting = ctx.settings.get("source_date_epoch")
+            epoch = source_date_epoch(setting if isinstance(setting, (int, str)) else None)
+        result = pack(tree, output, compress=self.options.compress, level=self.options.level,
+                      early=ctx.resolve(self.options.early) if self.options.early else None, epoch=epoch)
+        for warning in result.warnings:
+            ctx.log.warning("%s", warning)
+        return [Artifact(output, "initrd", meta={"compression": result.compression,
+                                                 "entries": result.entries, "size": result.size})]
+
+
+STAGES: tuple[type[Stage], ...] = (ExtractStage, ModifyStage, PackStage)

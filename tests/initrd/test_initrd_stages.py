@@ -1,0 +1,101 @@
+"""The initrd pipeline stages, run with a Context built here (no runner needed)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from initrd_util import EPOCH, make_tree, run_cli
+
+from pipeline.errors import ConfigError
+from pipeline.stage import Artifact, Context
+from stages.initrd.stages import ExtractStage, ModifyStage, PackStage
+from stages.initrd.writer import pack
+
+
+def ctx_for(tmp_path: Path, stage: str, produced: dict[str, list[Artifact]]) -> Context:
+    workdir = tmp_path / "work"
+    return Context(workdir=workdir, source=tmp_path / "pipeline.toml", settings={"source_date_epoch": EPOCH},
+                   stagedir=workdir / "stages" / stage, log=logging.getLogger("test"), produced=produced)
+
+
+def test_extract_modify_pack(tmp_path: Path) -> None:
+    original = tmp_path / "orig.img"
+    pack(make_tree(tmp_path / "tree"), original, compress="zstd", epoch=EPOCH)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files/motd").write_text("rebuilt\n")
+    netfiles = tmp_path / "rendered"
+    (netfiles / "network-scripts").mkdir(parents=True)
+    (netfiles / "network-scripts/ifcfg-eth0:1").write_text("DEVICE=eth0:1\n")
+    (netfiles / "network-scripts/route-eth0:1").write_text("table test default via 10.0.0.2\n")
+    rpm = tmp_path / "kernel-6.1.rpm"
+    rpm.write_bytes(b"rpm bytes")
+    produced: dict[str, list[Artifact]] = {
+        "render": [Artifact(netfiles, "netfiles")], "rebuild": [Artifact(rpm, "rpm")]}
+
+    extract_stage = ExtractStage.from_table({"image": "orig.img"}, "pipeline.toml [initrd-extract]")
+    ctx = ctx_for(tmp_path, "initrd-extract", produced)
+    assert extract_stage.inputs(ctx) == [original]
+    produced["initrd-extract"] = extract_stage.run(ctx)
+    assert produced["initrd-extract"][0].kind == "tree"
+
+    modify = ModifyStage.from_table({
+        "add": {"etc/motd": "files/motd", "etc/sysconfig": "@netfiles", "root/rpms": "@rpm"},
+        "remove": ["etc/fstab", "lib/modules"],
+        "modes": {"etc/motd": "0600"},
+    }, "pipeline.toml [initrd-modify]")
+    ctx = ctx_for(tmp_path, "initrd-modify", produced)
+    assert tmp_path / "files/motd" in modify.inputs(ctx)
+    produced["initrd-modify"] = modify.run(ctx)
+
+    pack_stage = PackStage.from_table({"compress": "gzip"}, "pipeline.toml [initrd-pack]")
+    ctx = ctx_for(tmp_path, "initrd-pack", produced)
+    [image] = pack_stage.run(ctx)
+    assert image.kind == "initrd" and image.path == ctx.stagedir / "initrd.img"
+    code, out, _ = run_cli("list", "--long", image.path)
+    assert code == 0
+    listing = out.decode()
+    assert "etc/fstab" not in listing and "lib/modules" not in listing
+    assert "-rw------- " in next(ln for ln in listing.splitlines() if ln.endswith(" etc/motd"))
+    assert run_cli("cat", image.path, "etc/motd")[1] == b"rebuilt\n"
+    assert run_cli("cat", image.path, "etc/sysconfig/network-scripts/route-eth0:1")[1].startswith(b"table")
+    assert run_cli("cat", image.path, "root/rpms/kernel-6.1.rpm")[1] == b"rpm bytes"
+    assert run_cli("cat", image.path, "bin/tool")[1] == (tmp_path / "tree/bin/tool").read_bytes()
+    # The earlier stage's tree is untouched (modify works on its own copy).
+    assert (produced["initrd-extract"][0].path / "main/etc/fstab").exists()
+    # Same inputs, same bytes.
+    again = PackStage.from_table({"compress": "gzip", "output": str(tmp_path / "again.img")}, "p")
+    [second] = again.run(ctx)
+    assert second.path.read_bytes() == image.path.read_bytes()
+
+
+def test_unknown_option_and_bad_values_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key 'imgae'"):
+        ExtractStage.from_table({"imgae": "x"}, "p.toml [initrd-extract]")
+    with pytest.raises(ConfigError, match="compress"):
+        PackStage.from_table({"compress": "brotli"}, "p.toml [initrd-pack]")
+
+
+def test_modify_refuses_paths_through_symlinks_and_dotdot(tmp_path: Path) -> None:
+    original = tmp_path / "orig.img"
+    pack(make_tree(tmp_path / "tree"), original, compress="none", epoch=EPOCH)
+    produced: dict[str, list[Artifact]] = {}
+    produced["x"] = ExtractStage.from_table({"image": str(original)}, "p").run(
+        ctx_for(tmp_path, "initrd-extract", produced))
+    (tmp_path / "evil").write_text("x")
+    for table, needle in (({"add": {"lib64/evil": "evil"}}, "symlink"),
+                          ({"add": {"../evil": "evil"}}, "'..'"),
+                          ({"remove": ["not/there"]}, "not in the tree"),
+                          ({"add": {"x": "@nothing"}}, "no earlier stage")):
+        with pytest.raises(ConfigError, match=needle):
+            ModifyStage.from_table(table, "p").run(ctx_for(tmp_path, "initrd-modify", produced))
+    assert not (tmp_path / "work/stages/initrd-modify/tree").exists()
+
+
+def test_extract_takes_the_initrd_of_an_earlier_stage(tmp_path: Path) -> None:
+    image = tmp_path / "built.img"
+    pack(make_tree(tmp_path / "tree"), image, compress="xz", epoch=EPOCH)
+    produced = {"mkinitrd": [Artifact(image, "initrd")]}
+    [tree] = ExtractStage.from_table({}, "p").run(ctx_for(tmp_path, "initrd-extract", produced))
+    assert (tree.path / "main/bin/tool").is_file()
