@@ -142,6 +142,9 @@ BAD = {
     "dropped-by-oldconfig": ("config", 'set = { CONFIG_RESPIN_FEATURE_B = "y" }\n', 6,
                              ["CONFIG_RESPIN_FEATURE_B", "oldconfig dropped it"]),
     "no-patch-application": ("spec", _drop_patches, 4, ["kernel.spec", "applies no patch"]),
+    "hook-never-reached": ("spec", lambda t: t.replace("# END OF PATCH APPLICATIONS",
+                                                       "exit 0\n# END OF PATCH APPLICATIONS", 1),
+                           4, ["kernel.spec", "without reaching the respin hook"]),
     "prep-fails": ("spec", _fail_prep, 5, ["rpmbuild -bp of kernel.spec failed", "prep.log"]),
 }
 
@@ -160,6 +163,17 @@ def test_bad_input_one_line_then_fixed_rerun_succeeds(case: str, tmp_path: Path,
     assert_one_line_error(respin("run", pf, check=False), code, *needles)
     pipeline_file(tmp_path, srpm)
     respin("run", pf)
+
+
+def test_fetch_by_file_url_with_a_matching_pin(tmp_path: Path, srpm: Path) -> None:
+    import hashlib
+
+    pin = hashlib.sha256(srpm.read_bytes()).hexdigest()
+    pf = pipeline_file(tmp_path, srpm, extra=f'sha256 = "{pin}"\n')
+    pf.write_text(pf.read_text().replace(f'srpm = "{srpm}"', f'srpm = "file://{srpm}"'))
+    manifest = json.loads(respin("run", pf, "--until", "fetch", "--json").stdout)
+    spec = built(manifest, "spec")[0]
+    assert spec.name == "kernel.spec" and "Name: kernel" in spec.read_text()
 
 
 def test_binary_rpm_is_refused(tmp_path: Path, srpm: Path) -> None:
