@@ -152,13 +152,13 @@ class Stream:
         self.pos -= len(data)
 
     def skip(self, n: int) -> int:
-        """Drop `n` bytes; returns how many were there."""
+        """Drop `n` bytes without copying them; returns how many were there."""
         left = n
-        while left > 0:
-            got = self.read_some(min(left, OUT_CHUNK))
-            if not got:
-                break
-            left -= len(got)
+        while left > 0 and self._fill():
+            step = min(left, len(self._buf) - self._off)
+            self._off += step
+            self.pos += step
+            left -= step
         return n - left
 
     def skip_zeros(self) -> int:
@@ -274,7 +274,7 @@ def _zstd(src: Stream) -> Iterator[bytes]:
     rest = _need(src, (0 if single else 1) + dict_len + fcs_len, "zstd frame header")
     if dict_len and any(rest[(0 if single else 1):(0 if single else 1) + dict_len]):
         raise DataError("zstd frame needs a dictionary, which the kernel does not have")
-    dec = zstandard.ZstdDecompressor().decompressobj()
+    dec = zstandard.ZstdDecompressor().decompressobj(write_size=OUT_CHUNK)
     feed = [head, rest]
     blocks = 0
     while True:

@@ -224,6 +224,11 @@ class ImageReader:
             self._crc = 0 if crc and header.kind == "file" else None
             yield entry
             # Whatever the consumer left unread is still checked (crc) and skipped.
+            if self._crc is None and self._left > 0:
+                try:
+                    self._left -= s.skip(self._left)
+                except DataError as exc:
+                    raise self._error(str(exc)) from None
             while self._left > 0:
                 self._take(self._left)
             if self._crc is not None and self._crc != header.check:

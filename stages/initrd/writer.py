@@ -92,8 +92,11 @@ def _scan(root: Path) -> Iterator[tuple[bytes, os.stat_result]]:
 
 
 def collect(root: Path, records: dict[str, Record], epoch: int | None,
-            warnings: list[str]) -> list[Item]:
-    """The entries of one tree, sorted, numbered and with manifest data applied."""
+            warnings: list[str], first: Item | None = None) -> list[Item]:
+    """The entries of one tree, sorted, numbered and with manifest data applied.
+
+    `first` (the "." entry) goes before everything else.
+    """
     items: dict[bytes, Item] = {}
     groups: dict[tuple[int, int], list[Item]] = {}
     subdirs: dict[bytes, int] = {}
@@ -137,6 +140,8 @@ def collect(root: Path, records: dict[str, Record], epoch: int | None,
         item.mtime = max(0, item.mtime)
         if stat.S_ISDIR(item.mode):
             item.nlink = 2 + subdirs.get(item.name, 0)
+    if first is not None:
+        ordered.insert(0, first)
     ino = 0
     for item in ordered:
         if item.ino:
@@ -275,10 +280,7 @@ def pack(tree: Path, output: Path, *, compress: str | None = None, level: int | 
         epoch = source_date_epoch()
     result = PackResult(output=Path(output), compression=compress, level=level)
     main_records = manifest.records("main") if manifest else {}
-    items = collect(main, main_records, epoch, result.warnings)
-    root = root_item(main_records, epoch)
-    if root is not None:
-        items.insert(0, root)
+    items = collect(main, main_records, epoch, result.warnings, first=root_item(main_records, epoch))
     early_items: list[Item] = []
     if early is not None:
         early_records = manifest.records("early") if manifest and Path(early) == Path(tree) / "early" else {}
