@@ -53,9 +53,9 @@ class _View:
             prefix = path + "/"
             for table in (self.kinds, self.modes, self.links, self.files):
                 for key in [k for k in table if k.startswith(prefix)]:
-                    del table[key]  # type: ignore[attr-defined]
+                    del table[key]
         for table in (self.kinds, self.modes, self.links, self.files):
-            table.pop(path, None)  # type: ignore[attr-defined]
+            table.pop(path, None)
 
     def resolve(self, path: str, depth: int = 0) -> str | None:
         """Follow symlinks inside the image (absolute targets from the image's root)."""

@@ -130,7 +130,7 @@ def _captured() -> Iterator[tuple[io.BytesIO, io.BytesIO]]:
     finally:
         for wrapper in (sys.stdout, sys.stderr):
             wrapper.flush()
-            wrapper.detach()  # type: ignore[union-attr]
+            wrapper.detach()
         sys.stdout, sys.stderr = old
 
 
