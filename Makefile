@@ -13,10 +13,10 @@ PY     := $(VENV)/bin/python
 SUDO   := $(shell test "$$(id -u)" = 0 || echo sudo -n)
 
 APT_PKGS := rpm python3-rpm python3-venv cpio libarchive-tools patch diffutils iproute2 iputils-ping nftables \
-            gzip xz-utils zstd lz4 bzip2 createrepo-c git
+            gzip xz-utils zstd lz4 bzip2 lzop liblzo2-dev gcc python3-dev createrepo-c git
 APT_BOOT := qemu-system-x86 linux-image-amd64 busybox-static
 DNF_PKGS := rpm-build python3-rpm cpio bsdtar patch diffutils iproute iputils nftables gzip xz zstd lz4 bzip2 \
-            createrepo_c git
+            lzop lzo-devel gcc python3-devel createrepo_c git
 DNF_BOOT := qemu-system-x86 kernel-core busybox
 
 .PHONY: all demo test bench lint sysdeps venv clean
@@ -45,6 +45,9 @@ $(VENV)/.stamp: pyproject.toml .stamp-sysdeps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@$(PY) -m pip install -q --disable-pip-version-check -e tests/plugin_dist
+	@# python-lzo builds from source against liblzo2; without it lzo images are refused in one line.
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[lzo]' 2>/dev/null \
+	  || echo "python-lzo could not be built: lzo-compressed initrds will be refused"
 	@touch $@
 
 venv: $(VENV)/.stamp
@@ -55,7 +58,13 @@ demo: $(VENV)/.stamp
 test: $(VENV)/.stamp
 	@$(PY) -m pytest -q tests
 
-bench: $(VENV)/.stamp
+.stamp-benchdeps: .stamp-sysdeps
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    initramfs-tools linux-source-6.1 >/dev/null || exit 1; fi
+	@touch $@
+
+bench: $(VENV)/.stamp .stamp-benchdeps
 	@$(PY) -m bench
 
 lint: $(VENV)/.stamp
