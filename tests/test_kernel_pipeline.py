@@ -139,8 +139,11 @@ BAD = {
     "malformed-value": ("config", 'set = { CONFIG_RESPIN_FEATURE_A = "a\\nb" }\n', 3, ["line break"]),
     "unknown-symbol": ("config", 'set = { CONFIG_NO_SUCH_THING = "y" }\n', 3,
                        ["CONFIG_NO_SUCH_THING", "unknown CONFIG symbol"]),
-    "dropped-by-oldconfig": ("config", 'set = { CONFIG_RESPIN_FEATURE_B = "y" }\n', 6,
+    "dropped-by-oldconfig": ("config", 'set = { CONFIG_RESPIN_FEATURE_B = "y" }\nvalidate = false\n', 6,
                              ["CONFIG_RESPIN_FEATURE_B", "oldconfig dropped it"]),
+    "unmet-dependency-before-build": ("config", 'set = { CONFIG_RESPIN_FEATURE_B = "y" }\n', 3,
+                                      ["CONFIG_RESPIN_FEATURE_B=y needs CONFIG_RESPIN_FEATURE_A=y",
+                                       "resolve = true"]),
     "no-patch-application": ("spec", _drop_patches, 4, ["kernel.spec", "applies no patch"]),
     "hook-never-reached": ("spec", lambda t: t.replace("# END OF PATCH APPLICATIONS",
                                                        "exit 0\n# END OF PATCH APPLICATIONS", 1),
@@ -214,3 +217,34 @@ def test_interrupted_run_ends_with_the_same_bytes(stage: str, sig: signal.Signal
     assert proc.returncode in (0, 130, -signal.SIGKILL), proc.returncode
     again = json.loads(respin("run", pf, "--json").stdout)
     assert _hashes(again) == reference
+
+
+def test_resolve_adds_the_unmet_dependency_and_the_build_carries_both(tmp_path: Path, srpm: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm, config='set = { CONFIG_RESPIN_FEATURE_B = "y" }\nresolve = true\n',
+                       rebuild='mode = "binary"\n')
+    proc = respin("run", pf, "--json")
+    assert "resolve: added CONFIG_RESPIN_FEATURE_A=y" in proc.stderr
+    config = boot_config(built(json.loads(proc.stdout), "rpm")[0]).splitlines()
+    assert "CONFIG_RESPIN_FEATURE_A=y" in config and "CONFIG_RESPIN_FEATURE_B=y" in config
+
+
+def test_fragment_alongside_inline_values(tmp_path: Path, srpm: Path) -> None:
+    (tmp_path / "local.config").write_text(
+        "# local changes\nCONFIG_RESPIN_FEATURE_A=y\nCONFIG_RESPIN_FEATURE_B=y\n"
+        "# CONFIG_DEBUG_STACKOVERFLOW is not set\n")
+    pf = pipeline_file(tmp_path, srpm, config='fragment = "local.config"\nset = { CONFIG_HZ = 250 }\n',
+                       rebuild='mode = "binary"\n')
+    manifest = json.loads(respin("run", pf, "--json").stdout)
+    config = boot_config(built(manifest, "rpm")[0]).splitlines()
+    for line in ("CONFIG_RESPIN_FEATURE_A=y", "CONFIG_RESPIN_FEATURE_B=y", "CONFIG_HZ=250",
+                 "# CONFIG_DEBUG_STACKOVERFLOW is not set"):
+        assert line in config
+    # Editing the fragment reruns config and what follows, not fetch or prep.
+    (tmp_path / "local.config").write_text("CONFIG_RESPIN_FEATURE_A=y\n")
+    again = json.loads(respin("run", pf, "--json").stdout)
+    assert [s["status"] for s in again["stages"]][:3] == ["up to date", "up to date", "ran"]
+
+
+def test_forcing_kernel_local_on_the_2010_layout_is_refused(tmp_path: Path, srpm: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm, config=GOOD_CONFIG + 'mechanism = "kernel-local"\n')
+    assert_one_line_error(respin("run", pf, check=False), 3, "mechanism", "no kernel-local Source")

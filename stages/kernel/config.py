@@ -1,4 +1,12 @@
-"""config: set and unset symbols in the snapshotted kernel-*.config files."""
+"""config: set and unset symbols in the kernel-*.config files, and check they will survive.
+
+Two mechanisms carry the change into the build, chosen from what prep saw:
+- "patch" (the 2010 layout): the configs exist in the tree when the patches
+  run, so a patch to them applies;
+- "kernel-local" (today's layout): the configs are Sources copied in after the
+  patches, so a patch has nothing to apply to; the supported hook is the
+  kernel-local Source, merged into every config by the spec itself.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,15 @@ import fnmatch
 import os
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 from pipeline import fsutil
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InputError
 from pipeline.stage import Artifact, Context, Stage
-from stages.kernel import kconfig
+from stages.kernel import kconfig, kvalidate
+
+KERNEL_LOCAL = "kernel-local"
 
 
 def target_arch(ctx: Context) -> str:
@@ -23,34 +35,92 @@ def configs_for(names: list[str], arch: str) -> list[str]:
     return [n for n in names if arch in n.removesuffix(".config").split("-")[1:]]
 
 
+def choose_mechanism(wanted: str, snapshot_meta: dict[str, Any], where: str) -> str:
+    """Pick "patch" or "kernel-local" for this spec, or explain why the forced one cannot work."""
+    before = snapshot_meta.get("layout") == "configs-before-patches"
+    has_local = bool(snapshot_meta.get("kernel_local"))
+    if wanted == "auto":
+        if before:
+            return "patch"
+        if has_local:
+            return "kernel-local"
+        raise InputError(f"{where}: neither mechanism can work: the spec copies its configs in after "
+                         "the patches and ships no kernel-local Source")
+    if wanted == "patch" and not before:
+        raise ConfigError(f"{where} mechanism: 'patch' cannot work on this spec: its kernel-*.config "
+                          "files are Sources copied into the tree after the patches, so a config patch "
+                          "would have nothing to apply to and the RPM would lack the change; use "
+                          "'kernel-local' (or 'auto')")
+    if wanted == "kernel-local" and not has_local:
+        raise ConfigError(f"{where} mechanism: 'kernel-local' cannot work on this spec: it ships no "
+                          "kernel-local Source; use 'patch' (or 'auto')")
+    return wanted
+
+
 class ConfigStage(Stage):
-    """Edit the kernel-*.config files of the target arch (or those matching `files`)."""
+    """Edit the kernel-*.config files of the target arch and validate the result."""
 
     name = "config"
-    summary = "set and unset CONFIG symbols in the chosen kernel-*.config files"
-    version = "1"
+    summary = "set and unset CONFIG symbols; check with kconfiglib that each value survives oldconfig"
+    version = "2"
 
     @dataclass(frozen=True)
     class Options:
         set: dict[str, str | int | bool] = field(default_factory=dict)
         unset: tuple[str, ...] = ()
+        fragment: str | None = None  # a file in .config syntax (as merge_config.sh and kernel-local)
         files: tuple[str, ...] = ()  # globs; default: every config of the target arch
         allow_new: bool = False  # allow symbols absent from every chosen config
+        validate: bool = True  # ask kconfiglib, before the build, whether each value survives
+        resolve: bool = False  # add the unmet dependencies a request needs
+        mechanism: Literal["auto", "patch", "kernel-local"] = "auto"
 
         def __post_init__(self) -> None:
-            if not self.set and not self.unset:
-                raise ValueError("nothing to do: give `set` and/or `unset`")
+            if not self.set and not self.unset and not self.fragment:
+                raise ValueError("nothing to do: give `set`, `unset` and/or `fragment`")
 
     options: Options
 
     def options_json(self) -> dict[str, object]:
-        return {"set": dict(sorted(self.options.set.items())), "unset": sorted(self.options.unset),
-                "files": list(self.options.files), "allow_new": self.options.allow_new}
+        data = dict(super().options_json())
+        data["set"] = dict(sorted(self.options.set.items()))
+        data["unset"] = sorted(self.options.unset)
+        return data
+
+    def inputs(self, ctx: Context) -> list[Path]:
+        return [ctx.resolve(self.options.fragment)] if self.options.fragment else []
+
+    def _fragment(self, ctx: Context, where: str) -> tuple[dict[str, object], list[str]]:
+        if not self.options.fragment:
+            return {}, []
+        path = ctx.resolve(self.options.fragment)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the config fragment: {exc.strerror}") from exc
+        values: dict[str, object] = {}
+        unset: list[str] = []
+        for number, line in enumerate(text.splitlines(), 1):
+            stripped = line.strip()
+            parsed = kconfig.parse(stripped)
+            if not parsed:
+                if stripped and not stripped.startswith("#"):
+                    raise ConfigError(f"{path}:{number}: not a .config line: {stripped!r}")
+                continue
+            (name, value), = parsed.items()
+            if name in self.options.set or name in self.options.unset:
+                raise ConfigError(f"{where}: {name} is given both inline and in {path.name}")
+            if value is None:
+                unset.append(name)
+            else:
+                values[name] = value
+        return values, unset
 
     def run(self, ctx: Context) -> list[Artifact]:
         where = f"{ctx.source} [config]"
-        snapshot = ctx.artifact("kconfig-snapshot")
-        names = sorted(p.name for p in snapshot.path.iterdir())
+        snap = ctx.artifact("kconfig-snapshot")
+        mechanism = choose_mechanism(self.options.mechanism, dict(snap.meta), where)
+        names = sorted(p.name for p in snap.path.iterdir())
         if self.options.files:
             chosen = sorted({n for n in names for g in self.options.files if fnmatch.fnmatch(n, g)})
             if not chosen:
@@ -62,21 +132,29 @@ class ConfigStage(Stage):
             if not chosen:
                 raise ConfigError(f"{where}: no kernel-*.config for target {arch} among "
                                   f"{', '.join(names)}; set [pipeline] target or [config] files")
-        texts = {n: (snapshot.path / n).read_text() for n in chosen}
+        texts = {n: (snap.path / n).read_text() for n in chosen}
         current: dict[str, str | None] = {}
         for text in texts.values():
             current.update(kconfig.parse(text))
-        reqs = kconfig.requests(self.options.set, self.options.unset, current, where)
-        if not self.options.allow_new:
+        frag_set, frag_unset = self._fragment(ctx, where)
+        reqs = kconfig.requests({**frag_set, **self.options.set}, [*frag_unset, *self.options.unset],
+                                current, where)
+        tree = ctx.artifacts("kconfig-tree")
+        can_validate = self.options.validate and bool(tree) and (tree[0].path / "Kconfig").is_file()
+        if not self.options.allow_new and not can_validate:
             unknown = [r.name for r in reqs if r.name not in current]
             if unknown:
                 raise ConfigError(f"{where}: {unknown[0]} is not a symbol of {chosen[0]} (or any chosen "
                                   "config): unknown CONFIG symbol; set allow_new = true to add it")
         edited = ctx.stagedir / "edited"
         tmp = fsutil.fresh_dir(edited)
-        changed = []
         for name in names:
-            shutil.copy2(snapshot.path / name, tmp / name)
+            shutil.copy2(snap.path / name, tmp / name)
+        added: list[kconfig.Request] = []
+        verdicts: dict[str, str] = {}
+        if can_validate:
+            reqs, added, verdicts = self._validate(ctx, tree[0].path, tmp, texts, reqs, where)
+        changed = []
         for name in chosen:
             new = kconfig.apply(texts[name], reqs)
             if new != texts[name]:
@@ -85,16 +163,66 @@ class ConfigStage(Stage):
         if not changed:
             raise ConfigError(f"{where}: nothing to change: every requested value is already in "
                               f"{', '.join(chosen)}")
+        artifacts = []
+        if mechanism == "kernel-local":
+            artifacts.append(self._kernel_local(ctx, reqs, tmp))
         fsutil.commit_dir(tmp, edited)
-        ctx.log.info("config: %d symbol(s) in %s", len(reqs), ", ".join(changed))
-        meta = {"requests": {r.name: r.value for r in reqs}, "chosen": chosen, "changed": changed}
-        return [Artifact(edited, "kconfig-edited", meta=meta)]
+        ctx.log.info("config: %d symbol(s) in %s (mechanism: %s, %s)", len(reqs), ", ".join(changed),
+                     mechanism, "configs are in the tree when patches apply" if mechanism == "patch"
+                     else "configs are Sources merged with kernel-local after the patches")
+        for req in added:
+            ctx.log.info("config: resolve: added %s", req.line())
+        meta = {"requests": {r.name: r.value for r in reqs}, "chosen": chosen, "changed": changed,
+                "mechanism": mechanism, "resolved": [r.line() for r in added], "validation": verdicts}
+        return [Artifact(edited, "kconfig-edited", meta=meta), *artifacts]
+
+    def _validate(self, ctx: Context, tree: Path, scratch: Path, texts: dict[str, str],
+                  reqs: list[kconfig.Request], where: str
+                  ) -> tuple[list[kconfig.Request], list[kconfig.Request], dict[str, str]]:
+        added: list[kconfig.Request] = []
+        kconfs: dict[str, Any] = {}
+        probe = scratch / ".respin-probe.config"
+        try:
+            for _ in range(16):  # each round may add dependencies of dependencies
+                problems: list[tuple[str, kvalidate.Verdict]] = []
+                for name, text in texts.items():
+                    arch = kvalidate.arch_of(text, target_arch(ctx))
+                    if arch not in kconfs:
+                        kconfs[arch] = kvalidate.load(tree, arch)
+                    probe.write_text(kconfig.apply(text, reqs))
+                    problems += [(name, v) for v in kvalidate.judge(kconfs[arch], probe, reqs)
+                                 if not v.survives]
+                if not problems:
+                    break
+                name, first = problems[0]
+                fixes = kvalidate.resolvable(first.needs) if self.options.resolve else []
+                fixes = [f for f in fixes if f.name not in {r.name for r in reqs}]
+                if first.unknown:
+                    raise ConfigError(f"{where}: {first.request.name}: unknown CONFIG symbol (not in the "
+                                      "kernel's Kconfig)")
+                if not fixes:
+                    hint = "; set resolve = true to add it" if kvalidate.resolvable(first.needs) else ""
+                    raise ConfigError(f"{where}: {first.explain()} (in {name}): oldconfig would drop it"
+                                      f"{hint}")
+                added += fixes
+                reqs = sorted([*reqs, *fixes], key=lambda r: r.name)
+        finally:
+            probe.unlink(missing_ok=True)
+        return reqs, added, {r.name: "survives oldconfig" for r in reqs}
+
+    def _kernel_local(self, ctx: Context, reqs: list[kconfig.Request], scratch: Path) -> Artifact:
+        """kernel-local as shipped, plus the requested lines (later lines win in the merge)."""
+        original = (ctx.topdir / "SOURCES" / KERNEL_LOCAL).read_text()
+        lines = [ln for ln in original.splitlines() if ln.strip()]
+        ours = {r.name for r in reqs}
+        kept = [ln for ln in lines if not (kconfig.parse(ln) and next(iter(kconfig.parse(ln))) in ours)]
+        text = "\n".join([*kept, "# respin: requested values", *(r.line() for r in reqs)]) + "\n"
+        out = ctx.stagedir / KERNEL_LOCAL
+        fsutil.atomic_write(out, text)
+        return Artifact(out, "kernel-local")
 
 
 def requested(ctx: Context) -> list[kconfig.Request]:
     """The validated requests the config stage recorded."""
     art = ctx.artifact("kconfig-edited")
     return [kconfig.Request(k, v) for k, v in sorted(art.meta["requests"].items())]
-
-
-

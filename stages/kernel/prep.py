@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from stages.kernel.spectext import find_prep_point
 
 SENTINEL = ".respin-hook-reached"
 TREEFILE = ".respin-tree"
+KERNEL_LOCAL = "kernel-local"  # the Source today's kernel specs merge into every config
 
 
 def _q(path: Path) -> str:
@@ -57,7 +59,7 @@ class PrepStage(Stage):
 
     name = "prep"
     summary = "rpmbuild -bp, stopped by a hook after the last patch; snapshot the kernel-*.config files"
-    version = "1"
+    version = "2"
 
     @dataclass(frozen=True)
     class Options:
@@ -88,13 +90,48 @@ class PrepStage(Stage):
         tree = Path((tmp / TREEFILE).read_text().strip())
         (tmp / SENTINEL).unlink()
         (tmp / TREEFILE).unlink()
+        at_hook = sorted(p.name for p in tmp.iterdir())
+        kernel_local = (ctx.topdir / "SOURCES" / KERNEL_LOCAL).is_file()
+        if not at_hook:
+            # Today's layout: the configs are Sources copied in after the patches.
+            # The shipped ones are what kernel-local is merged into; snapshot those.
+            for src in sorted((ctx.topdir / "SOURCES").glob("kernel-*.config")):
+                shutil.copyfile(src, tmp / src.name)
         configs = sorted(p.name for p in tmp.iterdir())
         if not configs:
-            raise InputError(f"{where}: no kernel-*.config files in {tree} when the patches have been "
-                             "applied: this spec does not generate its configs before patching")
+            raise InputError(f"{where}: no kernel-*.config files, neither in {tree} when the patches "
+                             "have been applied nor among the Sources: not a kernel spec respin knows")
         for name in configs:
             os.chmod(tmp / name, 0o644)
+        kconfig_tree = ctx.stagedir / "kconfig-tree"
+        kconfig_tmp = fsutil.fresh_dir(kconfig_tree)
+        copied = copy_kconfig_files(tree, kconfig_tmp)
         fsutil.commit_dir(tmp, snapshot)
-        ctx.log.info("prep: hook reached in %s; %d kernel-*.config snapshotted", tree.name, len(configs))
-        meta = {"tree": str(tree), "configs": configs}
-        return [Artifact(snapshot, "kconfig-snapshot", meta=meta), Artifact(log_file, "log")]
+        fsutil.commit_dir(kconfig_tmp, kconfig_tree)
+        layout = "configs-before-patches" if at_hook else "configs-as-sources"
+        ctx.log.info("prep: hook reached in %s; %d kernel-*.config snapshotted (%s); %d Kconfig files kept",
+                     tree.name, len(configs), layout, copied)
+        meta = {"tree": str(tree), "configs": configs, "layout": layout, "kernel_local": kernel_local,
+                "kconfig_files": copied}
+        return [Artifact(snapshot, "kconfig-snapshot", meta=meta),
+                Artifact(kconfig_tree, "kconfig-tree", meta={"files": copied}),
+                Artifact(log_file, "log")]
+
+
+def copy_kconfig_files(tree: Path, dest: Path) -> int:
+    """Copy the Kconfig language files of a prepared tree (what kconfiglib reads).
+
+    rpmbuild -ba removes the prepared tree when it succeeds; keeping these few
+    files lets a later run validate requests without preparing again.
+    """
+    count = 0
+    for root, dirs, files in os.walk(tree):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("Kconfig") or (name == "Kconfig.include"):
+                src = Path(root, name)
+                out = dest / src.relative_to(tree)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, out)
+                count += 1
+    return count

@@ -1,0 +1,79 @@
+"""kconfiglib answers, on an inline Kconfig, whether requested values survive oldconfig."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import InputError
+from stages.kernel import kvalidate
+from stages.kernel.kconfig import Request
+
+KCONFIG = """\
+mainmenu "test"
+config A
+\tbool "A"
+config B
+\tbool "B"
+\tdepends on A
+config C
+\tbool "C"
+\tdepends on !A
+config HZ
+\tint "HZ"
+\trange 100 1000
+\tdefault 250
+config LOCALVERSION
+\tstring "local version"
+"""
+
+
+@pytest.fixture
+def kconf(tmp_path: Path) -> object:
+    (tmp_path / "Kconfig").write_text(KCONFIG)
+    return kvalidate.load(tmp_path, "x86_64")
+
+
+def judge(kconf: object, tmp_path: Path, config: str, *reqs: Request) -> list[kvalidate.Verdict]:
+    path = tmp_path / "probe.config"
+    path.write_text(config)
+    return kvalidate.judge(kconf, path, list(reqs))
+
+
+def test_met_dependency_survives(kconf: object, tmp_path: Path) -> None:
+    (v,) = judge(kconf, tmp_path, "CONFIG_A=y\nCONFIG_B=y\n", Request("CONFIG_B", "y"))
+    assert v.survives and v.value == "y"
+
+
+def test_unmet_dependency_is_named(kconf: object, tmp_path: Path) -> None:
+    (v,) = judge(kconf, tmp_path, "CONFIG_B=y\n", Request("CONFIG_B", "y"))
+    assert not v.survives and v.needs == ["CONFIG_A=y"]
+    assert v.explain() == "CONFIG_B=y needs CONFIG_A=y"
+    assert kvalidate.resolvable(v.needs) == [Request("CONFIG_A", "y")]
+
+
+def test_negative_dependency_cannot_be_resolved(kconf: object, tmp_path: Path) -> None:
+    (v,) = judge(kconf, tmp_path, "CONFIG_A=y\nCONFIG_C=y\n", Request("CONFIG_C", "y"))
+    assert not v.survives and v.needs == ["(!A)"]
+    assert kvalidate.resolvable(v.needs) == []
+
+
+def test_ints_strings_and_unknown_symbols(kconf: object, tmp_path: Path) -> None:
+    verdicts = judge(kconf, tmp_path, 'CONFIG_HZ=5000\nCONFIG_LOCALVERSION="-x"\n',
+                     Request("CONFIG_HZ", "5000"), Request("CONFIG_LOCALVERSION", '"-x"'),
+                     Request("CONFIG_NOPE", "y"))
+    assert [v.survives for v in verdicts] == [False, True, False]
+    assert verdicts[0].value == "250"  # out of range: oldconfig falls back to the default
+    assert verdicts[2].unknown
+
+
+def test_unreadable_kconfig_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "Kconfig").write_text('source "missing/Kconfig"\n')
+    with pytest.raises(InputError, match="kconfiglib cannot read"):
+        kvalidate.load(tmp_path, "x86_64")
+
+
+def test_arch_from_the_first_line() -> None:
+    assert kvalidate.arch_of("# i386\nCONFIG_A=y\n", "x86_64") == "i386"
+    assert kvalidate.arch_of("CONFIG_A=y\n", "x86_64") == "x86_64"
