@@ -37,6 +37,8 @@ class DiffStage(Stage):
     def run(self, ctx: Context) -> list[Artifact]:
         snapshot = ctx.artifact("kconfig-snapshot").path
         edited_art = ctx.artifact("kconfig-edited")
+        if edited_art.meta.get("mechanism") == "kernel-local":
+            return self._kernel_local(ctx)
         parts = []
         for name in sorted(edited_art.meta["changed"]):
             parts.append(unified(ctx, snapshot / name, edited_art.path / name, name))
@@ -54,3 +56,19 @@ class DiffStage(Stage):
         fsutil.atomic_write(out, text)
         ctx.log.info("diff: %d config(s) in the patch", len(parts))
         return [Artifact(out, "patch", meta={"files": sorted(edited_art.meta["changed"])})]
+
+    def _kernel_local(self, ctx: Context) -> list[Artifact]:
+        """Today's layout: the change is the kernel-local Source; its diff is kept for review."""
+        new = ctx.artifact("kernel-local").path
+        old = ctx.artifact("sources").path / "kernel-local"
+        text = unified(ctx, old, new, "kernel-local")
+        with tempfile.TemporaryDirectory(dir=ctx.stagedir) as scratch:
+            shutil.copy(old, Path(scratch) / "kernel-local")
+            (Path(scratch) / "kernel-local.patch").write_text(text)
+            ctx.run(["patch", "-p1", "--dry-run", "--batch", "-F0", "-i", "kernel-local.patch"],
+                    cwd=Path(scratch), what="patch --dry-run of the kernel-local change")
+        out = ctx.stagedir / "kernel-local.diff"
+        fsutil.atomic_write(out, text)
+        ctx.log.info("diff: kernel-local gains %d line(s)",
+                     sum(1 for ln in text.splitlines() if ln.startswith("+") and not ln.startswith("+++")))
+        return [Artifact(out, "kernel-local-diff")]

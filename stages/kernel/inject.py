@@ -10,7 +10,10 @@ from __future__ import annotations
 import datetime
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from specfile.exceptions import SpecfileException
 from specfile.specfile import Specfile
@@ -169,6 +172,8 @@ class InjectStage(Stage):
     def run(self, ctx: Context) -> list[Artifact]:
         spec_path = topdir.lay_out(ctx)
         fetched = ctx.artifact("source-srpm").meta
+        if ctx.artifact("kconfig-edited").meta.get("mechanism") == "kernel-local":
+            return self._kernel_local(ctx, spec_path, fetched)
         patch_name = self.options.patch or default_patch_name(fetched["version"])
         patch = ctx.artifact("patch").path
         dest = ctx.topdir / "SOURCES" / patch_name
@@ -186,3 +191,28 @@ class InjectStage(Stage):
         ctx.log.info("inject: Patch%d: %s applied after the last patch in %%prep", number, patch_name)
         meta = {"patch": patch_name, "number": number, "buildid": self.options.buildid}
         return [Artifact(spec_path, "spec", meta=meta), Artifact(dest, "patch", meta=meta)]
+
+    def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Mapping[str, Any]) -> list[Artifact]:
+        """Today's layout: replace the kernel-local Source; the spec only gets the release mark."""
+        dest = ctx.topdir / "SOURCES" / "kernel-local"
+        fsutil.atomic_copy(ctx.artifact("kernel-local").path, dest)
+        reqs = requested(ctx)
+        summary = ", ".join(r.line().lstrip("# ") for r in reqs)
+        when = datetime.datetime.fromtimestamp(source_date(ctx), datetime.UTC).date()
+        where = spec_path.name
+        text = _mark_release(spec_path.read_text(), self.options.buildid, where)
+        with tempfile.TemporaryDirectory() as sourcedir:
+            try:
+                spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
+                text = _changelog(spec, Injection(
+                    patch="kernel-local", changelog=f"Set through kernel-local: {summary}",
+                    buildid=self.options.buildid, packager=self.options.packager, when=when,
+                    evr=f"{fetched['version']}-{fetched['release']}{self.options.buildid}"))
+            except SpecfileException as exc:
+                detail = [ln for ln in str(exc).splitlines() if ln.strip()]
+                raise InputError(f"{where}: rpm cannot parse the spec: {detail[-1] if detail else exc}"
+                                 ) from exc
+        fsutil.atomic_write(spec_path, text)
+        ctx.log.info("inject: kernel-local carries the change; release marked %s", self.options.buildid)
+        meta = {"kernel_local": "kernel-local", "buildid": self.options.buildid}
+        return [Artifact(spec_path, "spec", meta=meta), Artifact(dest, "kernel-local", meta=meta)]

@@ -41,7 +41,14 @@ class VerifyStage(Stage):
         for art in ctx.artifacts("rpm") + ctx.artifacts("srpm"):
             pkg = read_package(art.path)
             entry: dict[str, object] = {"file": art.path.name, "nvr": pkg.nvr}
-            if pkg.is_source:
+            if pkg.is_source and inj.get("kernel_local"):
+                local = dict(payload_files(art.path, re.compile(r"(^|/)kernel-local$")))
+                text = next(iter(local.values()), b"").decode(errors="replace")
+                missing = [r for r in reqs if r.line() not in text.splitlines()]
+                if missing:
+                    raise VerifyError(f"{art.path.name}: its kernel-local lacks {missing[0].line()}")
+                entry["kernel_local"] = "kernel-local"
+            elif pkg.is_source:
                 patch = inj.get("patch")
                 if patch not in pkg.files:
                     raise VerifyError(f"{art.path.name}: the source package lacks {patch}")
