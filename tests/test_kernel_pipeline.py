@@ -248,3 +248,13 @@ def test_fragment_alongside_inline_values(tmp_path: Path, srpm: Path) -> None:
 def test_forcing_kernel_local_on_the_2010_layout_is_refused(tmp_path: Path, srpm: Path) -> None:
     pf = pipeline_file(tmp_path, srpm, config=GOOD_CONFIG + 'mechanism = "kernel-local"\n')
     assert_one_line_error(respin("run", pf, check=False), 3, "mechanism", "no kernel-local Source")
+
+
+def test_oldconfig_validator_runs_the_trees_own_oldconfig(tmp_path: Path, srpm: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm, config='set = { CONFIG_RESPIN_FEATURE_B = "y" }\n'
+                       'validator = "oldconfig"\n')
+    assert_one_line_error(respin("run", pf, check=False), 3,
+                          "CONFIG_RESPIN_FEATURE_B=y would end up as not set after oldconfig")
+    pf = pipeline_file(tmp_path, srpm, config=GOOD_CONFIG + 'validator = "oldconfig"\n',
+                       rebuild='mode = "binary"\n')
+    respin("run", pf)

@@ -71,7 +71,8 @@ class ConfigStage(Stage):
         fragment: str | None = None  # a file in .config syntax (as merge_config.sh and kernel-local)
         files: tuple[str, ...] = ()  # globs; default: every config of the target arch
         allow_new: bool = False  # allow symbols absent from every chosen config
-        validate: bool = True  # ask kconfiglib, before the build, whether each value survives
+        validate: bool = True  # check, before the build, that each value survives oldconfig
+        validator: Literal["auto", "kconfiglib", "oldconfig"] = "auto"  # auto: kconfiglib if Kconfig
         resolve: bool = False  # add the unmet dependencies a request needs
         mechanism: Literal["auto", "patch", "kernel-local"] = "auto"
 
@@ -140,7 +141,13 @@ class ConfigStage(Stage):
         reqs = kconfig.requests({**frag_set, **self.options.set}, [*frag_unset, *self.options.unset],
                                 current, where)
         tree = ctx.artifacts("kconfig-tree")
-        can_validate = self.options.validate and bool(tree) and (tree[0].path / "Kconfig").is_file()
+        has_kconfig = bool(tree) and (tree[0].path / "Kconfig").is_file()
+        validator = self.options.validator
+        if validator == "auto":
+            validator = "kconfiglib" if has_kconfig else "oldconfig"
+        if validator == "kconfiglib" and not has_kconfig:
+            raise ConfigError(f"{where} validator: the prepared tree has no Kconfig for kconfiglib")
+        can_validate = self.options.validate and validator == "kconfiglib"
         if not self.options.allow_new and not can_validate:
             unknown = [r.name for r in reqs if r.name not in current]
             if unknown:
@@ -154,6 +161,8 @@ class ConfigStage(Stage):
         verdicts: dict[str, str] = {}
         if can_validate:
             reqs, added, verdicts = self._validate(ctx, tree[0].path, tmp, texts, reqs, where)
+        if self.options.validate and validator == "oldconfig":
+            verdicts = self._validate_with_make(ctx, Path(snap.meta["tree"]), texts, reqs, where)
         changed = []
         for name in chosen:
             new = kconfig.apply(texts[name], reqs)
@@ -209,6 +218,41 @@ class ConfigStage(Stage):
         finally:
             probe.unlink(missing_ok=True)
         return reqs, added, {r.name: "survives oldconfig" for r in reqs}
+
+    def _validate_with_make(self, ctx: Context, tree: Path, texts: dict[str, str],
+                            reqs: list[kconfig.Request], where: str) -> dict[str, str]:
+        """No Kconfig to read: run the tree's own oldconfig on each edited config and compare,
+        as merge_config.sh does. Needs the prepared tree, which a finished build removes."""
+        if not (tree / "Makefile").is_file():
+            ctx.log.warning("config: cannot check values before the build: the prepared tree %s is "
+                            "gone (a finished rpmbuild removes it); verify checks them after", tree)
+            return {}
+        dot = tree / ".config"
+        saved = dot.read_bytes() if dot.exists() else None
+        try:
+            for name, text in texts.items():
+                fsutil.atomic_write(dot, kconfig.apply(text, reqs))
+                arch = kvalidate.arch_of(text, target_arch(ctx))
+                for target in ("olddefconfig", "oldconfig"):
+                    result = ctx.run(["make", "-s", f"ARCH={arch}", target], cwd=tree, check=False,
+                                     what=f"make {target}")
+                    if result.returncode == 0:
+                        break
+                else:
+                    raise InputError(f"{tree}: neither 'make olddefconfig' nor 'make oldconfig' works "
+                                     f"there: {result.stdout.strip().splitlines()[-1:]}")
+                bad = kconfig.mismatches(dot.read_text(), reqs)
+                if bad:
+                    req, found = bad[0]
+                    got = "not set" if found is None else found
+                    raise ConfigError(f"{where}: {req.line()} would end up as {got} after oldconfig "
+                                      f"(in {name}): check what {req.name} depends on")
+        finally:
+            if saved is None:
+                dot.unlink(missing_ok=True)
+            else:
+                fsutil.atomic_write(dot, saved)
+        return {r.name: "survives oldconfig" for r in reqs}
 
     def _kernel_local(self, ctx: Context, reqs: list[kconfig.Request], scratch: Path) -> Artifact:
         """kernel-local as shipped, plus the requested lines (later lines win in the merge)."""
