@@ -59,12 +59,12 @@ class ExtractStage(Stage):
                                             "trees": result.trees})]
 
 
-def _checked_rel(value: str, where: str) -> list[str]:
+def _checked_rel(value: str, where: str, allow_root: bool = False) -> list[str]:
     try:
         comps, _ = split_name(os.fsencode(value))
     except Refused as exc:
         raise ConfigError(f"{where}: '{value}' {exc}") from None
-    if not comps:
+    if not comps and not allow_root:
         raise ConfigError(f"{where}: '{value}' names the root of the tree")
     return comps
 
@@ -101,8 +101,8 @@ def _walk_files(src: Path) -> Iterator[Path]:
             yield Path(dirpath) / name
 
 
-def _copy_in(src: Path, dst: Path) -> None:
-    """Copy a file, symlink or directory (merged) from outside the tree to `dst`."""
+def _copy_in(src: Path, dst: Path, root: Path | None = None) -> None:
+    """Copy a file, symlink or directory (merged) from outside the tree (`root`) to `dst`."""
     if src.is_symlink():
         if dst.is_symlink() or dst.exists():
             _remove(dst)
@@ -115,6 +115,11 @@ def _copy_in(src: Path, dst: Path) -> None:
             target = dst / child.relative_to(src)
             if child.is_symlink() or not child.is_dir():
                 _copy_in(child, target)
+            elif target.is_symlink():
+                # Merging through it could write outside the tree (lib64 -> /lib).
+                shown = target.relative_to(root) if root is not None else target
+                raise ConfigError(f"[initrd-modify] add: '{shown}' is a symlink in the tree; "
+                                  f"refusing to merge the directory {child} through it")
             else:
                 target.mkdir(mode=0o755, exist_ok=True)
     else:
@@ -184,22 +189,37 @@ class ModifyStage(Stage):
                 if manifest:
                     manifest.forget("main", "/".join(comps))
             for dest, src in sorted(self.options.add.items()):
-                comps = _checked_rel(dest, f"[{self.name}] add")
+                # "@kind" and "dest/" mean "into this directory" ("/" is the tree's root, for
+                # artifacts laid out like an image root): artifact directories are merged into
+                # it, files land in it under their own names.
+                into = (src.startswith("@") and "/" not in src) or dest.endswith("/")
+                comps = _checked_rel(dest, f"[{self.name}] add", allow_root=into)
                 parent = _safe_parent(root, comps, f"[{self.name}] add", create=True)
                 sources = self._sources(ctx, dest, src)
-                target = parent / comps[-1]
-                # "@kind" and "dest/" mean "into this directory": artifact directories are
-                # merged into it, files land in it under their own names.
-                if (src.startswith("@") and "/" not in src) or dest.endswith("/"):
-                    if target.is_symlink() or (target.exists() and not target.is_dir()):
+                target = parent / comps[-1] if comps else root
+                forget = [comps]
+                if into:
+                    replaced = target.is_symlink() or (target.exists() and not target.is_dir())
+                    if replaced:
                         _remove(target)
                     target.mkdir(mode=0o755, exist_ok=True)
+                    copied: list[str] = []
                     for s in sources:
-                        _copy_in(s, target if s.is_dir() and not s.is_symlink() else target / s.name)
+                        if s.is_dir() and not s.is_symlink():
+                            _copy_in(s, target, root)
+                            copied += [str(p.relative_to(s)) for p in _walk_files(s)
+                                       if p.is_symlink() or not p.is_dir()]
+                        else:
+                            _copy_in(s, target / s.name)
+                            copied.append(s.name)
+                    # A merge keeps the rest of the directory, and the records of the rest.
+                    if not replaced:
+                        forget = [comps + rel.split("/") for rel in copied]
                 else:
                     _copy_in(sources[0], target)
                 if manifest:
-                    manifest.forget("main", "/".join(comps))
+                    for path in forget:
+                        manifest.forget("main", "/".join(path))
             for dest, mode in sorted(self.options.modes.items()):
                 comps = _checked_rel(dest, f"[{self.name}] modes")
                 target = _safe_parent(root, comps, f"[{self.name}] modes", create=False) / comps[-1]

@@ -1,9 +1,9 @@
 """netfiles into an initrd: the network stage's tree, laid over an initrd tree and packed
 with the initrd writer, read back by GNU cpio.
 
-There is no initrd-modify stage yet to consume the "netfiles" artifact; this
-test does its part by hand (copy the tree over an extracted initrd tree, then
-pack) so the hand-off format is proven with the real writer.
+This test does initrd-modify's part by hand (copy the tree over an initrd
+tree, then pack), so the hand-off format is proven with the real writer alone;
+test_net_initrd_pipeline.py runs the real stages through `respin run`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_net_netfiles_packed_into_initrd_read_back_by_cpio(tmp_path: Path) -> No
     ctx.stagedir.mkdir(parents=True)
     (netfiles,) = [a for a in stage.run(ctx) if a.kind == "netfiles"]
 
-    # An initrd tree as extracted, then the netfiles laid over it (what initrd-modify will do).
+    # An initrd tree as extracted, then the netfiles laid over it (what initrd-modify does).
     tree = tmp_path / "initrd-tree"
     (tree / "etc").mkdir(parents=True)
     (tree / "init").write_text("#!/bin/sh\nexec /sbin/init\n")
