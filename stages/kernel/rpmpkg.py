@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +118,74 @@ def rpmbuild_argv(mode: str, spec: Path, *, topdir: Path, target: str | None,
         argv += ["--define", f"{key} {value}"]
     argv.append(str(spec))
     return argv
+
+
+# rpm stores the parsed spec, with %{_topdir} and %{_specdir} expanded, in the
+# source package's header, and every binary package carries the source
+# package's digest: byte-identical packages from two work dirs need one topdir
+# path. rpmbuild therefore runs in a private mount namespace where the work
+# dir's topdir is bind-mounted at this fixed path (a tmpfs hides whatever the
+# host has at /var/tmp for that one command only).
+FIXED_TOPDIR = Path("/var/tmp/respin/rpmbuild")
+
+_NAMESPACE_SCRIPT = f"""set -e
+exec 3<"$1"
+shift
+mount -t tmpfs -o mode=0755 respin /var/tmp
+mkdir -p {FIXED_TOPDIR}
+mount --bind /proc/self/fd/3 {FIXED_TOPDIR}
+exec 3<&-
+cd {FIXED_TOPDIR}
+exec "$@"
+"""
+
+
+@functools.cache
+def _namespace_prefix() -> tuple[str, ...] | None:
+    """The unshare command line that gives a private mount namespace, or None if none works.
+
+    Root gets a plain mount namespace; another user a user namespace mapped to
+    root (so the packaged files read as root's, as in a root build).
+    """
+    if shutil.which("unshare") is None:
+        return None
+    base = ("unshare", "--mount", "--propagation", "private")
+    prefix = base if os.geteuid() == 0 else (*base[:1], "--user", "--map-root-user", *base[1:])
+    probe = subprocess.run([*prefix, "sh", "-c", "mount -t tmpfs respin /var/tmp"],
+                           stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    return prefix if probe.returncode == 0 else None
+
+
+def fixed_topdir_available() -> bool:
+    """Whether rpmbuild can run with the fixed topdir path here."""
+    return _namespace_prefix() is not None
+
+
+def in_fixed_topdir(argv: Sequence[str], topdir: Path) -> list[str] | None:
+    """`argv` (built with FIXED_TOPDIR paths) wrapped to run with `topdir` mounted there.
+
+    None when no private mount namespace can be had (then build with the real path).
+    """
+    prefix = _namespace_prefix()
+    if prefix is None:
+        return None
+    return [*prefix, "sh", "-c", _NAMESPACE_SCRIPT, "respin-rpmbuild", str(topdir), *argv]
+
+
+def to_fixed(path: Path, topdir: Path) -> Path:
+    """`path` under `topdir` as seen at FIXED_TOPDIR (unchanged if it is elsewhere)."""
+    try:
+        return FIXED_TOPDIR / Path(path).absolute().relative_to(topdir.absolute())
+    except ValueError:
+        return Path(path)
+
+
+def from_fixed(path: Path, topdir: Path) -> Path:
+    """A path rpmbuild printed under FIXED_TOPDIR, as the real path under `topdir`."""
+    try:
+        return topdir / Path(path).relative_to(FIXED_TOPDIR)
+    except ValueError:
+        return Path(path)
 
 
 def written_packages(log_text: str) -> list[Path]:
