@@ -145,7 +145,7 @@ class KojiJob:
 
 def _koji() -> Any:
     try:
-        import koji
+        import koji  # type: ignore[import-untyped]
     except ImportError as exc:
         raise UsageError("the koji backend needs the koji client library (pip install koji)") from exc
     return koji

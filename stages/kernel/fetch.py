@@ -13,22 +13,26 @@ from pathlib import Path
 from pipeline import fsutil
 from pipeline.errors import InputError
 from pipeline.stage import Artifact, Context, Stage
+from stages.kernel.repo import download_source, local_repomd, repo_url
 from stages.kernel.rpmpkg import read_package
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class FetchStage(Stage):
-    """Fetch an SRPM (path, file:// or http(s):// URL), check it, install it into the work dir."""
+    """Fetch an SRPM (path, file:// or http(s):// URL, or by name from a repository), check it,
+    install it into the work dir."""
 
     name = "fetch"
-    summary = "get the kernel SRPM (path or URL, optional sha256 pin) and unpack spec and sources"
-    version = "1"
+    summary = ("get the kernel SRPM (path, URL or name in a repo; optional sha256 pin) and unpack "
+               "spec and sources")
+    version = "2"
 
     @dataclass(frozen=True)
     class Options:
-        srpm: str
+        srpm: str  # a path or URL; with `repo`, a package name (dnf download --source)
         sha256: str | None = None
+        repo: str | None = None  # a repository URL or local directory (createrepo_c)
 
         def __post_init__(self) -> None:
             if self.sha256 is not None and not _SHA256.match(self.sha256.lower()):
@@ -37,6 +41,8 @@ class FetchStage(Stage):
     options: Options
 
     def _local(self, ctx: Context) -> Path | None:
+        if self.options.repo is not None:
+            return None
         url = urllib.parse.urlparse(self.options.srpm)
         if url.scheme in ("http", "https"):
             return None
@@ -45,6 +51,10 @@ class FetchStage(Stage):
         return ctx.resolve(self.options.srpm)
 
     def inputs(self, ctx: Context) -> list[Path]:
+        if self.options.repo is not None:
+            # A local repository reruns fetch when its metadata changes.
+            repomd = local_repomd(repo_url(self.options.repo, ctx.resolve))
+            return [repomd] if repomd is not None else []
         local = self._local(ctx)
         return [local] if local is not None else []
 
@@ -62,7 +72,12 @@ class FetchStage(Stage):
 
     def run(self, ctx: Context) -> list[Artifact]:
         local = self._local(ctx)
-        srpm = local if local is not None else self._download(ctx)
+        if self.options.repo is not None:
+            ctx.log.info("fetch: dnf download --source %s from %s", self.options.srpm, self.options.repo)
+            srpm = download_source(self.options.srpm, self.options.repo, ctx.stagedir, ctx.run,
+                                   ctx.resolve)
+        else:
+            srpm = local if local is not None else self._download(ctx)
         if not srpm.exists():
             raise InputError(f"{srpm}: no such file")
         if self.options.sha256:
