@@ -107,7 +107,7 @@ def _unmet(sym: Any) -> list[str]:
 
 def judge(kconf: Any, config: Path, reqs: Sequence[Request]) -> list[Verdict]:
     """Load `config` (already edited) and say, per request, whether oldconfig keeps it."""
-    kconf.load_config(str(config), replace=True, verbose=False)
+    kconf.load_config(str(config), replace=True)
     verdicts = []
     for req in reqs:
         sym = kconf.syms.get(req.name.removeprefix("CONFIG_"))
