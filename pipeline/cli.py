@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("exit-codes", help="what each exit status means")
     p.set_defaults(func=_cmd_exit_codes)
 
+    from pipeline.commands import register as register_builtin  # repro, makefile
+
+    register_builtin(sub)
+
     for register in registry.commands().values():
         register(sub)
     return parser

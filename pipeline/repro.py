@@ -1,0 +1,159 @@
+"""`respin repro`: run a pipeline twice in fresh directories and name every artifact that differs.
+
+The two runs use different work dir paths and start at different wall-clock
+times (at least `pause` seconds apart, so second-resolution time stamps
+differ); every artifact a stage wrote inside its work dir is compared byte
+for byte (a directory artifact file by file, with modes and link targets).
+Logs are left out: they name the paths and times on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import fsutil
+from pipeline.config import load
+from pipeline.progress import Progress
+from pipeline.runner import Runner
+
+SKIPPED_KINDS = frozenset({"log"})
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One artifact (or one file inside a directory artifact) that is not the same in both runs."""
+
+    stage: str
+    kind: str
+    path: str  # relative to the work dir
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.stage} {self.kind} {self.path}: {self.detail}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"stage": self.stage, "kind": self.kind, "path": self.path, "detail": self.detail}
+
+
+@dataclass
+class ReproReport:
+    """What `repro` compared and what differed."""
+
+    workdirs: tuple[Path, Path]
+    compared: list[str] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        return {"identical": self.identical, "workdirs": [str(w) for w in self.workdirs],
+                "compared": self.compared, "differences": [d.to_json() for d in self.differences]}
+
+
+def _tree(path: Path) -> dict[str, tuple[str, str]]:
+    """rel path -> (type and mode, content digest or link target) of everything under `path`."""
+    out: dict[str, tuple[str, str]] = {}
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            p = Path(root, name)
+            rel = str(p.relative_to(path))
+            st = p.lstat()
+            if p.is_symlink():
+                out[rel] = ("link", os.readlink(p))
+            elif p.is_dir():
+                out[rel] = (f"dir {oct(st.st_mode & 0o7777)}", "")
+            else:
+                out[rel] = (f"file {oct(st.st_mode & 0o7777)}", fsutil.sha256_file(p))
+    return out
+
+
+def _compare(a: Path, b: Path, stage: str, kind: str, rel: str) -> list[Difference]:
+    if not b.exists() and not b.is_symlink():
+        return [Difference(stage, kind, rel, "missing in the second run")]
+    if a.is_dir() != b.is_dir():
+        return [Difference(stage, kind, rel, "a directory in one run, a file in the other")]
+    if not a.is_dir():
+        if fsutil.sha256_file(a) != fsutil.sha256_file(b):
+            return [Difference(stage, kind, rel, f"content differs ({a.stat().st_size} vs "
+                                                 f"{b.stat().st_size} bytes)")]
+        if (a.stat().st_mode & 0o7777) != (b.stat().st_mode & 0o7777):
+            return [Difference(stage, kind, rel, "mode differs")]
+        return []
+    ta, tb = _tree(a), _tree(b)
+    diffs = []
+    for name in sorted(set(ta) | set(tb)):
+        if name not in tb:
+            diffs.append(Difference(stage, kind, f"{rel}/{name}", "only in the first run"))
+        elif name not in ta:
+            diffs.append(Difference(stage, kind, f"{rel}/{name}", "only in the second run"))
+        elif ta[name] != tb[name]:
+            what = "mode differs" if ta[name][1] == tb[name][1] else "content differs"
+            diffs.append(Difference(stage, kind, f"{rel}/{name}", what))
+    return diffs
+
+
+def compare_manifests(first: Mapping[str, Any], second: Mapping[str, Any]) -> ReproReport:
+    """Compare every artifact written inside the work dir of two runs' manifests."""
+    wa, wb = Path(first["workdir"]), Path(second["workdir"])
+    report = ReproReport((wa, wb))
+
+    def inside(manifest: Mapping[str, Any], workdir: Path) -> dict[tuple[str, str, str], Path]:
+        found = {}
+        for art in manifest["artifacts"]:
+            path = Path(art["path"])
+            if art["kind"] in SKIPPED_KINDS or not path.is_relative_to(workdir):
+                continue
+            found[(art["stage"], art["kind"], str(path.relative_to(workdir)))] = path
+        return found
+
+    arts_a, arts_b = inside(first, wa), inside(second, wb)
+    for key in sorted(set(arts_a) | set(arts_b)):
+        stage, kind, rel = key
+        report.compared.append(f"{stage} {kind} {rel}")
+        if key not in arts_a:
+            report.differences.append(Difference(stage, kind, rel, "produced only in the second run"))
+        elif key not in arts_b:
+            report.differences.append(Difference(stage, kind, rel, "produced only in the first run"))
+        else:
+            report.differences += _compare(arts_a[key], arts_b[key], stage, kind, rel)
+    return report
+
+
+def repro(path: Path, overrides: Mapping[str, Any] | None = None, *, base: Path | None = None,
+          pause: float = 1.5, keep: bool = False, progress: Progress | None = None) -> ReproReport:
+    """Run the pipeline file twice, in two fresh work dirs, and compare what the runs produced.
+
+    The work dirs are removed afterwards when the results are identical, unless `keep`.
+    """
+    progress = progress or Progress(quiet=True)
+    if base is None:
+        base = Path(tempfile.mkdtemp(prefix="respin-repro-"))
+    else:
+        base.mkdir(parents=True, exist_ok=True)
+    manifests = []
+    dirs = (base / "first", base / "second-run")  # different names, so different path lengths too
+    for number, workdir in enumerate(dirs, 1):
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        if number == 2:
+            time.sleep(pause)
+        progress.note(f"repro: run {number} of 2 in {workdir}")
+        pipeline = load(path, {**(overrides or {}), "workdir": str(workdir)})
+        manifests.append(Runner(pipeline, progress=progress).run(force=True).manifest)
+    report = compare_manifests(manifests[0], manifests[1])
+    if report.identical and not keep:
+        for workdir in dirs:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if not any(base.iterdir()):
+            base.rmdir()
+    return report
