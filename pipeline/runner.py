@@ -78,6 +78,20 @@ def _content_hash(path: Path) -> str:
     return _digest(entries)
 
 
+def _settings_for_stage(settings: dict[str, Any], produced: dict[str, list[Artifact]]) -> dict[str, Any]:
+    """The settings a stage sees. With no source_date_epoch in the pipeline file nor in the
+    environment, an earlier stage may supply the default (fetch: the SRPM's newest changelog
+    entry) as `source_date_epoch` in an artifact's meta, so every later stage uses one time."""
+    if settings.get("source_date_epoch") is not None or os.environ.get("SOURCE_DATE_EPOCH"):
+        return settings
+    for arts in produced.values():
+        for art in arts:
+            value = art.meta.get("source_date_epoch")
+            if isinstance(value, int) and value > 0:
+                return {**settings, "source_date_epoch": value}
+    return settings
+
+
 @dataclass
 class StageRecord:
     """What the manifest says of one stage in this run."""
@@ -139,7 +153,7 @@ class Runner:
     def _context(self, stage: Stage, produced: dict[str, list[Artifact]],
                  tools: dict[str, str]) -> Context:
         return Context(workdir=self.workdir, source=self.pipeline.path,
-                       settings=self.pipeline.settings_json(),
+                       settings=_settings_for_stage(self.pipeline.settings_json(), produced),
                        stagedir=self.workdir / "stages" / stage.name,
                        log=logging.getLogger(f"respin.{stage.name}"),
                        produced=produced, tools=tools)

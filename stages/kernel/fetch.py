@@ -108,7 +108,9 @@ class FetchStage(Stage):
         version = ctx.run(["rpm", "--version"]).stdout.strip()
         ctx.record_tool("rpm", version)
         meta = {"name": pkg.name, "version": pkg.version, "release": pkg.release,
-                "changelog_time": pkg.changelog_time}
+                "changelog_time": pkg.changelog_time,
+                # The pipeline's SOURCE_DATE_EPOCH when neither the file nor the environment sets one.
+                "source_date_epoch": pkg.changelog_time}
         ctx.log.info("fetch: %s is %s, source package", srpm.name, pkg.nvr)
         return [
             Artifact(srpm.absolute(), "source-srpm", meta=meta),

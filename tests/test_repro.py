@@ -1,0 +1,158 @@
+"""Bit-for-bit reproducibility of whole pipelines: `respin repro` and two runs by hand.
+
+The kernel pipeline (patch, spec, SRPM, binary RPM) is combined with the
+network stage and the initrd stages (the kernel RPM and the rendered network
+files repacked into an initrd), and run twice in different directories at
+different wall-clock times, with SOURCE_DATE_EPOCH unset (taken from the SRPM's
+changelog) and set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from respin_cli import assert_one_line_error, respin
+
+from fixtures.build import build_srpm
+from pipeline.repro import compare_manifests
+from stages.initrd.writer import pack
+
+pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
+
+BASE_EPOCH = 1600000000
+KINDS = {"patch", "spec", "srpm", "rpm", "initrd", "netfiles"}
+
+
+@pytest.fixture(scope="module")
+def srpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_srpm("kernel-2010", tmp_path_factory.mktemp("srpm"))
+
+
+def base_initrd(where: Path) -> Path:
+    tree = where / "initrd-tree"
+    for d in ("bin", "etc", "boot"):
+        (tree / d).mkdir(parents=True, exist_ok=True)
+    (tree / "init").write_text("#!/bin/sh\nexec /bin/sh\n")
+    (tree / "init").chmod(0o755)
+    (tree / "etc/fstab").write_text("/dev/sda1 / ext4 defaults 0 1\n")
+    image = where / "base.img"
+    pack(tree, image, compress="gzip", epoch=BASE_EPOCH)
+    return image
+
+
+def combined_pipeline(where: Path, srpm: Path, extra_settings: str = "") -> Path:
+    base = base_initrd(where)
+    text = f"""[pipeline]
+target = "i686"
+workdir = "work"
+stages = ["fetch", "prep", "config", "diff", "inject", "rebuild", "verify",
+          "network", "initrd-extract", "initrd-modify", "initrd-pack"]
+{extra_settings}
+[fetch]
+srpm = "{srpm}"
+
+[config]
+set = {{ CONFIG_RESPIN_FEATURE_A = "y", CONFIG_LOCALVERSION = "-respin" }}
+
+[rebuild]
+mode = "all"
+
+[network]
+device = "eth0"
+address = "192.0.2.10/24"
+gateway = "192.0.2.1"
+
+[[network.alias]]
+device = "eth0:1"
+address = "198.51.100.10/24"
+gateway = "198.51.100.1"
+table = {{ id = 1, name = "test" }}
+
+[initrd-extract]
+image = "{base}"
+
+[initrd-modify]
+add = {{ "/" = "@netfiles", "boot/rpms" = "@rpm" }}
+
+[initrd-pack]
+compress = "gzip"
+"""
+    path = where / "kernel.toml"
+    path.write_text(text)
+    return path
+
+
+def _env_without_epoch() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+
+
+def test_repro_command_kernel_initrd_network_identical(tmp_path: Path, srpm: Path) -> None:
+    pf = combined_pipeline(tmp_path, srpm)
+    proc = respin("repro", pf, "--json", "--keep", "--base", tmp_path / "repro", "--pause", "1.1",
+                  env=_env_without_epoch(), timeout=300)
+    report = json.loads(proc.stdout)
+    assert report["identical"], report["differences"]
+    kinds = {line.split()[1] for line in report["compared"]}
+    assert kinds >= KINDS, kinds
+    first, second = (Path(w) for w in report["workdirs"])
+    assert first != second and first.name != second.name
+    # Every deliverable is there, in both, byte for byte; the rpm is a real kernel package.
+    m1 = json.loads((first / "manifest.json").read_text())
+    m2 = json.loads((second / "manifest.json").read_text())
+    for kind in ("srpm", "rpm", "initrd", "patch"):
+        a = [x for x in m1["artifacts"] if x["kind"] == kind]
+        b = [x for x in m2["artifacts"] if x["kind"] == kind]
+        assert a and [x["sha256"] for x in a] == [x["sha256"] for x in b], kind
+    # The runs happened at different wall-clock times (the builds' own logs say so).
+    assert (first / "stages/rebuild/rebuild.log").stat().st_mtime + 1 <= \
+        (second / "stages/rebuild/rebuild.log").stat().st_mtime
+
+
+def test_two_runs_by_hand_different_dirs_and_times_same_bytes(tmp_path: Path, srpm: Path) -> None:
+    """The same check without `repro`: two trees, the pipeline file copied into each, runs a
+    second apart, SOURCE_DATE_EPOCH set explicitly this time."""
+    manifests = []
+    for name in ("one", "elsewhere/two"):
+        where = tmp_path / name
+        where.mkdir(parents=True)
+        pf = combined_pipeline(where, srpm)
+        manifests.append(json.loads(respin("run", pf, "--json", env={"SOURCE_DATE_EPOCH": "1300000000"},
+                                           timeout=300).stdout))
+        time.sleep(1.1)
+    report = compare_manifests(manifests[0], manifests[1])
+    assert report.identical, [d.line() for d in report.differences]
+    assert {c.split()[1] for c in report.compared} >= KINDS
+
+
+def test_repro_names_every_artifact_that_differs(tmp_path: Path, srpm: Path) -> None:
+    """Two real runs, then one file of the second run's binary RPM and one of its network
+    files altered: the comparison names exactly those two, by stage, kind and path."""
+    pf = combined_pipeline(tmp_path, srpm)
+    proc = respin("repro", pf, "--json", "--keep", "--base", tmp_path / "repro", "--pause", "0",
+                  timeout=300)
+    report = json.loads(proc.stdout)
+    assert report["identical"]
+    first, second = (Path(w) for w in report["workdirs"])
+    m1 = json.loads((first / "manifest.json").read_text())
+    m2 = json.loads((second / "manifest.json").read_text())
+    (rpm_path,) = [Path(a["path"]) for a in m2["artifacts"] if a["kind"] == "rpm"]
+    rpm_path.write_bytes(rpm_path.read_bytes() + b"\0")
+    (net,) = [Path(a["path"]) for a in m2["artifacts"] if a["kind"] == "netfiles"]
+    some = next(p for p in sorted(net.rglob("*")) if p.is_file())
+    some.write_text(some.read_text() + "# changed\n")
+    diff = compare_manifests(m1, m2)
+    lines = [d.line() for d in diff.differences]
+    assert len(lines) == 2, lines
+    assert any(line.startswith("rebuild rpm rpmbuild/RPMS/i686/") and "content differs" in line
+               for line in lines)
+    assert any(line.startswith("network netfiles ") and some.name in line for line in lines)
+
+
+def test_repro_bad_file_is_one_line_error(tmp_path: Path) -> None:
+    proc = respin("repro", tmp_path / "nope.toml", check=False)
+    assert_one_line_error(proc, 4, "nope.toml")
