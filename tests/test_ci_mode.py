@@ -145,3 +145,20 @@ def test_ci_mode_error_is_one_plain_line(ci_user: pwd.struct_passwd, ci_dir: Pat
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("respin: error:")]
     assert len(errors) == 1 and "missing.src.rpm" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("createrepo_c") is None or shutil.which("dnf") is None,
+                    reason="createrepo_c and dnf are needed")
+def test_ci_mode_fetch_by_name_from_local_repository(ci_user: pwd.struct_passwd, ci_dir: Path,
+                                                     srpm: Path) -> None:
+    """dnf as the CI user with a read-only home and no network: cache, logs and state in the work dir."""
+    repo = ci_dir / "repo"
+    repo.mkdir()
+    shutil.copy(srpm, repo / srpm.name)
+    subprocess.run(["createrepo_c", "--quiet", str(repo)], check=True, capture_output=True)
+    (ci_dir / "kernel.toml").write_text(PIPELINE.format(fetch=f'srpm = "kernel"\nrepo = "{repo.as_uri()}"'))
+    proc = as_ci_user(ci_user, ci_dir, "run", "kernel.toml", "--until", "prep", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (fetched,) = [a for a in json.loads(proc.stdout)["artifacts"] if a["kind"] == "source-srpm"]
+    assert Path(fetched["path"]).read_bytes() == srpm.read_bytes()
+    assert Path(fetched["path"]).stat().st_uid == ci_user.pw_uid
