@@ -16,7 +16,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -66,11 +66,14 @@ def run(
     check: bool = True,
     what: str | None = None,
     input_bytes: bytes | None = None,
+    summarize: Callable[[str], str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv` and return the completed process (stdout and stderr as text).
 
     With `log_file`, stdout and stderr both go to that file (appended) and the
     returned stdout is what this command added to it: long builds stay on disk.
+    `summarize` picks the line that says why a failed command failed, for tools
+    whose last line is boilerplate.
     """
     args = [os.fspath(a) for a in argv]
     pretty = shlex.join(args)
@@ -116,6 +119,8 @@ def run(
     if check and returncode != 0:
         tail = _tail(err or out)
         last = tail.splitlines()[-1].strip() if tail else ""
+        if summarize is not None:
+            last = summarize(err or out) or last
         msg = f"{what or args[0]} failed with exit status {returncode}"
         if last:
             msg += f": {last}"

@@ -26,6 +26,7 @@ from stages.kernel.rpmpkg import (
     from_fixed,
     in_fixed_topdir,
     rpmbuild_argv,
+    rpmbuild_reason,
     to_fixed,
     written_packages,
 )
@@ -74,7 +75,8 @@ def rpmbuild(req: BuildRequest, mode: str) -> list[Path]:
                     "dir path %s and differ from a build in another directory", req.topdir)
         wrapped = rpmbuild_argv(mode, req.spec, topdir=req.topdir, target=req.target, with_=req.with_,
                                 without=req.without, nodeps=req.nodeps, defines=req.defines)
-    result = req.run(wrapped, log_file=req.log_file, env=env, what=f"rpmbuild {mode} of {req.spec.name}")
+    result = req.run(wrapped, log_file=req.log_file, env=env, what=f"rpmbuild {mode} of {req.spec.name}",
+                     summarize=rpmbuild_reason)
     built = [from_fixed(p, req.topdir) for p in written_packages(result.stdout)]
     if not built:
         raise CommandError(f"rpmbuild of {req.spec.name} reported no package written "

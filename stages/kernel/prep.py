@@ -18,7 +18,7 @@ from pipeline import fsutil
 from pipeline.errors import InputError
 from pipeline.stage import Artifact, Context, Stage
 from stages.kernel import topdir
-from stages.kernel.rpmpkg import rpmbuild_argv
+from stages.kernel.rpmpkg import rpmbuild_argv, rpmbuild_reason
 from stages.kernel.spectext import find_prep_point
 
 SENTINEL = ".respin-hook-reached"
@@ -82,7 +82,7 @@ class PrepStage(Stage):
         argv = rpmbuild_argv("-bp", hooked, topdir=ctx.topdir, target=ctx.target,
                              nodeps=self.options.nodeps,
                              defines={"_specdir": str(ctx.topdir / "SPECS")})
-        ctx.run(argv, log_file=log_file, what=f"rpmbuild -bp of {where}")
+        ctx.run(argv, log_file=log_file, what=f"rpmbuild -bp of {where}", summarize=rpmbuild_reason)
         if not (tmp / SENTINEL).exists():
             raise InputError(f"{where}: %prep finished without reaching the respin hook placed after "
                              f"line {after_line}; the last patch application is in a branch that "

@@ -191,3 +191,23 @@ def from_fixed(path: Path, topdir: Path) -> Path:
 def written_packages(log_text: str) -> list[Path]:
     """The packages rpmbuild reports in its `Wrote:` lines, in order."""
     return [Path(m.group(1).strip()) for m in re.finditer(r"^Wrote: (.+\.rpm)\s*$", log_text, re.M)]
+
+
+_BOILERPLATE = re.compile(r"^(RPM build errors:|error: Bad exit status|Bad exit status|\+ |Processing |"
+                          r"Executing\(|$)")
+_TELLING = re.compile(r"^Found CONFIG_|error|fail|refus|not listed|no such|cannot|can't", re.I)
+
+
+def rpmbuild_reason(log_text: str) -> str:
+    """The line of a failed rpmbuild's log that says why, not rpm's closing boilerplate.
+
+    A spec's own check ("Found CONFIG_X ... after generation") beats a generic
+    error line; either beats "Bad exit status from /var/tmp/rpm-tmp.X".
+    """
+    lines = [ln.strip() for ln in log_text.splitlines()]
+    useful = [ln for ln in lines if not _BOILERPLATE.match(ln)]
+    for pattern in (re.compile(r"^Found CONFIG_"), _TELLING):
+        hits = [ln for ln in useful if pattern.search(ln)]
+        if hits:
+            return hits[-1]
+    return useful[-1] if useful else ""
