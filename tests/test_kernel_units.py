@@ -159,3 +159,25 @@ def test_configs_of_the_target_arch_all_flavours() -> None:
              "kernel-2.6.27.5-x86_64.config", "kernel-x86_64-debug-rhel.config"]
     assert configs_for(names, "i686") == names[1:4]
     assert configs_for(names, "x86_64") == names[4:]
+
+
+def test_git_apply_lines_count_but_not_inside_a_function_body() -> None:
+    spec = """\
+Name: k
+%prep
+ApplyOptionalPatch()
+{
+  git apply --index "$RPM_SOURCE_DIR/$1"
+}
+git apply %{PATCH1}
+ApplyOptionalPatch linux-kernel-test.patch
+%build
+"""
+    lines = spec.splitlines()
+    point = find_prep_point(lines, "k.spec")
+    assert lines[point.last_apply] == "ApplyOptionalPatch linux-kernel-test.patch"
+    assert point.command == "ApplyOptionalPatch"
+    calls = ("git apply %", "ApplyOptionalPatch l")
+    only_function = "\n".join(ln for ln in lines if not ln.startswith(calls))
+    with pytest.raises(InputError, match="applies no patch"):
+        find_prep_point(only_function.splitlines(), "k.spec")

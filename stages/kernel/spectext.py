@@ -16,7 +16,10 @@ _APPLY = re.compile(
     r"^\s*(ApplyPatch|ApplyOptionalPatch)\s+\S"
     r"|^\s*%(patch\d*|autopatch)\b"
     r"|^\s*%\{?(patch|autopatch)\b"
+    r"|^\s*git\s+(apply|am)\b"
 )
+_FUNC_START = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*\(\)\s*\{?\s*$")
+_FUNC_END = re.compile(r"^\s*\}\s*$")
 _END_MARKER = re.compile(r"^\s*#\s*END OF PATCH APPLICATIONS\b")
 _IF = re.compile(r"^\s*%if(arch|narch|os|nos)?\b")
 _ENDIF = re.compile(r"^\s*%endif\b")
@@ -71,10 +74,26 @@ def _close_conditionals(lines: list[str], start: int, index: int, end: int) -> i
     return i
 
 
+def _function_bodies(lines: list[str], start: int, end: int) -> set[int]:
+    """Line indexes inside shell function definitions (ApplyOptionalPatch() { ... git apply ... })."""
+    inside: set[int] = set()
+    i = start + 1
+    while i < end:
+        if _FUNC_START.match(lines[i]):
+            j = i + 1
+            while j < end and not _FUNC_END.match(lines[j]):
+                inside.add(j)
+                j += 1
+            i = j
+        i += 1
+    return inside
+
+
 def find_prep_point(lines: list[str], where: str) -> PrepPoint:
     """Find the end of patch application in %prep, or say clearly that there is none."""
     start, end = prep_bounds(lines, where)
-    applies = [i for i in range(start + 1, end) if _APPLY.match(lines[i])]
+    applies = [i for i in range(start + 1, end) if _APPLY.match(lines[i]) and i not in
+               _function_bodies(lines, start, end)]
     if not applies:
         raise InputError(f"{where}: %prep applies no patch (no ApplyPatch, ApplyOptionalPatch, "
                          "%patch or %autopatch line): cannot place the config patch")
