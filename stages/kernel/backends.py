@@ -171,14 +171,14 @@ def koji_session(profile: str, config: Path | None) -> tuple[Any, dict[str, Any]
             session.login()
         else:
             session.gssapi_login(principal=opts.get("principal"), keytab=opts.get("keytab"))
-    except koji.GenericError as exc:
+    except (koji.GenericError, OSError) as exc:  # requests' errors are OSErrors
         raise CommandError(f"koji hub {opts['server']}: login failed: {_fault(exc)}") from exc
     return session, opts
 
 
 def _fault(exc: BaseException) -> str:
-    text = str(getattr(exc, "faultString", "") or exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
+    text = " ".join(str(getattr(exc, "faultString", "") or exc).split())
+    return (text[:300] + "...") if len(text) > 300 else text or type(exc).__name__
 
 
 def koji_build(req: BuildRequest, job: KojiJob) -> list[Path]:
