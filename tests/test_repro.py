@@ -156,3 +156,35 @@ def test_repro_names_every_artifact_that_differs(tmp_path: Path, srpm: Path) -> 
 def test_repro_bad_file_is_one_line_error(tmp_path: Path) -> None:
     proc = respin("repro", tmp_path / "nope.toml", check=False)
     assert_one_line_error(proc, 4, "nope.toml")
+
+
+def test_repro_paths_map_between_work_dir_and_fixed_topdir(tmp_path: Path) -> None:
+    from stages.kernel.rpmpkg import FIXED_TOPDIR, from_fixed, in_fixed_topdir, to_fixed
+
+    top = tmp_path / "work/rpmbuild"
+    spec = top / "SPECS/kernel.spec"
+    assert to_fixed(spec, top) == FIXED_TOPDIR / "SPECS/kernel.spec"
+    assert from_fixed(FIXED_TOPDIR / "RPMS/i686/k.rpm", top) == top / "RPMS/i686/k.rpm"
+    assert to_fixed(tmp_path / "elsewhere.spec", top) == tmp_path / "elsewhere.spec"
+    argv = in_fixed_topdir(["rpmbuild", "-bb", str(FIXED_TOPDIR / "SPECS/kernel.spec")], top)
+    if argv is not None:
+        assert argv[0] == "unshare" and argv[-4:] == [str(top), "rpmbuild", "-bb",
+                                                      str(FIXED_TOPDIR / "SPECS/kernel.spec")]
+
+
+def test_repro_without_mount_namespace_still_builds_and_warns(
+        tmp_path: Path, srpm: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Where unshare is refused (some container sandboxes), rpmbuild runs with the real
+    path: the build works, and a warning says the bytes now depend on the work dir."""
+    import stages.kernel.backends as backends
+    from pipeline.config import load
+    from pipeline.runner import Runner
+
+    monkeypatch.setattr(backends, "fixed_topdir_available", lambda: False)
+    pf = tmp_path / "kernel.toml"
+    pf.write_text(f'[pipeline]\ntarget = "i686"\nworkdir = "work"\n\n[fetch]\nsrpm = "{srpm}"\n\n'
+                  '[config]\nset = { CONFIG_RESPIN_FEATURE_A = "y" }\n')
+    result = Runner(load(pf)).run()
+    assert result.ran[-1] == "verify"
+    assert "no private mount namespace" in caplog.text
