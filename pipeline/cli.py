@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -15,10 +14,7 @@ from types import FrameType
 from typing import Any
 
 from pipeline import __version__, registry
-from pipeline.config import load
 from pipeline.errors import EXIT_CODES, Interrupted, RespinError, UsageError
-from pipeline.progress import Progress
-from pipeline.runner import Runner
 
 log = logging.getLogger("respin")
 
@@ -38,7 +34,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# The engine (pipeline files, runner, progress) is imported by the commands that
+# use it, so `respin initrd ...` and other provider commands start quickly.
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.config import load
+    from pipeline.progress import Progress
+    from pipeline.runner import Runner
+
     pipeline = load(Path(args.file), _overrides(args))
     runner = Runner(pipeline, progress=Progress(quiet=args.quiet))
     result = runner.run(from_=args.from_, until=args.until, only=args.only or (), force=args.force)
@@ -53,6 +59,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.config import load
+    from pipeline.runner import Runner
+
     pipeline = load(Path(args.file), _overrides(args))
     plans = Runner(pipeline).plan()
     rows = [{"stage": p.stage.name, "up_to_date": not p.reason, "reason": p.reason or "up to date"}
@@ -82,7 +93,20 @@ def _cmd_exit_codes(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_word(argv: Sequence[str] | None) -> str | None:
+    """The sub-command named on the command line: the first word that is not an option
+    (every top-level option is a flag without a value)."""
+    for arg in argv or ():
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given `argv`, only the provider of the command it names is loaded
+    (when a provider registers that name; otherwise every provider is)."""
     parser = _Parser(prog="respin", description="Rebuild RPM kernels with config changes, repack "
                      "initrds and stage network files, reproducibly.")
     parser.add_argument("--version", action="version", version=f"respin {__version__}")
@@ -119,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_builtin(sub)
 
-    for register in registry.commands().values():
+    for register in registry.commands(only=_command_word(argv)).values():
         register(sub)
     return parser
 
@@ -159,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str], debug: bool) -> int:
     try:
-        parser = build_parser()
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)

@@ -98,10 +98,17 @@ def pipelines() -> dict[str, tuple[str, ...]]:
     return found
 
 
-def commands() -> dict[str, Callable[..., None]]:
-    """CLI sub-command providers: name -> register(subparsers)."""
+def commands(only: str | None = None) -> dict[str, Callable[..., None]]:
+    """CLI sub-command providers: name -> register(subparsers).
+
+    With `only` naming a registered command, just that provider is loaded (the
+    others are not imported); any other value loads them all.
+    """
     found: dict[str, Callable[..., None]] = {}
-    for ep in _entry_points(COMMANDS_GROUP):
+    eps = _entry_points(COMMANDS_GROUP)
+    if only is not None and any(ep.name == only for ep in eps):
+        eps = [ep for ep in eps if ep.name == only]
+    for ep in eps:
         try:
             found[ep.name] = ep.load()
         except Exception as exc:
