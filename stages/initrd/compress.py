@@ -13,11 +13,17 @@ from __future__ import annotations
 import bz2
 import lzma
 import os
+import queue
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 # Output per yielded chunk and input per read: big enough for speed, small for memory.
 OUT_CHUNK = 1 << 20
@@ -123,6 +129,12 @@ class Stream:
 
     def read(self, n: int) -> bytes:
         """Exactly `n` bytes, or fewer only at end of stream."""
+        off = self._off
+        end = off + n
+        if end <= len(self._buf):  # the common case: inside the current chunk
+            self._off = end
+            self.pos += n
+            return self._buf[off:end]
         first = self.read_some(n)
         if len(first) == n or not first:
             return first
@@ -153,6 +165,11 @@ class Stream:
 
     def skip(self, n: int) -> int:
         """Drop `n` bytes without copying them; returns how many were there."""
+        end = self._off + n
+        if end <= len(self._buf):
+            self._off = end
+            self.pos += n
+            return n
         left = n
         while left > 0 and self._fill():
             step = min(left, len(self._buf) - self._off)
@@ -179,6 +196,84 @@ class Stream:
 
     def at_end(self) -> bool:
         return not self._fill()
+
+
+class Prefetch:
+    """Runs a chunk iterator (a member's decoder) in a worker thread, a little ahead.
+
+    The decompressors release the GIL, so decompression overlaps whatever the
+    consumer does with the chunks (parsing headers, writing files). At most
+    `depth` batches of about `batch` bytes wait in the queue, so memory stays
+    bounded. Errors the iterator raises come out of `__iter__` at the point
+    the consumer reaches them. Use as a context manager: leaving it stops the
+    worker and waits for it, after which the decoder's input stream is the
+    consumer's again.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], *, batch: int = OUT_CHUNK, depth: int = 2) -> None:
+        self._chunks = chunks
+        self._batch = batch
+        self._queue: queue.Queue[tuple[list[bytes], BaseException | None, bool]] = \
+            queue.Queue(maxsize=depth)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="initrd-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: tuple[list[bytes], BaseException | None, bool]) -> bool:
+        while not self._stop:
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        batch: list[bytes] = []
+        size = 0
+        try:
+            for chunk in self._chunks:
+                batch.append(chunk)
+                size += len(chunk)
+                if size >= self._batch:
+                    if not self._put((batch, None, False)):
+                        return
+                    batch, size = [], 0
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put((batch, exc, True))
+            return
+        finally:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        self._put((batch, None, True))
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            batch, error, done = self._queue.get()
+            yield from batch
+            if error is not None:
+                raise error
+            if done:
+                return
+
+    def close(self) -> None:
+        """Stop the worker (if still running) and wait for it."""
+        self._stop = True
+        while self._thread.is_alive():
+            try:
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(0.01)
+
+    def __enter__(self) -> Prefetch:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 @dataclass
@@ -256,10 +351,14 @@ def _needs_input_like(src: Stream, dec: lzma.LZMADecompressor | bz2.BZ2Decompres
             return
 
 
+# Whole zstd blocks per decompress call: a block inflates to at most 128 KiB,
+# so one call's output is bounded; small outputs stay in the CPU cache.
+ZSTD_BLOCKS_PER_FEED = 2
+
+
 def _zstd(src: Stream) -> Iterator[bytes]:
-    """One zstd frame. Block headers are read here so each feed is a few whole blocks:
-    a block inflates to at most 128 KiB, which bounds memory where the binding has
-    no max_length."""
+    """One zstd frame. Block headers are read here so each feed is a few whole blocks,
+    which bounds memory where the binding has no max_length."""
     import zstandard
 
     head = _need(src, 5, "zstd frame header")
@@ -274,7 +373,9 @@ def _zstd(src: Stream) -> Iterator[bytes]:
     rest = _need(src, (0 if single else 1) + dict_len + fcs_len, "zstd frame header")
     if dict_len and any(rest[(0 if single else 1):(0 if single else 1) + dict_len]):
         raise DataError("zstd frame needs a dictionary, which the kernel does not have")
-    dec = zstandard.ZstdDecompressor().decompressobj(write_size=OUT_CHUNK)
+    # One output buffer holds a whole feed, so the binding never joins pieces.
+    dec = zstandard.ZstdDecompressor().decompressobj(
+        write_size=ZSTD_BLOCKS_PER_FEED * (128 << 10) + 64)
     feed = [head, rest]
     blocks = 0
     while True:
@@ -290,14 +391,14 @@ def _zstd(src: Stream) -> Iterator[bytes]:
         blocks += 1
         if last and fhd & 0x04:
             feed.append(_need(src, 4, "zstd checksum"))
-        if last or blocks >= 8:
+        if last or blocks >= ZSTD_BLOCKS_PER_FEED:
             try:
                 out = dec.decompress(b"".join(feed))
             except zstandard.ZstdError as exc:
                 raise DataError(f"corrupt zstd data: {exc}") from None
             feed, blocks = [], 0
-            for i in range(0, len(out), OUT_CHUNK):
-                yield out[i:i + OUT_CHUNK]
+            if out:
+                yield out
         if last:
             if not dec.eof:
                 raise DataError("zstd frame did not end after its last block")
@@ -487,24 +588,69 @@ class _Buffered(Compressor):
         self._finish()
 
 
+# zlib-ng's memLevel 6 ends a deflate block every 4,096 symbols instead of every
+# 16,384: the Huffman codes follow the data more closely. On a real initrd
+# (132 MB of newc) level 9 comes out 0.87% smaller than with the default
+# memLevel 8, and smaller than GNU `gzip -9`, at the same speed.
+GZIP_MEM_LEVEL = 6
+GZIP_WINDOW = 32 << 10
+
+
 class _Gzip(_Buffered):
-    """zlib-ng's threaded gzip: no name or timestamp in the header, and output that does
-    not depend on the thread count (independent 1 MiB blocks primed with the last 32 KiB)."""
+    """gzip from zlib-ng in independent 1 MiB blocks, each primed with the 32 KiB before
+    it and ended by a sync flush (as pigz does), compressed on up to two threads. The
+    header has no name and no timestamp; the output depends only on the input and the
+    level, never on the thread count or the write sizes."""
 
     def __init__(self, out: Sink, level: int) -> None:
         super().__init__(out)
-        from zlib_ng import gzip_ng_threaded
+        from concurrent.futures import ThreadPoolExecutor
 
+        from zlib_ng import zlib_ng
+
+        self._zng = zlib_ng
+        self.level = level
         threads = max(1, min(2, len(os.sched_getaffinity(0))))
-        self._gz = gzip_ng_threaded.open(out, "wb", compresslevel=level, threads=threads,
-                                         block_size=self.block)  # type: ignore[no-untyped-call]
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="initrd-gzip")
+        self._ahead = 2 * threads  # blocks in flight: bounds memory
+        self._jobs: list[Future[tuple[bytes, int, int]]] = []
+        self._held: bytes | None = None  # the newest block: the last one gets Z_FINISH
+        self._window = b""
+        self._crc = 0
+        self._total = 0
+        # Magic, deflate, no flags, mtime 0, XFL as gzip sets it (2 best, 4 fastest), Unix.
+        xfl = 2 if level >= 9 else 4 if level <= 1 else 0
+        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([xfl, 3]))
+
+    def _deflate(self, block: bytes, window: bytes, last: bool) -> tuple[bytes, int, int]:
+        z = self._zng
+        c = z.compressobj(self.level, z.DEFLATED, -15, GZIP_MEM_LEVEL, z.Z_DEFAULT_STRATEGY,
+                          *((window,) if window else ()))
+        data = c.compress(block) + c.flush(z.Z_FINISH if last else z.Z_SYNC_FLUSH)
+        return data, z.crc32(block), len(block)
+
+    def _submit(self, block: bytes, last: bool) -> None:
+        self._jobs.append(self._pool.submit(self._deflate, block, self._window, last))
+        self._window = (self._window + block)[-GZIP_WINDOW:]
+        while len(self._jobs) > (0 if last else self._ahead):
+            data, crc, size = self._jobs.pop(0).result()
+            self.out.write(data)
+            self._crc = self._zng.crc32_combine(self._crc, crc, size)
+            self._total += size
 
     def _emit(self, block: bytes) -> None:
-        self._gz.write(block)
+        if self._held is not None:
+            self._submit(self._held, last=False)
+        self._held = block
 
     def _finish(self) -> None:
-        self._gz.close()
-
+        try:
+            self._submit(self._held or b"", last=True)
+        finally:
+            self._held = None
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.out.write((self._crc & 0xFFFFFFFF).to_bytes(4, "little")
+                       + (self._total & 0xFFFFFFFF).to_bytes(4, "little"))
 
 class _Xz(Compressor):
     """xz with a CRC32 check (the kernel cannot verify CRC64) and a 1 MiB dictionary."""

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from pipeline.errors import InputError
 from stages.initrd import newc
-from stages.initrd.compress import Budget, DataError, MemberInfo, Stream, decode, detect
+from stages.initrd.compress import Budget, DataError, MemberInfo, Prefetch, Stream, decode, detect
 from stages.initrd.newc import Header, HeaderError
 
 # Decompressed bytes allowed per image before it counts as a bomb; real images
@@ -152,8 +152,11 @@ class ImageReader:
                 self._where = f"part {part.index} ({name}, offset {offset}): "
                 info = MemberInfo(name)
                 try:
-                    inner = Stream.from_chunks(self._budgeted(decode(name, top, info), part))
-                    archive = yield from self._member(inner, part, archive)
+                    # The member decompresses in a worker thread while its entries are
+                    # parsed here; `top` is used by the worker alone until it is done.
+                    with Prefetch(self._budgeted(decode(name, top, info), part)) as ahead:
+                        inner = Stream.from_chunks(iter(ahead))
+                        archive = yield from self._member(inner, part, archive)
                 except DataError as exc:
                     raise self._error(str(exc)) from None
                 part.detail = info.detail
@@ -185,64 +188,81 @@ class ImageReader:
     def _archive(self, s: Stream, part: Part, archive: int, base: int) -> Generator[Entry, None, int]:
         """One archive, up to and including its TRAILER!!!; returns the next archive number."""
         first = True
+        header_len = newc.HEADER_LEN
+        parse_fields, check_name, make_header = newc.parse_fields, newc.check_name, newc.make_header
+        name_max = newc.PATH_MAX + 1
+        formats = part.formats
         while True:
             hoff = s.pos - base
-            raw = s.read(newc.HEADER_LEN)
+            raw = s.read(header_len)
             if not raw and not first:
                 self.warnings.append(f"{self.path}: part {part.index}: archive ends without TRAILER!!!")
                 break
             try:
-                crc, values = newc.parse_fields(raw)
+                crc, values = parse_fields(raw)
                 namesize, filesize = values[11], values[6]
-                if namesize > newc.PATH_MAX + 1:
+                if namesize > name_max:
                     raise HeaderError(f"namesize {namesize} is over PATH_MAX ({newc.PATH_MAX})")
                 if namesize < 2:
                     raise HeaderError(f"namesize {namesize} leaves no room for a name and its NUL")
-                name_raw = s.read(namesize)
+                # The name and the padding after it in one read.
+                padded = namesize + (-(header_len + namesize) & 3)
+                name_raw = s.read(padded)
                 if len(name_raw) < namesize:
                     raise HeaderError("truncated name")
-                name = newc.check_name(name_raw)
-                header = newc.make_header(crc, values, name)
+                name = check_name(name_raw[:namesize])
+                header = make_header(crc, values, name)
             except HeaderError as exc:
                 raise self._error(f"entry at offset {hoff}: {exc}") from None
             first = False
-            label = name.decode(errors="replace")
-            pad = newc.pad4(newc.HEADER_LEN + namesize)
-            if len(s.read(pad)) < pad:
-                raise self._error(f"entry '{label}': truncated after its name")
-            if header.is_trailer:
+            if len(name_raw) < padded:
+                raise self._error(f"entry '{_label(name)}': truncated after its name")
+            if name == newc.TRAILER:
                 if filesize:
                     raise self._error(f"TRAILER!!! at offset {hoff} has {filesize} bytes of data")
                 part.archives += 1
                 return archive + 1
-            self._check_entry(header, label)
-            part.formats.add("crc" if crc else "newc")
+            kind = header.kind
+            if kind != "file":
+                self._check_entry(header, name)
+            formats.add("crc" if crc else "newc")
             part.entries += 1
             entry = Entry(header, part.index, archive, hoff)
             self._stream, self._left, self._current = s, filesize, entry
             # Like the kernel and GNU cpio, only regular files carry a sum.
-            self._crc = 0 if crc and header.kind == "file" else None
+            self._crc = 0 if crc and kind == "file" else None
             yield entry
-            # Whatever the consumer left unread is still checked (crc) and skipped.
-            if self._crc is None and self._left > 0:
-                try:
-                    self._left -= s.skip(self._left)
-                except DataError as exc:
-                    raise self._error(str(exc)) from None
-            while self._left > 0:
-                self._take(self._left)
-            if self._crc is not None and self._crc != header.check:
-                raise self._error(f"entry '{label}': crc sum {self._crc:08x} does not match "
-                                  f"the header's {header.check:08x}")
+            dpad = -filesize & 3
+            if self._crc is None:
+                # Whatever the consumer left unread, and the padding, skipped in one go.
+                want = self._left + dpad
+                if want:
+                    try:
+                        got = s.skip(want)
+                    except DataError as exc:
+                        raise self._error(str(exc)) from None
+                    if got < want:
+                        if got < self._left:
+                            self._left -= got
+                            self._take(self._left)  # raises: the data is truncated
+                        raise self._error(f"entry '{_label(name)}': truncated padding after its data")
+                self._left = 0
+            else:
+                # Whatever the consumer left unread is still summed, then checked.
+                while self._left > 0:
+                    self._take(self._left)
+                if self._crc != header.check:
+                    raise self._error(f"entry '{_label(name)}': crc sum {self._crc:08x} does not match "
+                                      f"the header's {header.check:08x}")
+                if len(s.read(dpad)) < dpad and filesize:
+                    raise self._error(f"entry '{_label(name)}': truncated padding after its data")
             self._current = None
-            dpad = newc.pad4(filesize)
-            if len(s.read(dpad)) < dpad and filesize:
-                raise self._error(f"entry '{label}': truncated padding after its data")
         part.archives += 1
         return archive + 1
 
-    def _check_entry(self, h: Header, label: str) -> None:
+    def _check_entry(self, h: Header, name: bytes) -> None:
         kind = h.kind
+        label = _label(name)
         if kind == "?":
             raise self._error(f"entry '{label}': unknown file type in mode {h.mode:o}")
         if kind == "symlink" and not 0 < h.filesize <= newc.SYMLINK_MAX:
@@ -265,3 +285,8 @@ class ImageReader:
         if self._crc is not None:
             self._crc = (self._crc + sum(chunk)) & 0xFFFFFFFF
         return chunk
+
+
+def _label(name: bytes) -> str:
+    """An entry's name as error messages show it."""
+    return name.decode(errors="replace")
