@@ -188,3 +188,36 @@ def test_repro_without_mount_namespace_still_builds_and_warns(
     result = Runner(load(pf)).run()
     assert result.ran[-1] == "verify"
     assert "no private mount namespace" in caplog.text
+
+
+def test_repro_command_exit_8_names_the_initrd_when_nothing_sets_the_epoch(tmp_path: Path) -> None:
+    """network + initrd without a kernel SRPM and without SOURCE_DATE_EPOCH anywhere: the
+    repacked initrd takes its files' real times, so the two runs differ, and repro says which."""
+    base = base_initrd(tmp_path)
+    pf = tmp_path / "net.toml"
+    pf.write_text(f"""[pipeline]
+stages = ["network", "initrd-extract", "initrd-modify", "initrd-pack"]
+
+[network]
+device = "eth0"
+address = "192.0.2.10/24"
+gateway = "192.0.2.1"
+
+[initrd-extract]
+image = "{base}"
+
+[initrd-modify]
+add = {{ "/" = "@netfiles" }}
+
+[initrd-pack]
+compress = "gzip"
+""")
+    proc = respin("repro", pf, "--base", tmp_path / "repro", "--pause", "1.1", check=False,
+                  env=_env_without_epoch())
+    assert_one_line_error(proc, 8, "difference(s) between two runs", "stages/initrd-pack/initrd.img",
+                          "work dirs kept")
+    assert "differs: initrd-pack initrd stages/initrd-pack/initrd.img: content differs" in proc.stdout
+    assert not any("network" in ln for ln in proc.stdout.splitlines()), proc.stdout
+    # With the epoch set, the same pipeline is reproducible.
+    proc = respin("repro", pf, "--pause", "1.1", env={"SOURCE_DATE_EPOCH": "1300000000"})
+    assert proc.stdout.startswith("identical: ")
