@@ -9,6 +9,7 @@ Logs are left out: they name the paths and times on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -136,10 +137,21 @@ def repro(path: Path, overrides: Mapping[str, Any] | None = None, *, base: Path 
     The work dirs are removed afterwards when the results are identical, unless `keep`.
     """
     progress = progress or Progress(quiet=True)
+    load(path, overrides)  # a bad pipeline file fails here, before any directory is made
     if base is None:
         base = Path(tempfile.mkdtemp(prefix="respin-repro-"))
     else:
         base.mkdir(parents=True, exist_ok=True)
+    try:
+        return _twice(path, overrides, base, pause, keep, progress)
+    finally:
+        # A failed run keeps its work dir for the logs; an empty base goes.
+        with contextlib.suppress(OSError):
+            base.rmdir()
+
+
+def _twice(path: Path, overrides: Mapping[str, Any] | None, base: Path, pause: float, keep: bool,
+           progress: Progress) -> ReproReport:
     manifests = []
     dirs = (base / "first", base / "second-run")  # different names, so different path lengths too
     for number, workdir in enumerate(dirs, 1):
@@ -154,6 +166,4 @@ def repro(path: Path, overrides: Mapping[str, Any] | None = None, *, base: Path 
     if report.identical and not keep:
         for workdir in dirs:
             shutil.rmtree(workdir, ignore_errors=True)
-        if not any(base.iterdir()):
-            base.rmdir()
     return report
