@@ -221,3 +221,15 @@ compress = "gzip"
     # With the epoch set, the same pipeline is reproducible.
     proc = respin("repro", pf, "--pause", "1.1", env={"SOURCE_DATE_EPOCH": "1300000000"})
     assert proc.stdout.startswith("identical: ")
+
+
+def test_repro_current_layout_kernel_identical(tmp_path: Path) -> None:
+    """The current Fedora/CentOS Stream layout (configs as Sources, kernel-local) as well."""
+    current = build_srpm("kernel-current", tmp_path / "srpm")
+    pf = tmp_path / "kernel.toml"
+    pf.write_text(f'[pipeline]\ntarget = "x86_64"\nworkdir = "work"\n\n[fetch]\nsrpm = "{current}"\n\n'
+                  '[config]\nset = { CONFIG_LOCALVERSION = "-respin" }\n\n'
+                  '[rebuild]\nwithout = ["debug"]\nmode = "all"\n')
+    report = json.loads(respin("repro", pf, "--json", "--pause", "1.1", env=_env_without_epoch()).stdout)
+    assert report["identical"], report["differences"]
+    assert {"srpm", "rpm", "spec"} <= {c.split()[1] for c in report["compared"]}
