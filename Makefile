@@ -13,10 +13,12 @@ PY     := $(VENV)/bin/python
 SUDO   := $(shell test "$$(id -u)" = 0 || echo sudo -n)
 
 APT_PKGS := rpm python3-rpm python3-venv cpio libarchive-tools patch diffutils iproute2 iputils-ping nftables \
-            gzip xz-utils zstd lz4 bzip2 lzop liblzo2-dev gcc python3-dev createrepo-c git
+            gzip xz-utils zstd lz4 bzip2 lzop liblzo2-dev gcc python3-dev createrepo-c git \
+            dnf dnf-plugins-core libkrb5-dev openssl make
 APT_BOOT := qemu-system-x86 linux-image-amd64 busybox-static
 DNF_PKGS := rpm-build python3-rpm cpio bsdtar patch diffutils iproute iputils nftables gzip xz zstd lz4 bzip2 \
-            lzop lzo-devel gcc python3-devel createrepo_c git
+            lzop lzo-devel gcc python3-devel createrepo_c git \
+            dnf-plugins-core krb5-devel openssl make
 DNF_BOOT := qemu-system-x86 kernel-core busybox
 
 .PHONY: all demo test bench lint sysdeps venv clean
@@ -48,6 +50,9 @@ $(VENV)/.stamp: pyproject.toml .stamp-sysdeps
 	@# python-lzo builds from source against liblzo2; without it lzo images are refused in one line.
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[lzo]' 2>/dev/null \
 	  || echo "python-lzo could not be built: lzo-compressed initrds will be refused"
+	@# The koji client (its gssapi dependency builds against libkrb5); without it the koji backend says so.
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[koji]' 2>/dev/null \
+	  || echo "the koji client could not be installed: the koji backend and its tests are unavailable"
 	@touch $@
 
 venv: $(VENV)/.stamp
