@@ -254,9 +254,14 @@ def memory_rows(tree: Path) -> list[Row]:
         pack = respin("initrd", "pack", big, "-o", big_img, "--compress", "zstd", "--level", "3")
         size = big_img.stat().st_size
         peer_pack = shell(f"find . | cpio -o -H newc --quiet | zstd -q -3 > {peer_img}", cwd=big)
-        lst = respin("initrd", "list", big_img)
+        lists: list[Run] = []
+        floors: list[Run] = []
+        for _ in range(3):  # interleaved, best of 3
+            lists.append(respin("initrd", "list", big_img))
+            floors.append(shell(f"zstd -dc {big_img} > /dev/null"))
+        lst = min(lists, key=lambda r: r.seconds)
+        floor = min(floors, key=lambda r: r.seconds)
         peer_list = shell(f"zstd -dc {big_img} | cpio -t --quiet")
-        floor = shell(f"zstd -dc {big_img} > /dev/null")
         shutil.rmtree(xbig, ignore_errors=True)
         x = respin("initrd", "extract", big_img, xbig)
         unpacked = sum(f.stat().st_size for f in (xbig / "main").rglob("*") if f.is_file())
@@ -272,7 +277,7 @@ def memory_rows(tree: Path) -> list[Row]:
                             f"`{recipe}` {rss(peer.kib)}, {peer.seconds:.1f} s",
                             f"{ours.seconds / peer.seconds:.2f}x the time",
                             "ok" if ours.kib < 100 * 1024 else "over 100 MB"))
-        rows.append(Row("list the 1 GB image (CLI) vs `zstd -dc` alone", f"{lst.seconds:.2f} s",
+        rows.append(Row("list the 1 GB image (CLI, best of 3) vs `zstd -dc` alone", f"{lst.seconds:.2f} s",
                         f"{floor.seconds:.2f} s", f"{lst.seconds / floor.seconds:.2f}x",
                         "ok" if lst.seconds <= 1.3 * floor.seconds else "over 1.3x"))
     finally:
@@ -299,7 +304,7 @@ _INPROC = (
     "            d = zlib.decompressobj(31)\n"
     "            while chunk := fh.read(1 << 20): d.decompress(chunk)\n"
     "def walk():\n"
-    "    for _ in ImageReader(Path(path)).entries(): pass\n"
+    "    for _ in ImageReader(Path(path), prefetch=False).entries(): pass\n"
     "times = {walk: [], only: []}\n"
     "for _ in range(runs):\n"
     "    for f in times:\n"

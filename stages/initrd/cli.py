@@ -52,7 +52,8 @@ def _mode_string(mode: int) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """List every entry of every part (or, with --parts, the parts)."""
-    reader = ImageReader(Path(args.image), max_size=parse_size(args.max_size))
+    # Headers only (and symlink targets): no decompression thread, see ImageReader.
+    reader = ImageReader(Path(args.image), max_size=parse_size(args.max_size), prefetch=False)
     out = _out()
     if args.parts:
         reader.summary()

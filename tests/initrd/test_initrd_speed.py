@@ -139,3 +139,15 @@ def test_initrd_commands_import_neither_other_providers_nor_the_engine(tmp_path:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_the_walk_is_the_same_with_and_without_the_decode_thread(tmp_path: Path, prefetch: bool) -> None:
+    body = b"".join(entry(f"f{i}", data=os.urandom(i * 37 % 3000), ino=i + 1) for i in range(300))
+    image = tmp_path / "two.img"
+    image.write_bytes(gzip.compress(body + entry("TRAILER!!!", mode=0), mtime=0)
+                      + b"\0" * 8 + gzip.compress(entry("late", data=b"x") + entry("TRAILER!!!", mode=0)))
+    reader = ImageReader(image, prefetch=prefetch)
+    got = [(e.name, e.part, e.archive, len(reader.read_all(1 << 20))) for e in reader.entries()]
+    assert got == [(f"f{i}".encode(), 0, 0, i * 37 % 3000) for i in range(300)] + [(b"late", 1, 1, 1)]
+    assert [p.compression for p in reader.parts] == ["gzip", "gzip"]
