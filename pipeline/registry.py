@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import UsageError
-from pipeline.stage import Stage
+
+if TYPE_CHECKING:
+    from pipeline.stage import Stage
 
 STAGES_GROUP = "respin.stages"
 PIPELINES_GROUP = "respin.pipelines"
@@ -47,6 +49,8 @@ def _origin(ep: EntryPoint) -> str:
 
 def _check_stage(name: str, obj: Any, origin: str) -> type[Stage]:
     """Reject a stage class that does not fit the contract, naming the plugin."""
+    from pipeline.stage import Stage  # only stage loading needs the contract
+
     where = f"stage '{name}' from {origin}"
     if not (isinstance(obj, type) and issubclass(obj, Stage)):
         raise UsageError(f"{where}: entry point is not a pipeline.Stage subclass")
