@@ -66,7 +66,7 @@ test: $(VENV)/.stamp
 .stamp-benchdeps: .stamp-sysdeps
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	    initramfs-tools linux-source-6.1 >/dev/null || exit 1; fi
+	    initramfs-tools dracut-core linux-source-6.1 >/dev/null || exit 1; fi
 	@touch $@
 
 bench: $(VENV)/.stamp .stamp-benchdeps
