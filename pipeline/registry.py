@@ -65,29 +65,43 @@ def _check_stage(name: str, obj: Any, origin: str) -> type[Stage]:
     return obj
 
 
+def _load_stage(name: str, eps: list[EntryPoint]) -> StageInfo:
+    origins = sorted({_origin(ep) for ep in eps})
+    if len(origins) > 1:
+        raise UsageError(f"stage '{name}' is defined twice: by {origins[0]} and by {origins[1]}")
+    ep = eps[0]
+    try:
+        obj = ep.load()
+    except Exception as exc:  # a broken plugin must not look like a respin bug
+        raise UsageError(f"stage '{name}' from {origins[0]} failed to load: {exc}") from exc
+    return StageInfo(name, _check_stage(name, obj, origins[0]), origins[0])
+
+
+def _stage_eps() -> dict[str, list[EntryPoint]]:
+    by_name: dict[str, list[EntryPoint]] = {}
+    for ep in _entry_points(STAGES_GROUP):
+        by_name.setdefault(ep.name, []).append(ep)
+    return by_name
+
+
 @cache
 def stages() -> dict[str, StageInfo]:
-    """Every stage known, built-in and plugin, by name."""
-    found: dict[str, StageInfo] = {}
-    for ep in _entry_points(STAGES_GROUP):
-        origin = _origin(ep)
-        if ep.name in found and found[ep.name].origin != origin:
-            raise UsageError(f"stage '{ep.name}' is defined twice: by {found[ep.name].origin} "
-                             f"and by {origin}")
-        try:
-            obj = ep.load()
-        except Exception as exc:  # a broken plugin must not look like a respin bug
-            raise UsageError(f"stage '{ep.name}' from {origin} failed to load: {exc}") from exc
-        found[ep.name] = StageInfo(ep.name, _check_stage(ep.name, obj, origin), origin)
-    return found
+    """Every stage known, built-in and plugin, by name (each one loaded and checked)."""
+    return {name: _load_stage(name, eps) for name, eps in sorted(_stage_eps().items())}
+
+
+@cache
+def stage_info(name: str) -> StageInfo:
+    """One stage, loading only its own entry point: a pipeline imports what it uses."""
+    eps = _stage_eps()
+    if name not in eps:
+        raise UsageError(f"unknown stage '{name}' (known: {', '.join(sorted(eps)) or 'none'})")
+    return _load_stage(name, eps[name])
 
 
 def stage(name: str) -> type[Stage]:
     """The stage class called `name`, or a usage error listing the known ones."""
-    known = stages()
-    if name not in known:
-        raise UsageError(f"unknown stage '{name}' (known: {', '.join(sorted(known)) or 'none'})")
-    return known[name].cls
+    return stage_info(name).cls
 
 
 @cache

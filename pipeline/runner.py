@@ -137,6 +137,8 @@ class Runner:
         self.workdir = pipeline.workdir
         self.progress = progress or Progress(quiet=True)
         self.names = [s.name for s in pipeline.stages]
+        self._hashes: dict[str, list[Any]] | None = None
+        self._hashes_dirty = False
 
     # --- state ---------------------------------------------------------------
 
@@ -165,12 +167,40 @@ class Runner:
             "stage": stage.name,
             "version": stage.version,
             "options": _digest(stage.options_json()),
-            "inputs": _digest({str(p): (_content_hash(p) if p.exists() else None)
-                               for p in stage.inputs(ctx)}),
+            "inputs": _digest({str(p): self._input_hash(p) for p in stage.inputs(ctx)}),
             "settings": _digest(self.pipeline.settings_json()),
             "prev": prev,
         }
         return _digest(parts), parts
+
+    def _input_hash(self, path: Path) -> str | None:
+        """An input's content hash, reused while its stat is unchanged (as git's index does):
+        a 100 MB SRPM is hashed once, not on every run."""
+        if not path.exists():
+            return None
+        if path.is_dir():
+            return _content_hash(path)
+        if self._hashes is None:
+            try:
+                self._hashes = json.loads((self.workdir / STATE_DIR / "inputs.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                self._hashes = {}
+        assert self._hashes is not None
+        st = path.stat()
+        sig = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        known = self._hashes.get(str(path))
+        if known is not None and known[:5] == sig:
+            return str(known[5])
+        digest = _content_hash(path)
+        self._hashes[str(path)] = [*sig, digest]
+        self._hashes_dirty = True
+        return digest
+
+    def _save_hashes(self) -> None:
+        if self._hashes_dirty and self._hashes is not None:
+            fsutil.atomic_write(self.workdir / STATE_DIR / "inputs.json",
+                                json.dumps(self._hashes, indent=0, sort_keys=True) + "\n")
+            self._hashes_dirty = False
 
     def _why(self, state: dict[str, Any] | None, fp: str, parts: dict[str, str]) -> str:
         if state is None:
@@ -269,7 +299,10 @@ class Runner:
         """Run the selected stages that are not up to date (all selected ones with `force`)."""
         selected = self.select(from_=from_, until=until, only=only)
         with self._locked():
-            return self._run(selected, force)
+            try:
+                return self._run(selected, force)
+            finally:
+                self._save_hashes()
 
     def _run(self, selected: list[str], force: bool) -> RunResult:
         records = [StageRecord(name) for name in self.names]

@@ -77,3 +77,29 @@ def test_unreadable_kconfig_is_one_line(tmp_path: Path) -> None:
 def test_arch_from_the_first_line() -> None:
     assert kvalidate.arch_of("# i386\nCONFIG_A=y\n", "x86_64") == "i386"
     assert kvalidate.arch_of("CONFIG_A=y\n", "x86_64") == "x86_64"
+
+
+def test_kconfig_files_follow_sources_for_every_arch(tmp_path: Path) -> None:
+    from stages.kernel.prep import archive_kconfig, kconfig_files
+
+    (tmp_path / "Kconfig").write_text('source "arch/$(SRCARCH)/Kconfig"\nsource "init/Kconfig"\n')
+    for arch in ("x86", "arm64"):
+        (tmp_path / "arch" / arch).mkdir(parents=True)
+        (tmp_path / "arch" / arch / "Kconfig").write_text('rsource "Kconfig.cpu"\n')
+        (tmp_path / "arch" / arch / "Kconfig.cpu").write_text("config CPU\n\tbool\n")
+    (tmp_path / "init").mkdir()
+    (tmp_path / "init" / "Kconfig").write_text("config A\n\tbool\n")
+    (tmp_path / "init" / "Kconfig.unused").write_text("config UNUSED\n\tbool\n")
+    assert kconfig_files(tmp_path) == ["Kconfig", "arch/arm64/Kconfig", "arch/arm64/Kconfig.cpu",
+                                       "arch/x86/Kconfig", "arch/x86/Kconfig.cpu", "init/Kconfig"]
+    archive_kconfig(tmp_path, tmp_path / "a.tar")
+    first = (tmp_path / "a.tar").read_bytes()
+    archive_kconfig(tmp_path, tmp_path / "a.tar")
+    assert (tmp_path / "a.tar").read_bytes() == first  # same tree, same bytes
+
+
+def test_newer_kconfig_syntax_is_a_clear_error_the_stage_can_fall_back_on(tmp_path: Path) -> None:
+    # Linux 6.x marks MODULES with a bare `modules`; kconfiglib 14 cannot read it.
+    (tmp_path / "Kconfig").write_text("config MODULES\n\tbool \"modules\"\n\tmodules\n")
+    with pytest.raises(InputError, match="kconfiglib cannot read"):
+        kvalidate.load(tmp_path, "x86_64")

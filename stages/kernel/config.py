@@ -10,9 +10,12 @@ Two mechanisms carry the change into the build, chosen from what prep saw:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import shutil
+import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -140,29 +143,38 @@ class ConfigStage(Stage):
         frag_set, frag_unset = self._fragment(ctx, where)
         reqs = kconfig.requests({**frag_set, **self.options.set}, [*frag_unset, *self.options.unset],
                                 current, where)
-        tree = ctx.artifacts("kconfig-tree")
-        has_kconfig = bool(tree) and (tree[0].path / "Kconfig").is_file()
-        validator = self.options.validator
-        if validator == "auto":
-            validator = "kconfiglib" if has_kconfig else "oldconfig"
-        if validator == "kconfiglib" and not has_kconfig:
-            raise ConfigError(f"{where} validator: the prepared tree has no Kconfig for kconfiglib")
-        can_validate = self.options.validate and validator == "kconfiglib"
-        if not self.options.allow_new and not can_validate:
-            unknown = [r.name for r in reqs if r.name not in current]
-            if unknown:
-                raise ConfigError(f"{where}: {unknown[0]} is not a symbol of {chosen[0]} (or any chosen "
-                                  "config): unknown CONFIG symbol; set allow_new = true to add it")
         edited = ctx.stagedir / "edited"
         tmp = fsutil.fresh_dir(edited)
         for name in names:
             shutil.copy2(snap.path / name, tmp / name)
         added: list[kconfig.Request] = []
         verdicts: dict[str, str] = {}
-        if can_validate:
-            reqs, added, verdicts = self._validate(ctx, tree[0].path, tmp, texts, reqs, where)
+        with contextlib.ExitStack() as stack:
+            kdir = self._kconfig_dir(ctx, stack)
+            has_kconfig = kdir is not None and (kdir / "Kconfig").is_file()
+            validator = self.options.validator
+            if validator == "auto":
+                validator = "kconfiglib" if has_kconfig else "oldconfig"
+            if validator == "kconfiglib" and not has_kconfig:
+                raise ConfigError(f"{where} validator: the prepared tree has no Kconfig for kconfiglib")
+            if self.options.validate and validator == "kconfiglib":
+                assert kdir is not None
+                try:
+                    reqs, added, verdicts = self._validate(ctx, kdir, tmp, texts, reqs, where)
+                except InputError as exc:
+                    if self.options.validator != "auto":
+                        raise
+                    # kconfiglib lags the kernel's Kconfig language (6.x trees): use the tree's own.
+                    ctx.log.warning("config: %s; checking with the tree's own oldconfig instead", exc)
+                    validator = "oldconfig"
+        if not self.options.allow_new and not (self.options.validate and validator == "kconfiglib"):
+            unknown = [r.name for r in reqs if r.name not in current]
+            if unknown:
+                raise ConfigError(f"{where}: {unknown[0]} is not a symbol of {chosen[0]} (or any chosen "
+                                  "config): unknown CONFIG symbol; set allow_new = true to add it")
         if self.options.validate and validator == "oldconfig":
-            verdicts = self._validate_with_make(ctx, Path(snap.meta["tree"]), texts, reqs, where)
+            verdicts = self._validate_with_make(ctx, Path(snap.meta["tree"]), texts, reqs, where,
+                                                strict=self.options.validator == "oldconfig")
         changed = []
         for name in chosen:
             new = kconfig.apply(texts[name], reqs)
@@ -219,8 +231,30 @@ class ConfigStage(Stage):
             probe.unlink(missing_ok=True)
         return reqs, added, {r.name: "survives oldconfig" for r in reqs}
 
+    @staticmethod
+    def _kconfig_dir(ctx: Context, stack: contextlib.ExitStack) -> Path | None:
+        """prep's Kconfig archive, unpacked in a scratch dir for this stage's run."""
+        arts = ctx.artifacts("kconfig-tree")
+        if not arts:
+            return None
+        if arts[0].path.is_dir():
+            return arts[0].path
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=ctx.stagedir)))
+        with tarfile.open(arts[0].path) as tar:
+            # Our own archive of plain files; still, write nothing outside the scratch dir.
+            for member in tar:
+                parts = Path(member.name).parts
+                if not member.isfile() or member.name.startswith("/") or ".." in parts:
+                    continue
+                data = tar.extractfile(member)
+                assert data is not None
+                out = scratch.joinpath(*parts)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(data.read())
+        return scratch
+
     def _validate_with_make(self, ctx: Context, tree: Path, texts: dict[str, str],
-                            reqs: list[kconfig.Request], where: str) -> dict[str, str]:
+                            reqs: list[kconfig.Request], where: str, *, strict: bool) -> dict[str, str]:
         """No Kconfig to read: run the tree's own oldconfig on each edited config and compare,
         as merge_config.sh does. Needs the prepared tree, which a finished build removes."""
         if not (tree / "Makefile").is_file():
@@ -239,8 +273,13 @@ class ConfigStage(Stage):
                     if result.returncode == 0:
                         break
                 else:
-                    raise InputError(f"{tree}: neither 'make olddefconfig' nor 'make oldconfig' works "
-                                     f"there: {result.stdout.strip().splitlines()[-1:]}")
+                    reason = (result.stdout.strip().splitlines() or ["no output"])[-1]
+                    if strict:
+                        raise InputError(f"{tree}: neither 'make olddefconfig' nor 'make oldconfig' "
+                                         f"works there: {reason}")
+                    ctx.log.warning("config: cannot check values before the build (make oldconfig "
+                                    "failed: %s); verify checks them after", reason)
+                    return {}
                 bad = kconfig.mismatches(dot.read_text(), reqs)
                 if bad:
                     req, found = bad[0]
