@@ -265,8 +265,8 @@ def test_fragment_alongside_inline_values(tmp_path: Path, srpm: Path) -> None:
     (tmp_path / "local.config").write_text(
         "# local changes\nCONFIG_RESPIN_FEATURE_A=y\nCONFIG_RESPIN_FEATURE_B=y\n"
         "# CONFIG_DEBUG_STACKOVERFLOW is not set\n")
-    pf = pipeline_file(tmp_path, srpm, config='fragment = "local.config"\nset = { CONFIG_LOG_BUF_SHIFT = 16 }\n',
-                       rebuild='mode = "binary"\n')
+    config = 'fragment = "local.config"\nset = { CONFIG_LOG_BUF_SHIFT = 16 }\n'
+    pf = pipeline_file(tmp_path, srpm, config=config, rebuild='mode = "binary"\n')
     manifest = json.loads(respin("run", pf, "--json").stdout)
     config = boot_config(built(manifest, "rpm")[0]).splitlines()
     for line in ("CONFIG_RESPIN_FEATURE_A=y", "CONFIG_RESPIN_FEATURE_B=y", "CONFIG_LOG_BUF_SHIFT=16",
