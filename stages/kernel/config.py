@@ -150,12 +150,14 @@ class ConfigStage(Stage):
         added: list[kconfig.Request] = []
         verdicts: dict[str, str] = {}
         with contextlib.ExitStack() as stack:
-            kdir = self._kconfig_dir(ctx, stack)
+            # Unpack prep's Kconfig archive only when kconfiglib will read it.
+            wants_kconfiglib = self.options.validate and self.options.validator != "oldconfig"
+            kdir = self._kconfig_dir(ctx, stack) if wants_kconfiglib else None
             has_kconfig = kdir is not None and (kdir / "Kconfig").is_file()
             validator = self.options.validator
             if validator == "auto":
                 validator = "kconfiglib" if has_kconfig else "oldconfig"
-            if validator == "kconfiglib" and not has_kconfig:
+            if self.options.validate and validator == "kconfiglib" and not has_kconfig:
                 raise ConfigError(f"{where} validator: the prepared tree has no Kconfig for kconfiglib")
             if self.options.validate and validator == "kconfiglib":
                 assert kdir is not None
