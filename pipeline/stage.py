@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline.errors import UsageError
+from pipeline.errors import ConfigError, UsageError
 from pipeline.options import parse_options
 
 
@@ -75,6 +76,20 @@ class Context:
     def target(self) -> str | None:
         value = self.settings.get("target")
         return str(value) if value is not None else None
+
+    @property
+    def source_date_epoch(self) -> int | None:
+        """SOURCE_DATE_EPOCH for this stage: [pipeline], else the environment, else what an
+        earlier stage published (the runner folds that into the settings), else None."""
+        value = self.settings.get("source_date_epoch")
+        if value is not None:
+            return int(value)
+        env = os.environ.get("SOURCE_DATE_EPOCH", "")
+        if not env:
+            return None
+        if not env.isdigit():
+            raise ConfigError(f"SOURCE_DATE_EPOCH={env!r} is not a whole number of seconds")
+        return int(env)
 
     def resolve(self, path: str | Path) -> Path:
         """A path from a pipeline file, relative to that file's folder."""

@@ -133,3 +133,23 @@ def test_failing_stage_leaves_no_state_and_rerun_works(tmp_path: Path) -> None:
     assert not (tmp_path / "_respin/state/example-write.json").exists()
     write(p, "[example-write]\nfail = false\n")
     respin("run", p)
+
+
+def test_source_date_epoch_comes_from_settings_then_the_environment(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from pipeline.stage import Context
+
+    def ctx(settings: dict[str, object]) -> Context:
+        return Context(workdir=tmp_path, source=tmp_path / "p.toml", settings=settings,
+                       stagedir=tmp_path, log=logging.getLogger("t"))
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert ctx({"source_date_epoch": 5}).source_date_epoch == 5
+    assert ctx({}).source_date_epoch == 1700000000
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert ctx({}).source_date_epoch is None
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH='yesterday'"):
+        _ = ctx({}).source_date_epoch

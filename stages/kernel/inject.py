@@ -134,16 +134,8 @@ def default_patch_name(version: str) -> str:
 
 
 def source_date(ctx: Context) -> int:
-    """SOURCE_DATE_EPOCH: [pipeline], else the environment, else the SRPM's newest changelog."""
-    import os
-
-    setting = ctx.settings.get("source_date_epoch")
-    if setting is not None:
-        return int(setting)
-    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
-        return int(os.environ["SOURCE_DATE_EPOCH"])
-    when = ctx.artifact("source-srpm").meta.get("changelog_time")
-    return int(when) if when else 0
+    """SOURCE_DATE_EPOCH of the run (fetch publishes the SRPM's newest changelog as the default)."""
+    return ctx.source_date_epoch or 0
 
 
 class InjectStage(Stage):
