@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from pipeline import __version__, registry
 from pipeline.errors import EXIT_CODES, Interrupted, RespinError, UsageError
-
-log = logging.getLogger("respin")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if getattr(args, "workdir", None):
-        out["workdir"] = str(Path(args.workdir).resolve())
+        out["workdir"] = os.path.realpath(args.workdir)
     if getattr(args, "target", None):
         out["target"] = args.target
     return out
@@ -45,7 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.progress import Progress
     from pipeline.runner import Runner
 
-    pipeline = load(Path(args.file), _overrides(args))
+    pipeline = load(args.file, _overrides(args))
     runner = Runner(pipeline, progress=Progress(quiet=args.quiet))
     result = runner.run(from_=args.from_, until=args.until, only=args.only or (), force=args.force)
     if args.json:
@@ -69,7 +64,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from pipeline.config import load
     from pipeline.runner import Runner
 
-    pipeline = load(Path(args.file), _overrides(args))
+    pipeline = load(args.file, _overrides(args))
     plans = Runner(pipeline).plan()
     rows = [{"stage": p.stage.name, "up_to_date": not p.reason, "reason": p.reason or "up to date"}
             for p in plans]
@@ -144,13 +139,23 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("exit-codes", help="what each exit status means")
     p.set_defaults(func=_cmd_exit_codes)
 
-    from pipeline.commands import register as register_builtin  # repro, makefile
+    # Only what the command line needs is imported: a short command's start-up is
+    # most of its run. With no command word, or an unknown one, everything is.
+    word = _command_word(argv)
+    if word in _CORE:
+        return parser
+    if word not in registry.OWN_COMMANDS:
+        from pipeline.commands import register as register_builtin  # repro, makefile
 
-    register_builtin(sub)
-
-    for register in registry.commands(only=_command_word(argv)).values():
-        register(sub)
+        register_builtin(sub)
+    if word not in _ENGINE_COMMANDS:
+        for register in registry.commands(only=word).values():
+            register(sub)
     return parser
+
+
+_CORE = frozenset({"run", "status", "stages", "exit-codes"})
+_ENGINE_COMMANDS = frozenset({"repro", "makefile"})
 
 
 _signalled: list[int] = []
@@ -170,15 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = {"--debug", "-v", "--verbose", "-q", "--quiet"}
     given = {a for a in argv if a in flags}
     argv = sorted(given) + [a for a in argv if a not in flags]
-    debug = "--debug" in given
-    logging.basicConfig(level=logging.DEBUG if debug or given & {"-v", "--verbose"}
-                        else logging.WARNING if given & {"-q", "--quiet"} else logging.INFO,
-                        format="respin: %(name)s: %(message)s" if debug else "respin: %(message)s",
-                        stream=sys.stderr)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
-        return _main(argv, debug)
+        return _main(argv, given)
     except BaseException:
         if _signalled:
             print("respin: error: interrupted", file=sys.stderr)
@@ -186,13 +186,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
-def _main(argv: list[str], debug: bool) -> int:
+def _configure_logging(given: set[str]) -> None:
+    import logging  # with threading and traceback, a good part of a short command's start-up
+
+    debug = "--debug" in given
+    logging.basicConfig(level=logging.DEBUG if debug or given & {"-v", "--verbose"}
+                        else logging.WARNING if given & {"-q", "--quiet"} else logging.INFO,
+                        format="respin: %(name)s: %(message)s" if debug else "respin: %(message)s",
+                        stream=sys.stderr)
+
+
+def _traceback() -> None:
+    import traceback  # only with --debug
+
+    traceback.print_exc()
+
+
+def _main(argv: list[str], given: set[str]) -> int:
+    debug = "--debug" in given
     try:
         parser = build_parser(argv)
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return UsageError.exit_code
+        # A command family that never logs (it writes its own warnings) says so with
+        # `set_defaults(logs=False)` and is spared importing logging.
+        if getattr(args, "logs", True):
+            _configure_logging(given)
         return int(args.func(args))
     except RespinError as exc:
         if _signalled and not isinstance(exc, Interrupted):
@@ -201,7 +222,7 @@ def _main(argv: list[str], debug: bool) -> int:
         if exc.hint and debug:
             print(exc.hint, file=sys.stderr)
         if debug:
-            traceback.print_exc()
+            _traceback()
         return exc.exit_code
     except KeyboardInterrupt:
         print("respin: error: interrupted", file=sys.stderr)
@@ -216,7 +237,7 @@ def _main(argv: list[str], debug: bool) -> int:
         name = exc.filename if exc.filename is not None else ""
         print(f"respin: error: {name}{': ' if name else ''}{exc.strerror or exc}", file=sys.stderr)
         if debug:
-            traceback.print_exc()
+            _traceback()
         return 4
     except Exception as exc:  # a bug: say so in one line, traceback on request
         if _signalled:
@@ -224,7 +245,7 @@ def _main(argv: list[str], debug: bool) -> int:
         print(f"respin: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
               file=sys.stderr)
         if debug:
-            traceback.print_exc()
+            _traceback()
         return 1
 
 

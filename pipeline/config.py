@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,9 +76,9 @@ def _stage_order(settings: Settings, sections: list[str], where: str) -> tuple[s
     return tuple(sections)
 
 
-def load(path: Path, overrides: Mapping[str, Any] | None = None) -> PipelineFile:
+def load(file: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> PipelineFile:
     """Load a pipeline file; every stage's table is checked against its Options."""
-    path = Path(path).resolve()
+    path = Path(file).resolve()
     raw = read_toml(path)
     where = str(path)
     table = raw.get("pipeline", {})

@@ -8,17 +8,17 @@ Set RESPIN_DISABLE_PLUGIN_AUTOLOAD=1 to load only respin's own entries.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipeline.errors import UsageError
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from pipeline.stage import Stage
 
 STAGES_GROUP = "respin.stages"
@@ -26,9 +26,17 @@ PIPELINES_GROUP = "respin.pipelines"
 COMMANDS_GROUP = "respin.commands"
 _OWN_DIST = "respin"
 
+# respin's own sub-commands, as its pyproject registers them (a test keeps the two
+# equal). `respin initrd list` and the like load their provider from here without
+# importing importlib.metadata and reading every installed distribution, which is
+# most of a short command's start-up. Plugins cannot take these names.
+OWN_COMMANDS = {
+    "initrd": "stages.initrd.cli:register",
+    "net": "stages.network.cli:register",
+}
 
-@dataclass(frozen=True)
-class StageInfo:
+
+class StageInfo(NamedTuple):
     """A loaded stage class and where it came from."""
 
     name: str
@@ -37,6 +45,8 @@ class StageInfo:
 
 
 def _entry_points(group: str) -> list[EntryPoint]:
+    from importlib.metadata import entry_points  # slow to import; see OWN_COMMANDS
+
     eps = sorted(entry_points(group=group), key=lambda e: e.name)
     if os.environ.get("RESPIN_DISABLE_PLUGIN_AUTOLOAD"):
         eps = [e for e in eps if e.dist is not None and e.dist.name == _OWN_DIST]
@@ -49,7 +59,9 @@ def _origin(ep: EntryPoint) -> str:
 
 def _check_stage(name: str, obj: Any, origin: str) -> type[Stage]:
     """Reject a stage class that does not fit the contract, naming the plugin."""
-    from pipeline.stage import Stage  # only stage loading needs the contract
+    import dataclasses  # slow to import (inspect, ast); only stage loading needs it
+
+    from pipeline.stage import Stage  # likewise the contract
 
     where = f"stage '{name}' from {origin}"
     if not (isinstance(obj, type) and issubclass(obj, Stage)):
@@ -123,7 +135,11 @@ def commands(only: str | None = None) -> dict[str, Callable[..., None]]:
     others are not imported); any other value loads them all.
     """
     found: dict[str, Callable[..., None]] = {}
-    eps = _entry_points(COMMANDS_GROUP)
+    if only in OWN_COMMANDS:
+        module, _, attr = OWN_COMMANDS[only].partition(":")
+        return {only: getattr(import_module(module), attr)}
+    eps = [ep for ep in _entry_points(COMMANDS_GROUP)
+           if ep.name not in OWN_COMMANDS or _origin(ep) == _OWN_DIST]
     if only is not None and any(ep.name == only for ep in eps):
         eps = [ep for ep in eps if ep.name == only]
     for ep in eps:

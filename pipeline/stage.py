@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline.errors import ConfigError, UsageError
+from pipeline.errors import UsageError
 from pipeline.options import parse_options
 
 
@@ -81,15 +80,10 @@ class Context:
     def source_date_epoch(self) -> int | None:
         """SOURCE_DATE_EPOCH for this stage: [pipeline], else the environment, else what an
         earlier stage published (the runner folds that into the settings), else None."""
+        from pipeline.epoch import source_date_epoch
+
         value = self.settings.get("source_date_epoch")
-        if value is not None:
-            return int(value)
-        env = os.environ.get("SOURCE_DATE_EPOCH", "")
-        if not env:
-            return None
-        if not env.isdigit():
-            raise ConfigError(f"SOURCE_DATE_EPOCH={env!r} is not a whole number of seconds")
-        return int(env)
+        return source_date_epoch(value if isinstance(value, (int, str)) else None)
 
     def resolve(self, path: str | Path) -> Path:
         """A path from a pipeline file, relative to that file's folder."""

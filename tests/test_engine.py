@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 from respin_cli import assert_one_line_error, respin
 
+from pipeline import registry
 from pipeline.config import load
+from pipeline.epoch import source_date_epoch
 from pipeline.errors import ConfigError, LockedError, UsageError
 from pipeline.runner import Runner
 
@@ -28,6 +33,44 @@ def test_plugin_stage_is_listed_with_its_distribution() -> None:
     out = respin("stages").stdout
     assert "example-write" in out and "[respin-example-plugin]" in out
     assert "fetch" in out and "verify" in out
+
+
+def test_own_commands_table_matches_the_entry_points() -> None:
+    own = {ep.name: ep.value for ep in entry_points(group=registry.COMMANDS_GROUP)
+           if ep.dist is not None and ep.dist.name == "respin"}
+    assert own == registry.OWN_COMMANDS
+
+
+def test_plugin_command_runs_but_cannot_take_a_builtin_name() -> None:
+    assert respin("example-hello").stdout == "hello from the example plugin\n"
+    top = respin("--help").stdout
+    assert "example-hello" in top and "repro" in top and "net" in top
+    # The example plugin also registers `initrd`: respin's own stays.
+    assert "NOT respin" not in top
+    assert "NOT respin" not in respin("initrd", "--help").stdout
+    assert respin("initrd", "list", "--help").returncode == 0
+
+
+def test_short_commands_import_only_what_they_need(tmp_path: Path) -> None:
+    # Start-up is most of a short command's run (`respin initrd list` of a small
+    # image): it must not read every installed distribution's metadata, nor load
+    # the engine, the kernel stages, dataclasses, logging or pathlib.
+    image = tmp_path / "tiny.img"
+    image.write_bytes(b"070701" + b"%08X" % 1 + b"%08X" % 0o100644 + b"00000000" * 9 + b"%08X" % 2
+                      + b"00000000" + b"a\0" + b"070701" + b"00000000" * 11 + b"%08X" % 11
+                      + b"00000000" + b"TRAILER!!!\0" + b"\0" * 3)
+    code = ("import sys\n"
+            "from pipeline.cli import main\n"
+            "rc = main(['initrd', 'list', sys.argv[1]])\n"
+            "heavy = {'importlib.metadata', 'dataclasses', 'pipeline.runner', 'pipeline.stage',\n"
+            "         'pipeline.commands', 'stages.kernel', 'stages.network', 'json', 'tempfile',\n"
+            "         'logging', 'pathlib', 'threading'}\n"
+            "sys.stderr.write(' '.join(sorted(heavy & set(sys.modules))))\n"
+            "sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(image)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "a\n"
+    assert proc.stderr == ""
 
 
 def test_default_template_is_chosen_from_the_sections(pfile: Path) -> None:
@@ -153,3 +196,19 @@ def test_source_date_epoch_comes_from_settings_then_the_environment(tmp_path: Pa
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH='yesterday'"):
         _ = ctx({}).source_date_epoch
+
+
+@pytest.mark.parametrize("raw", ["abc", "-5", "1.5", "  ", "1e9", "\u0661\u0662"])
+def test_source_date_epoch_refuses_what_is_not_whole_seconds(raw: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", raw)
+    with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH"):
+        source_date_epoch()
+
+
+def test_source_date_epoch_value_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    assert source_date_epoch() is None
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert source_date_epoch() == 1700000000
+    assert source_date_epoch(5) == 5 and source_date_epoch("7") == 7

@@ -11,9 +11,7 @@ import os
 import re
 import stat
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.errors import CheckFailed, ConfigError, InputError
@@ -53,7 +51,7 @@ def _mode_string(mode: int) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     """List every entry of every part (or, with --parts, the parts)."""
     # Headers only (and symlink targets): no decompression thread, see ImageReader.
-    reader = ImageReader(Path(args.image), max_size=parse_size(args.max_size), prefetch=False)
+    reader = ImageReader(args.image, max_size=parse_size(args.max_size), prefetch=False)
     out = _out()
     if args.parts:
         reader.summary()
@@ -89,10 +87,12 @@ def cmd_cat(args: argparse.Namespace) -> int:
         want, _ = split_name(os.fsencode(args.path))
     except Refused as exc:
         raise InputError(f"path '{args.path}' {exc}") from None
-    reader = ImageReader(Path(args.image), max_size=parse_size(args.max_size))
+    reader = ImageReader(args.image, max_size=parse_size(args.max_size))
     found_kind: str | None = None
     link_key: tuple[int, int, int, int] | None = None
     target = b""
+    import tempfile  # only `cat` spools
+
     with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
         for entry in reader.entries():
             try:
@@ -131,6 +131,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """Extract every part safely into DIR/main (and DIR/early) with a manifest."""
+    from pathlib import Path  # pathlib is left out of `list` and `cat`, which start faster
+
     from stages.initrd.extract import extract
 
     result = extract(Path(args.image), Path(args.dir), privileged=args.privileged,
@@ -144,6 +146,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     """Pack DIR (a plain tree or an extraction) into a reproducible image."""
+    from pathlib import Path
+
     from stages.initrd.writer import pack
 
     result = pack(Path(args.dir), Path(args.output), compress=args.compress, level=args.level,
@@ -158,6 +162,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Report what would go wrong booting the image; CheckFailed if anything would."""
+    from pathlib import Path
+
     from stages.initrd.check import check_image
 
     findings = check_image(Path(args.image), root=args.root,
@@ -179,6 +185,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("initrd", help="inspect, extract, modify and repack initrd images",
                             description="Inspect, extract and repack initrd images: every part, "
                             "as the kernel reads them.")
+    # These commands write their warnings themselves: the CLI need not set up logging.
+    parser.set_defaults(logs=False)
     cmds = parser.add_subparsers(dest="initrd_command", metavar="COMMAND", required=True)
 
     def size_opt(p: argparse.ArgumentParser) -> None:

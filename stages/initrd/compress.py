@@ -13,12 +13,9 @@ from __future__ import annotations
 import bz2
 import lzma
 import os
-import queue
 import struct
-import threading
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -213,6 +210,10 @@ class Prefetch:
     def __init__(self, chunks: Iterator[bytes], *, batch: int = OUT_CHUNK, depth: int = 2) -> None:
         self._chunks = chunks
         self._batch = batch
+        # Imported here: a walk without prefetch (`respin initrd list`) starts faster.
+        import queue
+        import threading
+
         self._queue: queue.Queue[tuple[list[bytes], BaseException | None, bool]] = \
             queue.Queue(maxsize=depth)
         self._stop = False
@@ -220,6 +221,8 @@ class Prefetch:
         self._thread.start()
 
     def _put(self, item: tuple[list[bytes], BaseException | None, bool]) -> bool:
+        import queue
+
         while not self._stop:
             try:
                 self._queue.put(item, timeout=0.05)
@@ -259,6 +262,8 @@ class Prefetch:
 
     def close(self) -> None:
         """Stop the worker (if still running) and wait for it."""
+        import queue
+
         self._stop = True
         while self._thread.is_alive():
             try:
@@ -276,12 +281,14 @@ class Prefetch:
         self.close()
 
 
-@dataclass
 class MemberInfo:
     """What a decoder learnt about its member (filled in while it runs)."""
 
-    compression: str
-    detail: str = ""
+    __slots__ = ("compression", "detail")
+
+    def __init__(self, compression: str, detail: str = "") -> None:
+        self.compression = compression
+        self.detail = detail
 
 
 class Budget:

@@ -8,10 +8,9 @@ reads each entry's data in bounded chunks, so memory stays flat.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from pipeline.errors import InputError
 from stages.initrd import newc
@@ -23,19 +22,26 @@ from stages.initrd.newc import Header, HeaderError
 DEFAULT_MAX_SIZE = 4 << 30
 
 
-@dataclass
 class Part:
-    """One uncompressed archive or one compressed member of the image."""
+    """One uncompressed archive or one compressed member of the image (filled in
+    as the walk goes; a plain class, see Header)."""
 
-    index: int
-    offset: int
-    compression: str = "none"
-    detail: str = ""
-    end: int = 0
-    archives: int = 0
-    entries: int = 0
-    size: int = 0
-    formats: set[str] = field(default_factory=set)
+    __slots__ = ("archives", "compression", "detail", "end", "entries", "formats", "index", "offset", "size")
+
+    def __init__(self, index: int, offset: int, compression: str = "none", detail: str = "") -> None:
+        self.index = index
+        self.offset = offset
+        self.compression = compression
+        self.detail = detail
+        self.end = 0
+        self.archives = 0
+        self.entries = 0
+        self.size = 0
+        self.formats: set[str] = set()
+
+    def __repr__(self) -> str:
+        return (f"Part(index={self.index}, offset={self.offset}, compression={self.compression!r}, "
+                f"end={self.end}, entries={self.entries}, size={self.size})")
 
     @property
     def format(self) -> str:
@@ -43,8 +49,7 @@ class Part:
         return "+".join(sorted(self.formats)) or "empty"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One archive member: its header, and where it sits.
 
     `archive` numbers TRAILER-terminated archives across the image; hardlinks
@@ -76,8 +81,10 @@ class ImageReader:
     `parts` fills in as the walk goes; it is complete once `entries()` is exhausted.
     """
 
-    def __init__(self, path: Path, *, max_size: int = DEFAULT_MAX_SIZE, prefetch: bool = True) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str], *, max_size: int = DEFAULT_MAX_SIZE,
+                 prefetch: bool = True) -> None:
+        # A str, not a Path: pathlib is a noticeable part of `respin initrd list`'s start-up.
+        self.path = os.fspath(path)
         # Decompress on a worker thread: a gain when the consumer does real work per
         # byte (extracting, summing); a walk over headers alone gains nothing from it
         # and loses to the hand-offs on a busy machine.

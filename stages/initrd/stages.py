@@ -268,10 +268,8 @@ class PackStage(Stage):
         output = Path(self.options.output)
         if not output.is_absolute():
             output = ctx.stagedir / output
-        epoch = self.options.source_date_epoch
-        if epoch is None:
-            setting = ctx.settings.get("source_date_epoch")
-            epoch = source_date_epoch(setting if isinstance(setting, (int, str)) else None)
+        epoch = source_date_epoch(self.options.source_date_epoch if self.options.source_date_epoch
+                                  is not None else ctx.source_date_epoch)
         result = pack(tree, output, compress=self.options.compress, level=self.options.level,
                       early=ctx.resolve(self.options.early) if self.options.early else None, epoch=epoch)
         for warning in result.warnings:

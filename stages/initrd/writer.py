@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pipeline import fsutil
+from pipeline.epoch import source_date_epoch as epoch_setting
 from pipeline.errors import ConfigError, InputError, UsageError
 from stages.initrd import newc
 from stages.initrd.compress import LEVEL_RANGE, PACK_COMPRESSIONS, Compressor, compressor
@@ -58,16 +59,10 @@ class PackResult:
 
 
 def source_date_epoch(value: str | int | None = None) -> int | None:
-    """SOURCE_DATE_EPOCH from `value` or the environment; a bad value is a ConfigError."""
-    raw = os.environ.get("SOURCE_DATE_EPOCH") if value is None else value
-    if raw is None or raw == "":
-        return None
-    try:
-        epoch = int(raw)
-    except ValueError:
-        raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds") from None
-    if not 0 <= epoch <= 0xFFFFFFFF:
-        raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} is out of range for newc (0..2^32-1)")
+    """SOURCE_DATE_EPOCH from `value` or the environment, checked to fit newc's mtime field."""
+    epoch = epoch_setting(value)
+    if epoch is not None and epoch > 0xFFFFFFFF:
+        raise ConfigError(f"SOURCE_DATE_EPOCH={epoch} is out of range for newc (0..2^32-1)")
     return epoch
 
 

@@ -15,14 +15,7 @@ from typing import Any
 import rpm
 
 from pipeline.errors import InputError
-
-REPRO_MACROS: dict[str, str] = {
-    # rpm's own reproducibility switches: build time and file mtimes from
-    # SOURCE_DATE_EPOCH, a fixed build host.
-    "use_source_date_epoch_as_buildtime": "1",
-    "clamp_mtime_to_source_date_epoch": "1",
-    "_buildhost": "respin.build",
-}
+from stages.rpmmacros import REPRO_MACROS
 
 
 @dataclass(frozen=True)

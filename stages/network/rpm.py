@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import fsutil
+from pipeline.epoch import source_date_epoch as epoch_setting
 from pipeline.errors import CommandError, ConfigError
 from pipeline.run import run
 from stages.network.files import Files, check_relative
 from stages.network.root import write_tree
+from stages.rpmmacros import REPRO_MACROS
 
-BUILDHOST = "respin.invalid"
 # 1980-01-01, the zip epoch: used when neither the pipeline nor the environment sets one.
 DEFAULT_SOURCE_DATE_EPOCH = 315532800
 
@@ -98,13 +99,8 @@ def source_date_epoch(configured: int | None = None) -> int:
     """The pipeline's value, else $SOURCE_DATE_EPOCH, else a fixed default."""
     if configured is not None:
         return configured
-    env = os.environ.get("SOURCE_DATE_EPOCH")
-    if env is not None:
-        try:
-            return int(env)
-        except ValueError as exc:
-            raise ConfigError(f"SOURCE_DATE_EPOCH={env!r} is not an integer") from exc
-    return DEFAULT_SOURCE_DATE_EPOCH
+    epoch = epoch_setting()
+    return DEFAULT_SOURCE_DATE_EPOCH if epoch is None else epoch
 
 
 def build_rpm(files: Files, opts: RpmOptions, dest_dir: Path, *, description: str,
@@ -119,9 +115,7 @@ def build_rpm(files: Files, opts: RpmOptions, dest_dir: Path, *, description: st
         fsutil.atomic_write(spec, spec_text(opts, files, description))
         defines = {
             "_topdir": str(topdir),
-            "_buildhost": BUILDHOST,
-            "use_source_date_epoch_as_buildtime": "1",
-            "clamp_mtime_to_source_date_epoch": "1",
+            **REPRO_MACROS,
             "_source_date_epoch_from_changelog": "0",
             "_binary_payload": "w9.gzdio",
             "_build_id_links": "none",

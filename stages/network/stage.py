@@ -141,9 +141,8 @@ class NetworkStage(Stage):
         if opts.rpm is not None:
             description = (f"Policy-routing configuration for {self.model.device} "
                            f"({opts.backend} files), rendered by respin.")
-            epoch = ctx.settings.get("source_date_epoch")
             rpm_path = build_rpm(files, opts.rpm, ctx.stagedir, description=description,
-                                 epoch=int(epoch) if epoch is not None else None,
+                                 epoch=ctx.source_date_epoch,
                                  log_file=ctx.logdir / "network-rpm.log", run_cmd=ctx.run)
             out.append(Artifact(rpm_path, "rpm", meta={"files": paths}))
         return out

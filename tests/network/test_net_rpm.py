@@ -59,7 +59,7 @@ def test_net_rpm_payload_is_exactly_the_rendered_files(
     assert path.name == "respin-network-test-1.0-1.noarch.rpm"
     hdr, payload = _read_rpm(path)
     assert hdr["arch"] == "noarch"
-    assert hdr["buildhost"] == "respin.invalid"
+    assert hdr["buildhost"] == "respin.build"
     assert hdr["buildtime"] == 1700000000
     assert sorted(payload) == sorted(f"/{rel}" for rel in files)
     for rel, (data, mode) in files.items():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline import fsutil
 from pipeline.stage import Artifact, Context, Stage
@@ -50,3 +53,20 @@ class UpperStage(Stage):
         out = ctx.stagedir / "upper.txt"
         fsutil.atomic_write(out, src.read_text().upper())
         return [Artifact(out, "text")]
+
+
+def register(sub: Any) -> None:
+    """The plugin's own sub-command, `respin example-hello`."""
+    p = sub.add_parser("example-hello", help="say hello (example plugin)")
+    p.set_defaults(func=_hello)
+
+
+def _hello(args: argparse.Namespace) -> int:
+    sys.stdout.write("hello from the example plugin\n")
+    return 0
+
+
+def register_initrd(sub: Any) -> None:
+    """A plugin trying to take a built-in command's name: respin must ignore it."""
+    p = sub.add_parser("initrd", help="NOT respin's initrd (example plugin)")
+    p.set_defaults(func=lambda args: 99)
