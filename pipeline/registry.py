@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from functools import cache
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import UsageError
 
@@ -36,12 +36,16 @@ OWN_COMMANDS = {
 }
 
 
-class StageInfo(NamedTuple):
-    """A loaded stage class and where it came from."""
+class StageInfo:
+    """A loaded stage class and where it came from (a plain class: every `respin`
+    call imports this module, and class factories cost start-up)."""
 
-    name: str
-    cls: type[Stage]
-    origin: str  # distribution name, "respin" for built-ins
+    __slots__ = ("cls", "name", "origin")
+
+    def __init__(self, name: str, cls: type[Stage], origin: str) -> None:
+        self.name = name
+        self.cls = cls
+        self.origin = origin  # distribution name, "respin" for built-ins
 
 
 def _entry_points(group: str) -> list[EntryPoint]:

@@ -17,7 +17,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -358,14 +358,52 @@ def _needs_input_like(src: Stream, dec: lzma.LZMADecompressor | bz2.BZ2Decompres
             return
 
 
-# Whole zstd blocks per decompress call: a block inflates to at most 128 KiB,
-# so one call's output is bounded; small outputs stay in the CPU cache.
-ZSTD_BLOCKS_PER_FEED = 2
+# zstd output per read: bounded whatever the input holds, and small enough to stay
+# in the CPU cache while the walk looks at it.
+ZSTD_OUT = 128 << 10
+# Compressed bytes the decompressor asks for at a time (whole blocks, see _ZstdBlocks).
+ZSTD_IN = 256 << 10
+
+
+class _ZstdBlocks:
+    """A file-like source for the binding's stream reader that hands out whole blocks
+    of one frame and never a byte past its end, so the image walk carries on right
+    after the frame. Each block header is checked on the way."""
+
+    def __init__(self, src: Stream, header: bytes, flags: int) -> None:
+        self._src = src
+        self._pending = header
+        self._checksum = bool(flags & 0x04)
+        self.ended = False
+
+    def read(self, n: int = -1) -> bytes:
+        if self._pending:
+            out, self._pending = self._pending, b""
+            return out
+        parts: list[bytes] = []
+        size = 0
+        while not self.ended and size < max(n, 1):
+            bh = _need(self._src, 3, "zstd block header")
+            value = int.from_bytes(bh, "little")
+            last, btype, bsize = value & 1, (value >> 1) & 3, value >> 3
+            if btype == 3:
+                raise DataError("zstd block of reserved type")
+            if bsize > 128 << 10:
+                raise DataError(f"zstd block size {bsize} is over the 128 KiB maximum")
+            body = _need(self._src, 1 if btype == 1 else bsize, "zstd block")
+            parts += (bh, body)
+            size += 3 + len(body)
+            if last:
+                if self._checksum:
+                    parts.append(_need(self._src, 4, "zstd checksum"))
+                self.ended = True
+        return b"".join(parts)
 
 
 def _zstd(src: Stream) -> Iterator[bytes]:
-    """One zstd frame. Block headers are read here so each feed is a few whole blocks,
-    which bounds memory where the binding has no max_length."""
+    """One zstd frame, through the binding's stream reader: it decompresses straight
+    into each output buffer, at most ZSTD_OUT bytes per read, so memory stays bounded
+    (a frame of RLE blocks inflates 40,000-fold) without an extra copy."""
     import zstandard
 
     head = _need(src, 5, "zstd frame header")
@@ -380,36 +418,17 @@ def _zstd(src: Stream) -> Iterator[bytes]:
     rest = _need(src, (0 if single else 1) + dict_len + fcs_len, "zstd frame header")
     if dict_len and any(rest[(0 if single else 1):(0 if single else 1) + dict_len]):
         raise DataError("zstd frame needs a dictionary, which the kernel does not have")
-    # One output buffer holds a whole feed, so the binding never joins pieces.
-    dec = zstandard.ZstdDecompressor().decompressobj(
-        write_size=ZSTD_BLOCKS_PER_FEED * (128 << 10) + 64)
-    feed = [head, rest]
-    blocks = 0
-    while True:
-        bh = _need(src, 3, "zstd block header")
-        value = int.from_bytes(bh, "little")
-        last, btype, bsize = value & 1, (value >> 1) & 3, value >> 3
-        if btype == 3:
-            raise DataError("zstd block of reserved type")
-        if bsize > 128 << 10:
-            raise DataError(f"zstd block size {bsize} is over the 128 KiB maximum")
-        feed.append(bh)
-        feed.append(_need(src, 1 if btype == 1 else bsize, "zstd block"))
-        blocks += 1
-        if last and fhd & 0x04:
-            feed.append(_need(src, 4, "zstd checksum"))
-        if last or blocks >= ZSTD_BLOCKS_PER_FEED:
-            try:
-                out = dec.decompress(b"".join(feed))
-            except zstandard.ZstdError as exc:
-                raise DataError(f"corrupt zstd data: {exc}") from None
-            feed, blocks = [], 0
-            if out:
-                yield out
-        if last:
-            if not dec.eof:
-                raise DataError("zstd frame did not end after its last block")
-            return
+    blocks = _ZstdBlocks(src, head + rest, fhd)
+    # The binding only calls read() on its source.
+    reader = zstandard.ZstdDecompressor().stream_reader(cast("BinaryIO", blocks), read_size=ZSTD_IN,
+                                                        read_across_frames=False)
+    try:
+        while out := reader.read(ZSTD_OUT):
+            yield out
+    except zstandard.ZstdError as exc:
+        raise DataError(f"corrupt zstd data: {exc}") from None
+    if not blocks.ended:
+        raise DataError("zstd frame did not end after its last block")
 
 
 def _lz4_legacy(src: Stream) -> Iterator[bytes]:

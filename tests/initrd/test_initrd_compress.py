@@ -126,3 +126,42 @@ def test_detect_and_stream_boundaries() -> None:
     src = Stream.from_chunks(iter([payload[:5], payload[5:] + b"REST"]))
     out = b"".join(decode("gzip", src, MemberInfo("gzip")))
     assert out == b"0" * 10 and src.read(4) == b"REST" and src.pos == len(payload) + 4
+
+
+def _zstd_cli(data: bytes, *args: str) -> bytes:
+    if not tool("zstd"):
+        pytest.skip("zstd not installed")
+    return sh("zstd -q -c " + " ".join(args), stdin=data)
+
+
+@pytest.mark.parametrize("args", [(), ("--no-check",), ("-19",), ("--content-size",)])
+def test_zstd_member_ends_exactly_where_its_frame_does(args: tuple[str, ...]) -> None:
+    # The stream reader must not take a byte past the frame: what follows is the image's.
+    payload = bytes(range(256)) * 4000
+    member = _zstd_cli(payload, *args)
+    src = Stream.from_chunks(iter([member[:7], member[7:] + b"NEXT"]))
+    out = b"".join(decode("zstd", src, MemberInfo("zstd")))
+    assert out == payload and src.read(4) == b"NEXT" and src.pos == len(member) + 4
+
+
+def test_zstd_output_is_bounded_per_chunk() -> None:
+    # 64 MiB of zeros is a few KiB of RLE blocks: no chunk may hold more than ZSTD_OUT.
+    from stages.initrd.compress import ZSTD_OUT
+
+    member = _zstd_cli(b"\0" * (64 << 20))
+    assert len(member) < 64 << 10
+    sizes = [len(c) for c in decode("zstd", Stream.from_chunks(iter([member])), MemberInfo("zstd"))]
+    assert sum(sizes) == 64 << 20 and max(sizes) <= ZSTD_OUT
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda m: m[:len(m) // 2], "truncated zstd"),
+    (lambda m: m[:12] + bytes(b ^ 0x5A for b in m[12:40]) + m[40:], "zstd"),
+])
+def test_damaged_zstd_is_a_data_error(damage: object, message: str) -> None:
+    from stages.initrd.compress import DataError
+
+    member = _zstd_cli(bytes(range(256)) * 4000, "-19")
+    with pytest.raises(DataError, match=message):
+        b"".join(decode("zstd", Stream.from_chunks(iter([damage(member)])),  # type: ignore[operator]
+                        MemberInfo("zstd")))
