@@ -317,7 +317,7 @@ _INPROC = (
 
 
 def in_process_list(image: Path, kind: str) -> tuple[float, float] | None:
-    """(walk every entry, decompress only) in one child, after imports, best of RUNS
+    """(walk every entry, decompress only) in one child, after imports, best of LIST_RUNS
     interleaved; None if it fails."""
     proc = subprocess.run([sys.executable, "-c", _INPROC, str(image), kind, str(LIST_RUNS)], env=_env(),
                           capture_output=True, text=True, check=False)
