@@ -98,8 +98,51 @@ def test_kconfig_files_follow_sources_for_every_arch(tmp_path: Path) -> None:
     assert (tmp_path / "a.tar").read_bytes() == first  # same tree, same bytes
 
 
-def test_newer_kconfig_syntax_is_a_clear_error_the_stage_can_fall_back_on(tmp_path: Path) -> None:
-    # Linux 6.x marks MODULES with a bare `modules`; kconfiglib 14 cannot read it.
-    (tmp_path / "Kconfig").write_text("config MODULES\n\tbool \"modules\"\n\tmodules\n")
+def test_bare_modules_keyword_of_linux_6_is_read(tmp_path: Path) -> None:
+    # Linux 6.x marks MODULES with a bare `modules`; kconfiglib 14 knows only `option modules`.
+    (tmp_path / "Kconfig").write_text('config MODULES\n\tbool "modules"\n\tmodules\n'
+                                      'config FOO\n\ttristate "foo"\n\tdepends on MODULES\n')
+    kconf = kvalidate.load(tmp_path, "x86_64")
+    assert kconf.modules.name == "MODULES"  # type: ignore[attr-defined]
+    [verdict] = judge(kconf, tmp_path, "CONFIG_MODULES=y\nCONFIG_FOO=m\n", Request("CONFIG_FOO", "m"))
+    assert verdict.survives
+
+
+def test_unknown_kconfig_syntax_is_a_clear_error_the_stage_can_fall_back_on(tmp_path: Path) -> None:
+    # A keyword newer than kconfiglib (Linux 6.18's `transitional`): one line, and the
+    # config stage then uses the tree's own oldconfig.
+    (tmp_path / "Kconfig").write_text("config OLD_NAME\n\tbool\n\ttransitional\n")
     with pytest.raises(InputError, match="kconfiglib cannot read"):
         kvalidate.load(tmp_path, "x86_64")
+
+
+def test_kconfig_that_probes_the_compiler_is_archived_and_read(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The current fixture's Kconfig.include runs scripts/cc-version.sh, which runs the
+    # min-tool-version.sh next to itself, and tries a compiler flag in the current dir.
+    import shutil
+    import tarfile
+
+    from stages.kernel.prep import archive_kconfig, kconfig_files
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed: the fixture's Kconfig needs a C compiler, as the kernel's does")
+    tree = Path(__file__).parent.parent / "fixtures" / "kernel-current" / "linux-6.1.0"
+    names = kconfig_files(tree)
+    assert {"scripts/Kconfig.include", "scripts/cc-version.sh", "scripts/min-tool-version.sh"} <= set(names)
+    archive_kconfig(tree, tmp_path / "k.tar")
+    with tarfile.open(tmp_path / "k.tar") as tar:
+        modes = {m.name: m.mode for m in tar}
+        tar.extractall(tmp_path / "copy")
+    assert modes["scripts/cc-version.sh"] == modes["scripts/min-tool-version.sh"] == 0o755
+    assert modes["Kconfig"] == 0o644
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    kconf = kvalidate.load(tmp_path / "copy", "x86_64")
+    assert "IKCONFIG_PROC" in kconf.syms  # type: ignore[attr-defined]
+    assert list(cwd.iterdir()) == [] and Path.cwd() == cwd
+    assert not list((tmp_path / "copy").glob(".tmp_*"))
+    monkeypatch.setenv("CC", "respin-no-such-cc")
+    with pytest.raises(InputError, match="C compiler 'respin-no-such-cc' not found"):
+        kvalidate.load(tmp_path / "copy", "x86_64")

@@ -253,6 +253,8 @@ class ConfigStage(Stage):
                 out = scratch.joinpath(*parts)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(data.read())
+                if member.mode & 0o111:  # a script Kconfig runs
+                    out.chmod(0o755)
         return scratch
 
     def _validate_with_make(self, ctx: Context, tree: Path, texts: dict[str, str],

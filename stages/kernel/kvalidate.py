@@ -9,7 +9,11 @@ answered, and an unmet dependency named, in a fraction of a second.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import re
+import shutil
+import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,17 +71,56 @@ def arch_of(config_text: str, fallback: str) -> str:
     return fallback
 
 
+# Linux 6.x marks MODULES with a bare `modules` line; kconfiglib 14.1 knows only the
+# older `option modules`, which means the same. Translated as the files are read.
+_BARE_MODULES = re.compile(r"^([ \t]+)modules[ \t]*$", re.M)
+
+
+class _Kconfig(kconfiglib.Kconfig):  # type: ignore[misc]
+    """kconfiglib, reading today's spelling of the modules flag."""
+
+    def _open(self, filename: str, mode: str) -> Any:
+        if mode != "r":
+            return super()._open(filename, mode)
+        with super()._open(filename, mode) as fh:
+            text = fh.read()
+        return io.StringIO(_BARE_MODULES.sub(r"\1option modules", text))
+
+
+def _toolchain() -> dict[str, str]:
+    """What the kernel's top Makefile hands Kconfig: the tools (from the environment,
+    else the kernel's defaults) and the compiler's banner. Kconfig probes them
+    ($(cc-option,...)) as the build's own oldconfig will, on this machine."""
+    tools = {"CC": "gcc", "LD": "ld", "AR": "ar", "NM": "nm", "OBJCOPY": "objcopy",
+             "PAHOLE": "pahole", "RUSTC": "rustc", "BINDGEN": "bindgen", "HOSTCC": "gcc",
+             "HOSTCXX": "g++", "CLANG_FLAGS": ""}
+    env = {key: os.environ.get(key, default) for key, default in tools.items()}
+    banner = ""
+    cc = shutil.which(env["CC"].split()[0]) if env["CC"].strip() else None
+    if cc:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([*env["CC"].split(), "--version"], capture_output=True, text=True,
+                                 stdin=subprocess.DEVNULL, timeout=30, check=False).stdout
+            banner = out.splitlines()[0] if out else ""
+    env["CC_VERSION_TEXT"] = os.environ.get("CC_VERSION_TEXT", banner)
+    return env
+
+
 def load(tree: Path, arch: str) -> Any:
-    """Parse the tree's Kconfig for `arch`, or fail in one line naming the tree."""
+    """Parse the tree's Kconfig for `arch`, or fail in one line naming the tree.
+
+    `tree` is a scratch copy: Kconfig's compiler probes write temporary files in
+    the current directory, so the parse runs there.
+    """
     top = tree / "Kconfig"
     if not top.is_file():
         raise InputError(f"{tree}: no Kconfig at the top of the prepared tree")
     env = {"srctree": str(tree), "ARCH": arch, "SRCARCH": _SRCARCH.get(arch, arch),
-           "KERNELVERSION": "0", "CC": "false", "LD": "false"}
-    with _environment(env):
+           "KERNELVERSION": "0", **_toolchain()}
+    with _environment(env), contextlib.chdir(tree):
         try:
             # suppress_traceback would call sys.exit: keep it off and say it ourselves.
-            return kconfiglib.Kconfig(str(top), warn=False, warn_to_stderr=False)
+            return _Kconfig(str(top), warn=False, warn_to_stderr=False)
         except (kconfiglib.KconfigError, OSError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"{tree}: kconfiglib cannot read this Kconfig: {first}") from exc

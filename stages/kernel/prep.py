@@ -8,6 +8,7 @@ then checks that rpmbuild succeeded *and* the sentinel exists.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -153,11 +154,39 @@ def kconfig_files(tree: Path) -> list[str]:
                     todo.append(match.relative_to(tree).as_posix())
     # The preprocessor include files (scripts/Kconfig.include) come along when present.
     seen.update(p.relative_to(tree).as_posix() for p in tree.glob("scripts/Kconfig.include"))
-    return sorted(seen)
+    return sorted(seen | _helper_scripts(tree, seen))
+
+
+_SRCTREE_FILE = re.compile(r"\$\(srctree\)/([A-Za-z0-9_./-]+)")
+_SIBLING = re.compile(r"""\$\(dirname "?\$0"?\)/([A-Za-z0-9_.-]+)""")
+
+
+def _helper_scripts(tree: Path, kconfigs: set[str]) -> set[str]:
+    """The scripts the Kconfig files run ($(shell,$(srctree)/scripts/cc-version.sh ...)
+    in a 6.x tree), and the helpers those find next to themselves ($(dirname $0)/...):
+    without them a Kconfig reader stops at the compiler check."""
+    found: set[str] = set()
+    todo: list[str] = []
+    for rel in kconfigs:
+        with contextlib.suppress(OSError):
+            todo += _SRCTREE_FILE.findall((tree / rel).read_text(errors="replace"))
+    while todo:
+        rel = PurePosixPath(todo.pop()).as_posix()
+        if rel in found or rel in kconfigs or ".." in PurePosixPath(rel).parts:
+            continue
+        path = tree / rel
+        if not path.is_file() or path.is_symlink():
+            continue
+        found.add(rel)
+        with contextlib.suppress(OSError):
+            text = path.read_text(errors="replace")
+            todo += [str(PurePosixPath(rel).parent / name) for name in _SIBLING.findall(text)]
+    return found
 
 
 def archive_kconfig(tree: Path, dest: Path) -> int:
-    """Keep the tree's Kconfig files in one tar (what kconfiglib reads).
+    """Keep the tree's Kconfig files, and the scripts they run, in one tar (what
+    kconfiglib reads).
 
     rpmbuild -ba removes the prepared tree when it succeeds; this archive lets
     a later run validate requests without preparing again. One file, so
@@ -169,6 +198,8 @@ def archive_kconfig(tree: Path, dest: Path) -> int:
         for name in names:
             data = (tree / name).read_bytes()
             info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            # Scripts stay runnable: Kconfig runs them through $(shell,...).
+            mode = 0o755 if (tree / name).stat().st_mode & 0o111 else 0o644
+            info.size, info.mode, info.mtime = len(data), mode, 0
             tar.addfile(info, io.BytesIO(data))
     return len(names)
