@@ -196,7 +196,8 @@ class ConfigStage(Stage):
         for req in added:
             ctx.log.info("config: resolve: added %s", req.line())
         meta = {"requests": {r.name: r.value for r in reqs}, "chosen": chosen, "changed": changed,
-                "mechanism": mechanism, "resolved": [r.line() for r in added], "validation": verdicts}
+                "mechanism": mechanism, "resolved": [r.line() for r in added], "validation": verdicts,
+                "validator": validator if self.options.validate else "none"}
         return [Artifact(edited, "kconfig-edited", meta=meta), *artifacts]
 
     def _validate(self, ctx: Context, tree: Path, scratch: Path, texts: dict[str, str],
