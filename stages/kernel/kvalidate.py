@@ -13,7 +13,6 @@ import io
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import kconfiglib
 
 from pipeline.errors import InputError
+from pipeline.run import run
 from stages.kernel.kconfig import Request
 
 # The first line of a generated config names the arch ("# i386"); Kconfig wants SRCARCH.
@@ -98,10 +98,8 @@ def _toolchain() -> dict[str, str]:
     banner = ""
     cc = shutil.which(env["CC"].split()[0]) if env["CC"].strip() else None
     if cc:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run([*env["CC"].split(), "--version"], capture_output=True, text=True,
-                                 stdin=subprocess.DEVNULL, timeout=30, check=False).stdout
-            banner = out.splitlines()[0] if out else ""
+        out = run([cc, *env["CC"].split()[1:], "--version"], check=False, what="the C compiler").stdout
+        banner = out.splitlines()[0] if out else ""
     env["CC_VERSION_TEXT"] = os.environ.get("CC_VERSION_TEXT", banner)
     return env
 
