@@ -122,6 +122,8 @@ class PrepStage(Stage):
 
 _SOURCE = re.compile(r'^\s*(source|rsource|osource|orsource)\s+"([^"]+)"', re.M)
 _VAR = re.compile(r"\$\([A-Za-z_][A-Za-z0-9_]*\)|\$[A-Za-z_][A-Za-z0-9_]*")
+_SRCTREE_FILE = re.compile(r"\$\(srctree\)/([A-Za-z0-9_./-]+)")
+_SIBLING = re.compile(r"""\$\(dirname "?\$0"?\)/([A-Za-z0-9_.-]+)""")
 
 
 def kconfig_files(tree: Path) -> list[str]:
@@ -134,6 +136,7 @@ def kconfig_files(tree: Path) -> list[str]:
     if not (tree / "Kconfig").is_file():
         return []
     seen: set[str] = set()
+    scripts: list[str] = []  # $(srctree)/... files the Kconfig runs
     todo = ["Kconfig"]
     while todo:
         rel = todo.pop()
@@ -144,6 +147,7 @@ def kconfig_files(tree: Path) -> list[str]:
             text = (tree / rel).read_text(errors="replace")
         except OSError:
             continue
+        scripts += _SRCTREE_FILE.findall(text)
         for kind, target in _SOURCE.findall(text):
             base = PurePosixPath(rel).parent if kind.startswith(("r", "or")) else PurePosixPath()
             pattern = str(base / _VAR.sub("*", target))
@@ -153,23 +157,20 @@ def kconfig_files(tree: Path) -> list[str]:
                 if match.is_file():
                     todo.append(match.relative_to(tree).as_posix())
     # The preprocessor include files (scripts/Kconfig.include) come along when present.
-    seen.update(p.relative_to(tree).as_posix() for p in tree.glob("scripts/Kconfig.include"))
-    return sorted(seen | _helper_scripts(tree, seen))
+    for include in tree.glob("scripts/Kconfig.include"):
+        seen.add(include.relative_to(tree).as_posix())
+        with contextlib.suppress(OSError):
+            scripts += _SRCTREE_FILE.findall(include.read_text(errors="replace"))
+    return sorted(seen | _helper_scripts(tree, scripts, seen))
 
 
-_SRCTREE_FILE = re.compile(r"\$\(srctree\)/([A-Za-z0-9_./-]+)")
-_SIBLING = re.compile(r"""\$\(dirname "?\$0"?\)/([A-Za-z0-9_.-]+)""")
 
-
-def _helper_scripts(tree: Path, kconfigs: set[str]) -> set[str]:
+def _helper_scripts(tree: Path, referenced: list[str], kconfigs: set[str]) -> set[str]:
     """The scripts the Kconfig files run ($(shell,$(srctree)/scripts/cc-version.sh ...)
     in a 6.x tree), and the helpers those find next to themselves ($(dirname $0)/...):
     without them a Kconfig reader stops at the compiler check."""
     found: set[str] = set()
-    todo: list[str] = []
-    for rel in kconfigs:
-        with contextlib.suppress(OSError):
-            todo += _SRCTREE_FILE.findall((tree / rel).read_text(errors="replace"))
+    todo = list(referenced)
     while todo:
         rel = PurePosixPath(todo.pop()).as_posix()
         if rel in found or rel in kconfigs or ".." in PurePosixPath(rel).parts:
