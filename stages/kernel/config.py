@@ -65,7 +65,7 @@ class ConfigStage(Stage):
 
     name = "config"
     summary = "set and unset CONFIG symbols; check with kconfiglib that each value survives oldconfig"
-    version = "2"
+    version = "3"  # 3: kconfiglib reads 6.x trees; meta names the check that ran
 
     @dataclass(frozen=True)
     class Options:

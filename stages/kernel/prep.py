@@ -63,7 +63,7 @@ class PrepStage(Stage):
 
     name = "prep"
     summary = "rpmbuild -bp, stopped by a hook after the last patch; snapshot the kernel-*.config files"
-    version = "2"
+    version = "3"  # 3: kconfig.tar also keeps the scripts Kconfig runs
 
     @dataclass(frozen=True)
     class Options:

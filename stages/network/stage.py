@@ -67,7 +67,7 @@ class NetworkStage(Stage):
 
     name = "network"
     summary = "render policy-routing files (two gateways on one host) and stage them"
-    version = "1"
+    version = "2"  # 2: the noarch RPM shares the kernel builds' build host
 
     @dataclass(frozen=True)
     class Options:
