@@ -111,7 +111,8 @@ class PrepStage(Stage):
         copied = archive_kconfig(tree, kconfig_tar)
         fsutil.commit_dir(tmp, snapshot)
         layout = "configs-before-patches" if at_hook else "configs-as-sources"
-        ctx.log.info("prep: hook reached in %s; %d kernel-*.config snapshotted (%s); %d Kconfig files kept",
+        ctx.log.info("prep: hook reached in %s; %d kernel-*.config snapshotted (%s); %d Kconfig files "
+                     "and scripts kept",
                      tree.name, len(configs), layout, copied)
         meta = {"tree": str(tree), "configs": configs, "layout": layout, "kernel_local": kernel_local,
                 "kconfig_files": copied}
