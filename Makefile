@@ -17,11 +17,11 @@ SUDO   := $(shell test "$$(id -u)" = 0 || echo sudo -n)
 
 APT_PKGS := rpm python3-rpm python3-venv cpio libarchive-tools patch diffutils iproute2 iputils-ping nftables \
             gzip xz-utils zstd lz4 bzip2 lzop liblzo2-dev gcc python3-dev createrepo-c git \
-            dnf dnf-plugins-core libkrb5-dev openssl make
+            dnf dnf-plugins-core libkrb5-dev openssl make systemd
 APT_BOOT := qemu-system-x86 linux-image-amd64 busybox-static
 DNF_PKGS := rpm-build python3-rpm cpio bsdtar patch diffutils iproute iputils nftables gzip xz zstd lz4 bzip2 \
             lzop lzo-devel gcc python3-devel createrepo_c git \
-            dnf-plugins-core krb5-devel openssl make
+            dnf-plugins-core krb5-devel openssl make systemd-networkd
 DNF_BOOT := qemu-system-x86 kernel-core busybox
 
 .PHONY: all demo test bench lint sysdeps venv clean
