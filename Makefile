@@ -17,18 +17,23 @@ SUDO   := $(shell test "$$(id -u)" = 0 || echo sudo -n)
 
 APT_PKGS := rpm python3-rpm python3-venv cpio libarchive-tools patch diffutils iproute2 iputils-ping nftables \
             gzip xz-utils zstd lz4 bzip2 lzop liblzo2-dev gcc python3-dev createrepo-c git \
-            dnf dnf-plugins-core libkrb5-dev openssl make systemd
+            dnf dnf-plugins-core libkrb5-dev openssl make systemd network-manager dbus
 APT_BOOT := qemu-system-x86 linux-image-amd64 busybox-static
 DNF_PKGS := rpm-build python3-rpm cpio bsdtar patch diffutils iproute iputils nftables gzip xz zstd lz4 bzip2 \
             lzop lzo-devel gcc python3-devel createrepo_c git \
-            dnf-plugins-core krb5-devel openssl make systemd-networkd
+            dnf-plugins-core krb5-devel openssl make systemd-networkd NetworkManager dbus-daemon
 DNF_BOOT := qemu-system-x86 kernel-core busybox
 
 .PHONY: all demo test bench lint sysdeps venv clean
 
 all: test
 
+# The tests run NetworkManager and systemd-networkd in namespaces of their own; on a
+# host booted with systemd, installing them must not start them on its own network.
 .stamp-sysdeps:
+	@if [ "$$(id -u)" = 0 ] && [ -d /run/systemd/system ]; then \
+	  systemctl mask --quiet NetworkManager.service NetworkManager-wait-online.service 2>/dev/null || true; \
+	fi
 	@if command -v apt-get >/dev/null 2>&1; then \
 	  missing=$$(for p in $(APT_PKGS) $(APT_BOOT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	  if [ -n "$$missing" ]; then \
