@@ -212,3 +212,23 @@ def test_source_date_epoch_value_then_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     assert source_date_epoch() == 1700000000
     assert source_date_epoch(5) == 5 and source_date_epoch("7") == 7
+
+
+def test_readme_python_example_runs(pfile: Path, tmp_path: Path) -> None:
+    # The "From Python" example in the README, run as written on the example plugin's pipeline.
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## From Python"):]
+    code = section[section.index("```python\n") + 10:section.index("\n```\n")]
+    script = tmp_path / "rebuild.py"
+    script.write_text(code)
+    first = subprocess.run([sys.executable, str(script), str(pfile)], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("ran: example-write example-upper\n")
+    assert "example-upper text " in first.stdout and "upper.txt" in first.stdout
+    again = subprocess.run([sys.executable, str(script), str(pfile)], capture_output=True, text=True)
+    assert again.stdout.startswith("ran: nothing, all up to date\n")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[example-write]\ntxet = "x"\n')
+    failed = subprocess.run([sys.executable, str(script), str(bad)], capture_output=True, text=True)
+    assert failed.returncode == 1 and "unknown key 'txet'" in failed.stderr
+    assert "(exit status 3)" in failed.stderr and "Traceback" not in failed.stderr
