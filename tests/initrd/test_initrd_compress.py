@@ -165,3 +165,25 @@ def test_damaged_zstd_is_a_data_error(damage: object, message: str) -> None:
     with pytest.raises(DataError, match=message):
         b"".join(decode("zstd", Stream.from_chunks(iter([damage(member)])),  # type: ignore[operator]
                         MemberInfo("zstd")))
+
+
+def _first_block_at(member: bytes) -> int:
+    """Offset of the first block header of a zstd frame written by the zstd tool."""
+    fhd = member[4]
+    single = bool(fhd & 0x20)
+    return 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + (1 if single else 0, 2, 4, 8)[fhd >> 6]
+
+
+@pytest.mark.parametrize(("block_type", "size", "message"), [
+    (3, 16, "reserved type"),
+    (0, (128 << 10) + 1, "over the 128 KiB maximum"),
+])
+def test_zstd_block_headers_are_checked(block_type: int, size: int, message: str) -> None:
+    from stages.initrd.compress import DataError
+
+    member = _zstd_cli(bytes(range(256)) * 4000, "-19")
+    at = _first_block_at(member)
+    header = ((size << 3) | (block_type << 1)).to_bytes(3, "little")
+    forged = member[:at] + header + member[at + 3:]
+    with pytest.raises(DataError, match=message):
+        b"".join(decode("zstd", Stream.from_chunks(iter([forged])), MemberInfo("zstd")))
