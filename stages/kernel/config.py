@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pipeline import fsutil
 from pipeline.errors import ConfigError, InputError
 from pipeline.stage import Artifact, Context, Stage
-from stages.kernel import kconfig, kvalidate
+from stages.kernel import kconfig
 
 KERNEL_LOCAL = "kernel-local"
 
@@ -203,6 +203,8 @@ class ConfigStage(Stage):
     def _validate(self, ctx: Context, tree: Path, scratch: Path, texts: dict[str, str],
                   reqs: list[kconfig.Request], where: str
                   ) -> tuple[list[kconfig.Request], list[kconfig.Request], dict[str, str]]:
+        from stages.kernel import kvalidate  # kconfiglib loads only when a check runs
+
         added: list[kconfig.Request] = []
         kconfs: dict[str, Any] = {}
         probe = scratch / ".respin-probe.config"
@@ -210,7 +212,7 @@ class ConfigStage(Stage):
             for _ in range(16):  # each round may add dependencies of dependencies
                 problems: list[tuple[str, kvalidate.Verdict]] = []
                 for name, text in texts.items():
-                    arch = kvalidate.arch_of(text, target_arch(ctx))
+                    arch = kconfig.arch_of(text, target_arch(ctx))
                     if arch not in kconfs:
                         kconfs[arch] = kvalidate.load(tree, arch)
                     probe.write_text(kconfig.apply(text, reqs))
@@ -271,7 +273,7 @@ class ConfigStage(Stage):
         try:
             for name, text in texts.items():
                 fsutil.atomic_write(dot, kconfig.apply(text, reqs))
-                arch = kvalidate.arch_of(text, target_arch(ctx))
+                arch = kconfig.arch_of(text, target_arch(ctx))
                 for target in ("olddefconfig", "oldconfig"):
                     result = ctx.run(["make", "-s", f"ARCH={arch}", target], cwd=tree, check=False,
                                      what=f"make {target}")

@@ -6,7 +6,6 @@ import hashlib
 import re
 import shutil
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +62,9 @@ class FetchStage(Stage):
         dest = ctx.stagedir / "download" / name
         ctx.log.info("fetch: downloading %s", self.options.srpm)
         try:
-            with urllib.request.urlopen(self.options.srpm, timeout=60) as resp, \
+            from urllib.request import urlopen  # only a URL needs it; slow to import
+
+            with urlopen(self.options.srpm, timeout=60) as resp, \
                     fsutil.atomic_open(dest) as out:
                 shutil.copyfileobj(resp, out, 1 << 20)
         except OSError as exc:

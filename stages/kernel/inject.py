@@ -13,10 +13,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from specfile.exceptions import SpecfileException
-from specfile.specfile import Specfile
+from typing import TYPE_CHECKING, Any
 
 from pipeline import fsutil
 from pipeline.errors import ConfigError, InputError
@@ -24,6 +21,9 @@ from pipeline.stage import Artifact, Context, Stage
 from stages.kernel import topdir
 from stages.kernel.config import requested
 from stages.kernel.spectext import find_prep_point
+
+if TYPE_CHECKING:
+    from specfile.specfile import Specfile
 
 _BUILDID_USE = re.compile(r"%\{\??buildid\}")
 _BUILDID_DEF = re.compile(r"^%(define|global)\s+buildid\s+(\S+)\s*$", re.M)
@@ -116,6 +116,11 @@ def inject_text(text: str, inj: Injection, where: str) -> tuple[str, int]:
 
 
 def _inject(text: str, inj: Injection, sourcedir: str, where: str) -> tuple[str, int]:
+    # specfile (and the rpm bindings under it) load only when a spec is edited, so a
+    # run with every stage up to date starts quickly.
+    from specfile.exceptions import SpecfileException
+    from specfile.specfile import Specfile
+
     try:
         spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
         text, number = _patch_tag(spec, text, inj.patch, inj.number, where)
@@ -193,6 +198,9 @@ class InjectStage(Stage):
         when = datetime.datetime.fromtimestamp(source_date(ctx), datetime.UTC).date()
         where = spec_path.name
         text = _mark_release(spec_path.read_text(), self.options.buildid, where)
+        from specfile.exceptions import SpecfileException
+        from specfile.specfile import Specfile
+
         with tempfile.TemporaryDirectory() as sourcedir:
             try:
                 spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)

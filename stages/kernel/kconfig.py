@@ -108,3 +108,16 @@ def mismatches(text: str, reqs: Sequence[Request]) -> list[tuple[Request, str | 
     """Requests whose value is not what `text` holds: (request, value found)."""
     values = parse(text)
     return [(r, values.get(r.name)) for r in reqs if values.get(r.name) != r.value]
+
+
+# The first line of a generated config names the arch ("# i386"); Kconfig wants SRCARCH.
+SRCARCH = {"i386": "x86", "i686": "x86", "x86_64": "x86", "x86": "x86", "aarch64": "arm64",
+           "arm64": "arm64", "ppc64le": "powerpc", "s390x": "s390", "riscv64": "riscv"}
+
+
+def arch_of(config_text: str, fallback: str) -> str:
+    """The ARCH a config was generated for: its first line "# i386", else the fallback."""
+    first = config_text.split("\n", 1)[0].strip()
+    if first.startswith("# ") and first[2:].strip() in SRCARCH:
+        return first[2:].strip()
+    return fallback

@@ -22,11 +22,7 @@ import kconfiglib
 
 from pipeline.errors import InputError
 from pipeline.run import run
-from stages.kernel.kconfig import Request
-
-# The first line of a generated config names the arch ("# i386"); Kconfig wants SRCARCH.
-_SRCARCH = {"i386": "x86", "i686": "x86", "x86_64": "x86", "x86": "x86", "aarch64": "arm64",
-            "arm64": "arm64", "ppc64le": "powerpc", "s390x": "s390", "riscv64": "riscv"}
+from stages.kernel.kconfig import SRCARCH, Request
 
 
 @dataclass
@@ -61,14 +57,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
-
-
-def arch_of(config_text: str, fallback: str) -> str:
-    """The ARCH a config was generated for: its first line "# i386", else the fallback."""
-    first = config_text.split("\n", 1)[0].strip()
-    if first.startswith("# ") and first[2:].strip() in _SRCARCH:
-        return first[2:].strip()
-    return fallback
 
 
 # Linux 6.x marks MODULES with a bare `modules` line; kconfiglib 14.1 knows only the
@@ -113,7 +101,7 @@ def load(tree: Path, arch: str) -> Any:
     top = tree / "Kconfig"
     if not top.is_file():
         raise InputError(f"{tree}: no Kconfig at the top of the prepared tree")
-    env = {"srctree": str(tree), "ARCH": arch, "SRCARCH": _SRCARCH.get(arch, arch),
+    env = {"srctree": str(tree), "ARCH": arch, "SRCARCH": SRCARCH.get(arch, arch),
            "KERNELVERSION": "0", **_toolchain()}
     with _environment(env), contextlib.chdir(tree):
         try:

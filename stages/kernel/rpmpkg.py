@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rpm
-
 from pipeline.errors import InputError
 from stages.rpmmacros import REPRO_MACROS
 
@@ -40,6 +38,8 @@ def _text(value: Any) -> str:
 
 
 def _header(path: Path) -> Any:
+    import rpm  # the bindings take a tenth of a second to load: only when a package is read
+
     ts = rpm.TransactionSet()
     # Packages here are rebuilt locally and unsigned; signatures are not the question.
     ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES | rpm._RPMVSF_NODIGESTS)
@@ -59,6 +59,8 @@ def _header(path: Path) -> Any:
 
 def read_package(path: Path) -> PackageInfo:
     """Read a package's header, or fail with one line naming the file."""
+    import rpm
+
     hdr = _header(path)
     times = hdr[rpm.RPMTAG_CHANGELOGTIME] or []
     return PackageInfo(
@@ -74,6 +76,8 @@ def read_package(path: Path) -> PackageInfo:
 
 def payload_files(path: Path, wanted: re.Pattern[str]) -> Iterator[tuple[str, bytes]]:
     """Yield (name, content) of regular files in the payload whose name matches `wanted`."""
+    import rpm
+
     ts = rpm.TransactionSet()
     ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES | rpm._RPMVSF_NODIGESTS)
     fd = rpm.fd.open(str(path))
