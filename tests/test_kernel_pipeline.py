@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,6 +103,12 @@ def test_end_to_end_baseonly(tmp_path: Path, srpm: Path) -> None:
     again = json.loads(respin("run", pf, "--json").stdout)
     assert [s["status"] for s in again["stages"]] == ["up to date"] * 7
     assert again["artifacts"] == manifest["artifacts"]
+    # Up to date is decided from fingerprints alone: the heavy libraries stay unloaded.
+    code = ("import sys\nfrom pipeline.cli import main\nrc = main(['run', sys.argv[1], '-q'])\n"
+            "heavy = {'rpm', 'specfile', 'kconfiglib', 'urllib.request', 'git'}\n"
+            "sys.stderr.write(' '.join(sorted(heavy & set(sys.modules))))\nsys.exit(rc)\n")
+    noop = subprocess.run([sys.executable, "-c", code, str(pf)], capture_output=True, text=True)
+    assert noop.returncode == 0 and noop.stderr == "", noop.stderr
 
     pf.write_text(pf.read_text().replace('"-respin"', '"-respin2"'))
     status = respin("status", pf).stdout
