@@ -47,10 +47,11 @@ pytestmark = [
 ]
 
 # Common to both: a veth eth0, an empty /run and a read-only sysfs. $1 = the rendered
-# root, $2 = the rule priorities to wait for; START starts the daemon in the background.
+# root; it waits for the rule priorities in $2, and for $4 routes in each table of $3
+# and a default route in main; START starts the daemon in the background.
 _SCRIPT = r"""
 set -eu
-root=$1 want=$2
+root=$1 want=$2 tables=$3 per_table=$4
 ip link set lo up
 ip link add eth0 type veth peer name peer0
 ip link set peer0 up
@@ -63,11 +64,13 @@ for _ in $(seq 200); do
     for prio in $want; do
         case $have in *"\"priority\":$prio,"*) ;; *) missing=1 ;; esac
     done
+    for table in $tables; do
+        [ "$(ip -4 route show table "$table" | wc -l)" -ge "$per_table" ] || missing=1
+    done
+    ip -4 route show table main | grep -q '^default ' || missing=1
     [ "$missing" = 0 ] && break
     sleep 0.1
 done
-# Routes follow the rules within the same configuration pass; give them a moment.
-sleep 1
 printf '{"rules": %s, "addrs": %s, "routes": %s}\n' \
     "$(ip -j rule)" "$(ip -j -4 addr show dev eth0)" "$(ip -j -4 route show table all)"
 """
@@ -98,8 +101,12 @@ def _apply(backend: str, model: NetworkModel, tmp_path: Path) -> dict[str, list[
     start = _START[backend].replace("@DAEMON@", shlex.quote(str(daemon)))
     start = start.replace("@DBUS@", shlex.quote(str(DBUS_DAEMON)))
     priorities = " ".join(str(p) for a in model.aliases for p in (a.priority, a.priority + 1))
+    tables = " ".join(str(a.table.id) for a in model.aliases)
+    # Each alias table: a route to every subnet of the device, and the default route.
+    per_table = len({model.address.network, *(a.address.network for a in model.aliases)}) + 1
     argv = ["unshare", "--pid", "--fork", "--mount-proc", "--net", "--mount", "--propagation", "private",
-            "sh", "-c", _SCRIPT.replace("@START@", start), "sh", str(root), priorities]
+            "sh", "-c", _SCRIPT.replace("@START@", start), "sh", str(root), priorities, tables,
+            str(per_table)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False,
                           stdin=subprocess.DEVNULL)
     log_file = tmp_path / "daemon.log"
