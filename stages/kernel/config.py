@@ -166,7 +166,7 @@ class ConfigStage(Stage):
                 except InputError as exc:
                     if self.options.validator != "auto":
                         raise
-                    # kconfiglib lags the kernel's Kconfig language (6.x trees): use the tree's own.
+                    # Kconfig syntax newer than kconfiglib (say 6.18's `transitional`): use the tree's own.
                     ctx.log.warning("config: %s; checking with the tree's own oldconfig instead", exc)
                     validator = "oldconfig"
         if not self.options.allow_new and not (self.options.validate and validator == "kconfiglib"):
