@@ -21,6 +21,7 @@ from pipeline import fsutil
 from pipeline.errors import CommandError, ConfigError, InputError, UsageError
 from stages.kernel.rpmpkg import (
     FIXED_TOPDIR,
+    build_switches,
     fixed_topdir_available,
     from_fixed,
     in_fixed_topdir,
@@ -95,15 +96,9 @@ def mock_argv(srpm: Path, resultdir: Path, *, config: str | None, target: str | 
     if config:
         argv += ["-r", config]
     argv += ["--rebuild", str(srpm), "--resultdir", str(resultdir), "--no-cleanup-after"]
-    if target:
-        argv.append(f"--target={target}")
-    for sw in with_:
-        argv += ["--with", sw]
-    for sw in without:
-        argv += ["--without", sw]
     # SOURCE_DATE_EPOCH in the chroot comes from the changelog the inject stage dated.
-    for key, value in {"source_date_epoch_from_changelog": "1", **REPRO_MACROS, **defines}.items():
-        argv += ["--define", f"{key} {value}"]
+    argv += build_switches(target, with_, without,
+                           {"source_date_epoch_from_changelog": "1", **REPRO_MACROS, **defines})
     argv += list(extra)
     return argv
 

@@ -101,19 +101,23 @@ def rpmbuild_argv(mode: str, spec: Path, *, topdir: Path, target: str | None,
                   with_: Sequence[str] = (), without: Sequence[str] = (), nodeps: bool = True,
                   defines: Mapping[str, str] | None = None) -> list[str]:
     """An rpmbuild command line that keeps everything under `topdir`."""
-    argv = ["rpmbuild", mode]
-    if nodeps:
-        argv.append("--nodeps")
-    if target:
-        argv.append(f"--target={target}")
+    argv = ["rpmbuild", mode, *(["--nodeps"] if nodeps else [])]
+    argv += build_switches(target, with_, without, {"_topdir": str(topdir), **REPRO_MACROS,
+                                                    **(defines or {})})
+    argv.append(str(spec))
+    return argv
+
+
+def build_switches(target: str | None, with_: Sequence[str], without: Sequence[str],
+                   macros: Mapping[str, str]) -> list[str]:
+    """--target, --with/--without and --define options, as rpmbuild and mock both take them."""
+    argv = [f"--target={target}"] if target else []
     for sw in with_:
         argv += ["--with", sw]
     for sw in without:
         argv += ["--without", sw]
-    macros = {"_topdir": str(topdir), **REPRO_MACROS, **(defines or {})}
     for key, value in macros.items():
         argv += ["--define", f"{key} {value}"]
-    argv.append(str(spec))
     return argv
 
 
