@@ -21,7 +21,6 @@ from pipeline import fsutil
 from pipeline.errors import CommandError, ConfigError, InputError, UsageError
 from stages.kernel.rpmpkg import (
     FIXED_TOPDIR,
-    build_switches,
     fixed_topdir_available,
     from_fixed,
     in_fixed_topdir,
@@ -30,7 +29,7 @@ from stages.kernel.rpmpkg import (
     to_fixed,
     written_packages,
 )
-from stages.rpmmacros import REPRO_MACROS
+from stages.rpmmacros import REPRO_MACROS, build_switches
 
 log = logging.getLogger("respin.rebuild")
 

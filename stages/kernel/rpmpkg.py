@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputError
-from stages.rpmmacros import REPRO_MACROS
+from stages.rpmmacros import REPRO_MACROS, build_switches
 
 
 @dataclass(frozen=True)
@@ -107,18 +107,6 @@ def rpmbuild_argv(mode: str, spec: Path, *, topdir: Path, target: str | None,
     argv.append(str(spec))
     return argv
 
-
-def build_switches(target: str | None, with_: Sequence[str], without: Sequence[str],
-                   macros: Mapping[str, str]) -> list[str]:
-    """--target, --with/--without and --define options, as rpmbuild and mock both take them."""
-    argv = [f"--target={target}"] if target else []
-    for sw in with_:
-        argv += ["--with", sw]
-    for sw in without:
-        argv += ["--without", sw]
-    for key, value in macros.items():
-        argv += ["--define", f"{key} {value}"]
-    return argv
 
 
 # rpm stores the parsed spec, with %{_topdir} and %{_specdir} expanded, in the

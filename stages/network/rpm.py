@@ -24,7 +24,7 @@ from pipeline.errors import CommandError, ConfigError
 from pipeline.run import run
 from stages.network.files import Files, check_relative
 from stages.network.root import write_tree
-from stages.rpmmacros import REPRO_MACROS
+from stages.rpmmacros import REPRO_MACROS, build_switches
 
 # 1980-01-01, the zip epoch: used when neither the pipeline nor the environment sets one.
 DEFAULT_SOURCE_DATE_EPOCH = 315532800
@@ -123,10 +123,7 @@ def build_rpm(files: Files, opts: RpmOptions, dest_dir: Path, *, description: st
             # The brp scripts compress and strip; nothing here should change.
             "__os_install_post": "%{nil}",
         }
-        argv: list[str] = ["rpmbuild", "-bb", "--quiet"]
-        for key, value in defines.items():
-            argv += ["--define", f"{key} {value}"]
-        argv.append(str(spec))
+        argv = ["rpmbuild", "-bb", "--quiet", *build_switches(None, (), (), defines), str(spec)]
         run_cmd(argv, env={"SOURCE_DATE_EPOCH": str(sde), "HOME": str(topdir)}, log_file=log_file,
             what=f"rpmbuild of {opts.filename}")
         built = topdir / "RPMS" / "noarch" / opts.filename
