@@ -304,3 +304,26 @@ def test_oldconfig_validator_runs_the_trees_own_oldconfig(tmp_path: Path, srpm: 
     pf = pipeline_file(tmp_path, srpm, config=GOOD_CONFIG + 'validator = "oldconfig"\n',
                        rebuild='mode = "binary"\n')
     respin("run", pf)
+
+
+def test_a_value_dropped_from_the_pipeline_leaves_the_build(tmp_path: Path, srpm: Path) -> None:
+    # Rerunning config after inject must start from the shipped kernel-local (or the
+    # pristine configs), not from what the last run wrote into SOURCES/.
+    pf = pipeline_file(tmp_path, srpm)
+    respin("run", pf, "--until", "inject")
+    pf = pipeline_file(tmp_path, srpm, config='set = { CONFIG_LOCALVERSION = "-respin2" }\n')
+    manifest = json.loads(respin("run", pf, "--until", "inject", "--json").stdout)
+
+    def made_by(stage: str, kind: str) -> Path:
+        (path,) = [Path(a["path"]) for a in manifest["artifacts"]
+                   if a["stage"] == stage and a["kind"] == kind]
+        return path
+
+    if current(srpm):
+        text = made_by("config", "kernel-local").read_text()
+        assert "CONFIG_RESPIN_FEATURE_A" not in text and "CONFIG_RESPIN_FEATURE_B" not in text
+        assert text.count("# respin: requested values") == 1
+        assert 'CONFIG_LOCALVERSION="-respin2"' in text
+    else:
+        added = [ln for ln in made_by("diff", "patch").read_text().splitlines() if ln.startswith("+CONFIG")]
+        assert added and all("LOCALVERSION" in ln for ln in added), added

@@ -24,8 +24,7 @@ from pipeline import fsutil
 from pipeline.errors import ConfigError, InputError
 from pipeline.stage import Artifact, Context, Stage
 from stages.kernel import kconfig
-
-KERNEL_LOCAL = "kernel-local"
+from stages.kernel.prep import KERNEL_LOCAL
 
 
 def target_arch(ctx: Context) -> str:
@@ -302,7 +301,8 @@ class ConfigStage(Stage):
 
     def _kernel_local(self, ctx: Context, reqs: list[kconfig.Request], scratch: Path) -> Artifact:
         """kernel-local as shipped, plus the requested lines (later lines win in the merge)."""
-        original = (ctx.topdir / "SOURCES" / KERNEL_LOCAL).read_text()
+        # The shipped file from fetch: SOURCES/ holds inject's edited copy after a run.
+        original = (ctx.artifact("sources").path / KERNEL_LOCAL).read_text()
         lines = [ln for ln in original.splitlines() if ln.strip()]
         ours = {r.name for r in reqs}
         kept = [ln for ln in lines if not (kconfig.parse(ln) and next(iter(kconfig.parse(ln))) in ours)]
