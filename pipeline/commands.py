@@ -44,7 +44,7 @@ def _cmd_makefile(args: argparse.Namespace) -> int:
 
     pipeline = load(Path(args.file), _overrides(args))
     out = Path(args.output).absolute() if args.output else None
-    text = render(pipeline, out.parent if out else Path.cwd(), prefix=args.prefix)
+    text = render(pipeline, out.parent if out else Path.cwd(), prefix=args.prefix, target=args.target)
     if out is None:
         sys.stdout.write(text)
     else:

@@ -49,10 +49,14 @@ def stage_inputs(pipeline: PipelineFile) -> dict[str, list[Path]]:
     return out
 
 
-def render(pipeline: PipelineFile, base: Path, *, prefix: str = "") -> str:
-    """The include text; paths relative to `base` (the directory make runs in)."""
+def render(pipeline: PipelineFile, base: Path, *, prefix: str = "", target: str | None = None) -> str:
+    """The include text; paths relative to `base` (the directory make runs in). `target`
+    overrides the file's [pipeline] target in every recipe, as --target did here."""
     if prefix and not re.fullmatch(r"[A-Za-z0-9_.-]+", prefix):
         raise UsageError(f"--prefix {prefix!r}: only letters, digits and . _ -")
+    if target is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", target):
+        raise UsageError(f"--target {target!r}: only letters, digits and . _ -")
+    override = f" --target {target}" if target else ""
     source = _make_path(pipeline.path, base)
     stamps = _make_path(pipeline.workdir / STAMPS, base)
     inputs = stage_inputs(pipeline)
@@ -74,7 +78,7 @@ def render(pipeline: PipelineFile, base: Path, *, prefix: str = "") -> str:
         lines += [
             f"{prefix}{name}: {stamp}",
             f"{stamp}: {' '.join(deps)}",
-            f"\t$(RESPIN) $(RESPIN_FLAGS) run {source} --only {name}",
+            f"\t$(RESPIN) $(RESPIN_FLAGS) run {source}{override} --only {name}",
             "\t@mkdir -p $(@D) && touch $@",
             "",
         ]

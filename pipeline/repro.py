@@ -21,6 +21,7 @@ from typing import Any
 
 from pipeline import fsutil
 from pipeline.config import load
+from pipeline.errors import UsageError
 from pipeline.progress import Progress
 from pipeline.runner import Runner
 
@@ -137,7 +138,10 @@ def repro(path: Path, overrides: Mapping[str, Any] | None = None, *, base: Path 
     The work dirs are removed afterwards when the results are identical, unless `keep`.
     """
     progress = progress or Progress(quiet=True)
+    if not pause >= 0:  # also refuses NaN
+        raise UsageError(f"--pause {pause}: must be zero or more seconds")
     load(path, overrides)  # a bad pipeline file fails here, before any directory is made
+    made = base is None or not base.exists()
     if base is None:
         base = Path(tempfile.mkdtemp(prefix="respin-repro-"))
     else:
@@ -145,9 +149,11 @@ def repro(path: Path, overrides: Mapping[str, Any] | None = None, *, base: Path 
     try:
         return _twice(path, overrides, base, pause, keep, progress)
     finally:
-        # A failed run keeps its work dir for the logs; an empty base goes.
-        with contextlib.suppress(OSError):
-            base.rmdir()
+        # A failed run keeps its work dir for the logs; a base repro made and left empty goes
+        # (a directory the user named stays, empty or not).
+        if made:
+            with contextlib.suppress(OSError):
+                base.rmdir()
 
 
 def _twice(path: Path, overrides: Mapping[str, Any] | None, base: Path, pause: float, keep: bool,

@@ -182,9 +182,13 @@ class Runner:
             return _content_hash(path)
         if self._hashes is None:
             try:
-                self._hashes = json.loads((self.workdir / STATE_DIR / "inputs.json").read_text())
+                loaded = json.loads((self.workdir / STATE_DIR / "inputs.json").read_text())
             except (OSError, json.JSONDecodeError):
-                self._hashes = {}
+                loaded = {}
+            # A cache of another shape (damaged, or from elsewhere) is just no cache.
+            ok = isinstance(loaded, dict) and all(
+                isinstance(v, list) and len(v) == 6 for v in loaded.values())
+            self._hashes = loaded if ok else {}
         assert self._hashes is not None
         st = path.stat()
         sig = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]

@@ -232,3 +232,14 @@ def test_readme_python_example_runs(pfile: Path, tmp_path: Path) -> None:
     failed = subprocess.run([sys.executable, str(script), str(bad)], capture_output=True, text=True)
     assert failed.returncode == 1 and "unknown key 'txet'" in failed.stderr
     assert "(exit status 3)" in failed.stderr and "Traceback" not in failed.stderr
+
+
+@pytest.mark.parametrize("junk", ["[]", '{"x": 1}', "not json"])
+def test_a_damaged_input_hash_cache_is_no_cache(pfile: Path, junk: str) -> None:
+    from pipeline.runner import STATE_DIR
+
+    Runner(load(pfile)).run()
+    (pfile.parent / "_respin" / STATE_DIR / "inputs.json").write_text(junk)
+    assert Runner(load(pfile)).run().ran == []  # hashed again: still up to date
+    write(pfile.parent / "in.txt", "changed\n")
+    assert Runner(load(pfile)).run().ran == ["example-write", "example-upper"]

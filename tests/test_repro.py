@@ -158,6 +158,16 @@ def test_repro_bad_file_is_one_line_error(tmp_path: Path) -> None:
     assert_one_line_error(proc, 4, "nope.toml")
 
 
+def test_repro_bad_pause_is_one_line_and_a_named_base_stays(tmp_path: Path) -> None:
+    pf = tmp_path / "p.toml"
+    pf.write_text('[example-write]\ntext = "x"\n')
+    assert_one_line_error(respin("repro", pf, "--pause", "-1", check=False), 2, "--pause -1")
+    base = tmp_path / "mine"
+    base.mkdir()
+    assert respin("repro", pf, "--pause", "0", "--base", base).returncode == 0
+    assert base.is_dir() and list(base.iterdir()) == []  # identical: its runs removed, the dir kept
+
+
 def test_repro_paths_map_between_work_dir_and_fixed_topdir(tmp_path: Path) -> None:
     from stages.kernel.rpmpkg import FIXED_TOPDIR, from_fixed, in_fixed_topdir, to_fixed
 
