@@ -144,7 +144,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     word = _command_word(argv)
     if word in _CORE:
         return parser
-    if word not in registry.OWN_COMMANDS:
+    if word not in registry.own_entry_points(registry.COMMANDS_GROUP):
         from pipeline.commands import register as register_builtin  # repro, makefile
 
         register_builtin(sub)

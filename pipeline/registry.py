@@ -9,6 +9,7 @@ Set RESPIN_DISABLE_PLUGIN_AUTOLOAD=1 to load only respin's own entries.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from functools import cache
 from importlib import import_module
@@ -26,14 +27,46 @@ PIPELINES_GROUP = "respin.pipelines"
 COMMANDS_GROUP = "respin.commands"
 _OWN_DIST = "respin"
 
-# respin's own sub-commands, as its pyproject registers them (a test keeps the two
-# equal). `respin initrd list` and the like load their provider from here without
-# importing importlib.metadata and reading every installed distribution, which is
-# most of a short command's start-up. Plugins cannot take these names.
-OWN_COMMANDS = {
-    "initrd": "stages.initrd.cli:register",
-    "net": "stages.network.cli:register",
-}
+def own_entry_points(group: str) -> dict[str, str]:
+    """respin's own entry points of `group` (name -> "module:attr"), read straight from
+    its installed metadata: the first respin-*.dist-info on sys.path, as importlib.metadata
+    would pick. importlib.metadata itself, and reading every installed distribution, is
+    most of a short command's start-up. Empty when respin is not installed."""
+    return _own_entry_points().get(group, {})
+
+
+@cache
+def _own_entry_points() -> dict[str, dict[str, str]]:
+    for entry in sys.path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        for name in names:
+            # dist-info names are normalized: respin-X, never respin_plugin-X for respin.
+            if name.startswith(f"{_OWN_DIST}-") and name.endswith(".dist-info"):
+                try:
+                    with open(os.path.join(entry or ".", name, "entry_points.txt"), encoding="utf-8") as fh:
+                        text = fh.read()
+                except OSError:
+                    return {}
+                return _parse_entry_points(text)
+    return {}
+
+
+def _parse_entry_points(text: str) -> dict[str, dict[str, str]]:
+    groups: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = groups.setdefault(line[1:-1].strip(), {})
+        elif current is not None and "=" in line:
+            key, _, value = line.partition("=")
+            current[key.strip()] = value.strip()
+    return groups
 
 
 class StageInfo:
@@ -49,7 +82,7 @@ class StageInfo:
 
 
 def _entry_points(group: str) -> list[EntryPoint]:
-    from importlib.metadata import entry_points  # slow to import; see OWN_COMMANDS
+    from importlib.metadata import entry_points  # slow to import; see own_entry_points
 
     eps = sorted(entry_points(group=group), key=lambda e: e.name)
     if os.environ.get("RESPIN_DISABLE_PLUGIN_AUTOLOAD"):
@@ -139,11 +172,12 @@ def commands(only: str | None = None) -> dict[str, Callable[..., None]]:
     others are not imported); any other value loads them all.
     """
     found: dict[str, Callable[..., None]] = {}
-    if only in OWN_COMMANDS:
-        module, _, attr = OWN_COMMANDS[only].partition(":")
+    own = own_entry_points(COMMANDS_GROUP)
+    if only is not None and only in own:
+        module, _, attr = own[only].partition(":")
         return {only: getattr(import_module(module), attr)}
-    eps = [ep for ep in _entry_points(COMMANDS_GROUP)
-           if ep.name not in OWN_COMMANDS or _origin(ep) == _OWN_DIST]
+    # respin's own command names are reserved: a plugin's entry of that name is ignored.
+    eps = [ep for ep in _entry_points(COMMANDS_GROUP) if ep.name not in own or _origin(ep) == _OWN_DIST]
     if only is not None and any(ep.name == only for ep in eps):
         eps = [ep for ep in eps if ep.name == only]
     for ep in eps:
