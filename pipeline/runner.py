@@ -27,6 +27,7 @@ from typing import Any
 
 from pipeline import fsutil
 from pipeline.config import PipelineFile
+from pipeline.epoch import source_date_epoch
 from pipeline.errors import Interrupted, LockedError, RespinError, UsageError
 from pipeline.progress import Progress
 from pipeline.run import OWNER_VAR, end_orphans
@@ -82,7 +83,7 @@ def _settings_for_stage(settings: dict[str, Any], produced: dict[str, list[Artif
     """The settings a stage sees. With no source_date_epoch in the pipeline file nor in the
     environment, an earlier stage may supply the default (fetch: the SRPM's newest changelog
     entry) as `source_date_epoch` in an artifact's meta, so every later stage uses one time."""
-    if settings.get("source_date_epoch") is not None or os.environ.get("SOURCE_DATE_EPOCH"):
+    if settings.get("source_date_epoch") is not None or source_date_epoch() is not None:
         return settings
     for arts in produced.values():
         for art in arts:
