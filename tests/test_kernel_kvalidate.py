@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import InputError
 from stages.kernel import kvalidate
-from stages.kernel.kconfig import Request, arch_of
+from stages.kernel.kconfig import Request, arch_of, make_arch
 
 KCONFIG = """\
 mainmenu "test"
@@ -77,6 +77,9 @@ def test_unreadable_kconfig_is_one_line(tmp_path: Path) -> None:
 def test_arch_from_the_first_line() -> None:
     assert arch_of("# i386\nCONFIG_A=y\n", "x86_64") == "i386"
     assert arch_of("CONFIG_A=y\n", "x86_64") == "x86_64"
+    assert arch_of("# powerpc\nCONFIG_A=y\n", "x86_64") == "powerpc"
+    assert [make_arch(a) for a in ("i686", "x86_64", "aarch64", "ppc64le", "s390x")] == \
+        ["i386", "x86_64", "arm64", "powerpc", "s390"]
 
 
 def test_kconfig_files_follow_sources_for_every_arch(tmp_path: Path) -> None:

@@ -327,3 +327,9 @@ def test_a_value_dropped_from_the_pipeline_leaves_the_build(tmp_path: Path, srpm
     else:
         added = [ln for ln in made_by("diff", "patch").read_text().splitlines() if ln.startswith("+CONFIG")]
         assert added and all("LOCALVERSION" in ln for ln in added), added
+
+
+def test_fragment_that_is_not_text_is_one_line(tmp_path: Path, srpm: Path) -> None:
+    (tmp_path / "local.config").write_bytes(b"CONFIG_RESPIN_FEATURE_A=\xff\xfe\n")
+    pf = pipeline_file(tmp_path, srpm, config='fragment = "local.config"\n')
+    assert_one_line_error(respin("run", pf, check=False), 4, "local.config", "not UTF-8")

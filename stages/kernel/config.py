@@ -101,6 +101,8 @@ class ConfigStage(Stage):
             text = path.read_text()
         except OSError as exc:
             raise InputError(f"{path}: cannot read the config fragment: {exc.strerror}") from exc
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: the config fragment is not UTF-8 text") from None
         values: dict[str, object] = {}
         unset: list[str] = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -231,6 +233,9 @@ class ConfigStage(Stage):
                                       f"{hint}")
                 added += fixes
                 reqs = sorted([*reqs, *fixes], key=lambda r: r.name)
+            else:  # never claim "survives" for what was not checked to the end
+                raise ConfigError(f"{where}: resolve: dependencies still unmet after 16 rounds "
+                                  f"({', '.join(r.name for r in added[-3:])} were the last added)")
         finally:
             probe.unlink(missing_ok=True)
         return reqs, added, {r.name: "survives oldconfig" for r in reqs}
@@ -272,7 +277,7 @@ class ConfigStage(Stage):
         try:
             for name, text in texts.items():
                 fsutil.atomic_write(dot, kconfig.apply(text, reqs))
-                arch = kconfig.arch_of(text, target_arch(ctx))
+                arch = kconfig.make_arch(kconfig.arch_of(text, target_arch(ctx)))
                 for target in ("olddefconfig", "oldconfig"):
                     result = ctx.run(["make", "-s", f"ARCH={arch}", target], cwd=tree, check=False,
                                      what=f"make {target}")

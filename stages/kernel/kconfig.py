@@ -112,7 +112,16 @@ def mismatches(text: str, reqs: Sequence[Request]) -> list[tuple[Request, str | 
 
 # The first line of a generated config names the arch ("# i386"); Kconfig wants SRCARCH.
 SRCARCH = {"i386": "x86", "i686": "x86", "x86_64": "x86", "x86": "x86", "aarch64": "arm64",
-           "arm64": "arm64", "ppc64le": "powerpc", "s390x": "s390", "riscv64": "riscv"}
+           "arm64": "arm64", "ppc64le": "powerpc", "powerpc": "powerpc", "s390x": "s390", "s390": "s390",
+           "riscv64": "riscv", "riscv": "riscv"}
+# rpm's arch names where the kernel's make wants its own (ARCH=arm64, not aarch64).
+_MAKE_ARCH = {"i686": "i386", "i586": "i386", "aarch64": "arm64", "ppc64le": "powerpc",
+              "s390x": "s390", "riscv64": "riscv"}
+
+
+def make_arch(arch: str) -> str:
+    """The ARCH= the kernel's Makefile takes for an rpm or config arch name."""
+    return _MAKE_ARCH.get(arch, arch)
 
 
 def arch_of(config_text: str, fallback: str) -> str:
