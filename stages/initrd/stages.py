@@ -268,8 +268,12 @@ class PackStage(Stage):
         output = Path(self.options.output)
         if not output.is_absolute():
             output = ctx.stagedir / output
-        epoch = source_date_epoch(self.options.source_date_epoch if self.options.source_date_epoch
-                                  is not None else ctx.source_date_epoch)
+        try:
+            epoch = source_date_epoch(self.options.source_date_epoch)
+        except ConfigError as exc:  # say where the bad value is: this table, not the environment
+            raise ConfigError(f"{ctx.source} [{self.name}] source_date_epoch: {exc}") from None
+        if epoch is None:
+            epoch = source_date_epoch(ctx.source_date_epoch)
         result = pack(tree, output, compress=self.options.compress, level=self.options.level,
                       early=ctx.resolve(self.options.early) if self.options.early else None, epoch=epoch)
         for warning in result.warnings:

@@ -145,18 +145,30 @@ def test_zstd_member_ends_exactly_where_its_frame_does(args: tuple[str, ...]) ->
 
 
 def test_zstd_output_is_bounded_per_chunk() -> None:
-    # 64 MiB of zeros is a few KiB of RLE blocks: no chunk may hold more than ZSTD_OUT.
+    # 64 MiB of zeros is a few KiB of RLE blocks: no chunk may hold more than ZSTD_OUT, and
+    # memory stays flat while they stream (a decoder that inflated it all first would not).
+    import tracemalloc
+
     from stages.initrd.compress import ZSTD_OUT
 
     member = _zstd_cli(b"\0" * (64 << 20))
     assert len(member) < 64 << 10
-    sizes = [len(c) for c in decode("zstd", Stream.from_chunks(iter([member])), MemberInfo("zstd"))]
-    assert sum(sizes) == 64 << 20 and max(sizes) <= ZSTD_OUT
+    total = biggest = 0
+    tracemalloc.start()
+    try:
+        for chunk in decode("zstd", Stream.from_chunks(iter([member])), MemberInfo("zstd")):
+            total += len(chunk)
+            biggest = max(biggest, len(chunk))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == 64 << 20 and biggest <= ZSTD_OUT
+    assert peak < 4 << 20, f"peak {peak} bytes while decoding"
 
 
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda m: m[:len(m) // 2], "truncated zstd"),
-    (lambda m: m[:12] + bytes(b ^ 0x5A for b in m[12:40]) + m[40:], "zstd"),
+    (lambda m: m[:12] + bytes(b ^ 0x5A for b in m[12:40]) + m[40:], "corrupt zstd data|zstd block"),
 ])
 def test_damaged_zstd_is_a_data_error(damage: object, message: str) -> None:
     from stages.initrd.compress import DataError

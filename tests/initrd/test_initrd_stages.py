@@ -77,6 +77,15 @@ def test_unknown_option_and_bad_values_are_config_errors(tmp_path: Path) -> None
         PackStage.from_table({"compress": "brotli"}, "p.toml [initrd-pack]")
 
 
+def test_bad_source_date_epoch_option_names_the_table_and_key(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree")
+    ctx = ctx_for(tmp_path, "initrd-pack", {"initrd-modify": [Artifact(tree, "tree")]})
+    stage = PackStage.from_table({"source_date_epoch": -5}, "p.toml [initrd-pack]")
+    with pytest.raises(ConfigError, match=r"pipeline\.toml \[initrd-pack\] source_date_epoch: .*before 1970"):
+        stage.run(ctx)
+    assert not (ctx.stagedir / "initrd.img").exists()
+
+
 def test_modify_refuses_paths_through_symlinks_and_dotdot(tmp_path: Path) -> None:
     original = tmp_path / "orig.img"
     pack(make_tree(tmp_path / "tree"), original, compress="none", epoch=EPOCH)
