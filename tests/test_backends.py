@@ -478,7 +478,11 @@ def test_distgit_export_then_koji_build_from_scm_against_local_standin_hub(
     head = repo.head.commit
     assert head.message.startswith("Add linux-2.6-config-respin.patch")
     assert head.author.email == "respin@localhost"
-    # The same export again gives the same commit id (fixed author, committer and dates).
+    # Dated from the pipeline's time, not the clock: so the same export again, even a
+    # second later, gives the same commit id.
+    from stages.kernel.inject import source_date
+
+    assert head.authored_date == head.committed_date == source_date(ctx)  # not the clock
     again = DistGitStage.from_table({}, "kernel.toml [distgit]").run(ctx)[0]
     assert again.meta["commit"] == art.meta["commit"]
 

@@ -6,13 +6,13 @@ import functools
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputError
+from pipeline.run import run
 from stages.rpmmacros import REPRO_MACROS, build_switches
 
 
@@ -140,8 +140,8 @@ def _namespace_prefix() -> tuple[str, ...] | None:
         return None
     base = ("unshare", "--mount", "--propagation", "private")
     prefix = base if os.geteuid() == 0 else (*base[:1], "--user", "--map-root-user", *base[1:])
-    probe = subprocess.run([*prefix, "sh", "-c", "mount -t tmpfs respin /var/tmp"],
-                           stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    probe = run([*prefix, "sh", "-c", "mount -t tmpfs respin /var/tmp"], check=False,
+                what="a mount namespace probe")
     return prefix if probe.returncode == 0 else None
 
 
