@@ -45,18 +45,27 @@ class PipelineFile:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file, turning every failure into one line naming the file."""
+    """Parse a TOML file (a pipeline file, a network model), turning every failure into one
+    line naming the file."""
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read()
     except FileNotFoundError as exc:
         raise InputError(f"{path}: no such file") from exc
     except IsADirectoryError as exc:
         raise InputError(f"{path}: is a directory, expected a pipeline file") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8 by definition; say where the first stray byte is, so it can be found.
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                          f"{exc.start})") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
 
 
 def _stage_order(settings: Settings, sections: list[str], where: str) -> tuple[str, ...]:

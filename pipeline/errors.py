@@ -72,7 +72,8 @@ EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "internal error (a bug: please report it with --debug output)",
     UsageError.exit_code: "usage: unknown command, stage, option or selection",
-    ConfigError.exit_code: "pipeline or model file invalid (unknown key, wrong type, bad value)",
+    ConfigError.exit_code: "pipeline or model file invalid (not UTF-8, not TOML, unknown key, wrong type, "
+                           "bad value)",
     InputError.exit_code: "bad input (corrupt or wrong SRPM, spec, archive, address)",
     CommandError.exit_code: "an external tool (rpmbuild, patch, ...) failed",
     VerifyError.exit_code: "verification failed: the result lacks a requested change",
