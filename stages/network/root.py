@@ -105,12 +105,13 @@ def _read(path: Path) -> tuple[bytes, int] | None:
 
 
 def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozenset(),
-                    force: bool = False) -> list[Change]:
+                    force: bool = False, replace_hint: str = "--force replaces it") -> list[Change]:
     """Put `files` into the image root `root`; return what changed, sorted by path.
 
     Paths in `merged` are edits of the image's own file that keep its content
     (rt_tables in merge mode), so they may replace a file respin did not write.
-    With `force`, foreign or hand-changed files are replaced too.
+    With `force`, foreign or hand-changed files are replaced too; a refusal says
+    `replace_hint`, how the caller's user asks for that.
     """
     root = Path(root)
     if not root.is_dir():
@@ -172,8 +173,7 @@ def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozen
 
     if conflicts and not force:
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
-        raise InputError(f"{conflicts[0]}; refusing to overwrite it "
-                         f"(--force or force = true replaces it){more}")
+        raise InputError(f"{conflicts[0]}; refusing to overwrite it ({replace_hint}){more}")
 
     if writes or removes:
         # Record first what may be found mid-way, so a crash leaves files respin still owns.

@@ -29,6 +29,13 @@ from stages.network.root import STATE_PATH, read_merge_base, stage_into_root, wr
 from stages.network.rpm import RpmOptions, build_rpm
 
 NETFILES_DIR = "netfiles"
+# The kind of each file staged into an image root: listed as an output, a hand edit of
+# it makes the runner rerun the stage (`status` names the file), and the rerun refuses.
+STAGED_KIND = "staged"
+# What replaces a changed file in a pipeline. `respin run --force` only reruns stages: it
+# does not mean "overwrite my edits", so a stage option must say so.
+PIPELINE_REPLACE_HINT = ("set force = true in [network] to replace it; "
+                         "`respin run --force` only reruns the stage")
 
 
 def render_for_root(model: NetworkModel, backend: Backend, rt_tables_mode: Literal["d", "merge"],
@@ -133,11 +140,15 @@ class NetworkStage(Stage):
         write_tree(files, netfiles)
         out = [Artifact(netfiles, "netfiles", meta={"backend": opts.backend, "files": paths})]
         if root is not None:
-            changes = stage_into_root(files, root, merged=merged, force=opts.force)
+            changes = stage_into_root(files, root, merged=merged, force=opts.force,
+                                      replace_hint=PIPELINE_REPLACE_HINT)
             for change in changes:
                 if change.action != "unchanged":
                     ctx.log.info("%s %s", change.action, change.path)
             out.append(Artifact(root / STATE_PATH, "netstate", meta={"root": str(root)}))
+            # A merged file is the image's own (an input of the stage), not an output.
+            out += [Artifact(root / rel, STAGED_KIND, meta={"root": str(root)})
+                    for rel in paths if rel not in merged]
         if opts.rpm is not None:
             description = (f"Policy-routing configuration for {self.model.device} "
                            f"({opts.backend} files), rendered by respin.")

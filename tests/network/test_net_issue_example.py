@@ -82,7 +82,7 @@ def test_net_issue_example_through_run_render_script_check(tmp_path: Path, text:
     report = json.loads(first.stdout)
     assert [(s["name"], s["status"]) for s in report["stages"]] == [("network", "ran")]
     kinds = {a["kind"]: a for a in report["artifacts"]}
-    assert sorted(kinds) == sorted(["netfiles"] + (["netstate"] + (["rpm"] if RPMBUILD else [])
+    assert sorted(kinds) == sorted(["netfiles"] + (["netstate", "staged"] + (["rpm"] if RPMBUILD else [])
                                                    if staged else []))
     assert kinds["netfiles"]["meta"]["files"] == RENDERED
     _assert_rendered(Path(kinds["netfiles"]["path"]))

@@ -73,13 +73,15 @@ def test_net_stage_run_makes_netfiles_root_and_rpm(tmp_path: Path) -> None:
     stage = NetworkStage.from_table(_table(root="image", rpm={"name": "net-conf", "version": "3"}), WHERE)
     artifacts = stage.run(_context(tmp_path))
     kinds = {a.kind: a for a in artifacts}
-    assert sorted(kinds) == ["netfiles", "netstate", "rpm"]
+    assert sorted(kinds) == ["netfiles", "netstate", "rpm", "staged"]
     netfiles = kinds["netfiles"]
     listed = sorted(str(p.relative_to(netfiles.path)) for p in netfiles.path.rglob("*") if p.is_file())
     assert listed == netfiles.meta["files"]
     assert "etc/sysconfig/network-scripts/route-eth0:1" in listed
     for rel in listed:
         assert (tmp_path / "image" / rel).read_bytes() == (netfiles.path / rel).read_bytes()
+    assert sorted(a.path for a in artifacts if a.kind == "staged") == [tmp_path / "image" / rel
+                                                                       for rel in listed]
     assert kinds["netstate"].path == tmp_path / "image" / STATE_PATH
     assert kinds["rpm"].path.name == "net-conf-3-1.noarch.rpm"
 
@@ -98,5 +100,5 @@ def test_net_pipeline_runs_network_stage_then_does_nothing(tmp_path: Path,
     assert (tmp_path / "image" / "etc/iproute2/rt_tables.d/test.conf").is_file()
     second = Runner(load(tmp_path / "pipeline.toml", {"workdir": str(tmp_path / "work")})).run()
     assert second.ran == []
-    kinds = sorted(a["kind"] for a in second.manifest["artifacts"])
-    assert kinds == ["netfiles", "netstate"]
+    kinds = sorted({a["kind"] for a in second.manifest["artifacts"]})
+    assert kinds == ["netfiles", "netstate", "staged"]
