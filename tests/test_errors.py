@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from respin_cli import assert_one_line_error, respin
+
+from fixtures.build import build_srpm
 
 KERNEL_TOML = '[pipeline]\ntarget = "i686"\nworkdir = "work"\n\n[fetch]\nsrpm = "kernel.src.rpm"\n'
 
@@ -24,3 +27,33 @@ def test_a_pipeline_file_that_is_not_utf8_is_named(tmp_path: Path, command: list
     assert_one_line_error(proc, 3, "bad.toml: not UTF-8 text (byte 0xe9 at offset 5)")
     assert proc.stdout == "" or command == ["run", "--json"]
     assert not (tmp_path / "work").exists()
+
+
+@pytest.fixture(scope="module")
+def srpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("rpmbuild") is None:
+        pytest.skip("rpmbuild is not installed")
+    return build_srpm("kernel-2010", tmp_path_factory.mktemp("srpm"))
+
+
+def kernel_toml(where: Path, srpm: str, extra: str = "") -> Path:
+    return write(where / "kernel.toml", KERNEL_TOML.replace('"kernel.src.rpm"', f'"{srpm}"') + extra
+                 + '\n[config]\nset = { CONFIG_RESPIN_FEATURE_A = "y" }\n')
+
+
+def stray_lines(stderr: str) -> list[str]:
+    """stderr lines that are neither respin's own nor its progress lines."""
+    return [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("respin:", "["))]
+
+
+def test_a_truncated_srpm_is_one_line_with_librpms_words(tmp_path: Path, srpm: Path) -> None:
+    trunc = write(tmp_path / "trunc.src.rpm", srpm.read_bytes()[:1000])
+    proc = respin("run", kernel_toml(tmp_path, str(trunc)), "--until", "fetch", check=False)
+    assert_one_line_error(proc, 4, "trunc.src.rpm: not an RPM package", "hdr blob")
+    assert stray_lines(proc.stderr) == []
+
+
+def test_a_directory_as_srpm_is_one_line(tmp_path: Path) -> None:
+    proc = respin("run", kernel_toml(tmp_path, "."), "--until", "fetch", check=False)
+    assert_one_line_error(proc, 4, f"{tmp_path}: is a directory, expected an RPM package")
+    assert stray_lines(proc.stderr) == []

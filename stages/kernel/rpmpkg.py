@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import shutil
+import stat
+import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +41,35 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@contextlib.contextmanager
+def _librpm_stderr() -> Iterator[list[str]]:
+    """Catch what librpm prints on fd 2 (its `error: ... hdr blob ...` lines) while a package
+    is read, so the user sees respin's one line; the list is filled when the block ends."""
+    said: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode(errors="replace")
+            said += [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _librpm_words(said: list[str], path: Path) -> str:
+    """librpm's own lines, without its `error:` prefix and the path respin names anyway."""
+    words = []
+    for line in said:
+        line = line.removeprefix("error:").strip()
+        line = line.removeprefix(f"{path}:").strip()
+        words.append(line)
+    return "; ".join(words)
+
+
 def _header(path: Path) -> Any:
     import rpm  # the bindings take a tenth of a second to load: only when a package is read
 
@@ -47,12 +80,20 @@ def _header(path: Path) -> Any:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError as exc:
         raise InputError(f"{path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise InputError(f"{path}: is a directory, expected an RPM package") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
     try:
-        return ts.hdrFromFdno(fd)
-    except rpm.error as exc:
-        raise InputError(f"{path}: not an RPM package ({exc})") from exc
+        # A directory opens fine; librpm would then fail to read it with a line of its own.
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise InputError(f"{path}: is a directory, expected an RPM package")
+        with _librpm_stderr() as said:
+            try:
+                return ts.hdrFromFdno(fd)
+            except rpm.error as exc:
+                failure = exc
+        words = _librpm_words(said, path)
+        raise InputError(f"{path}: not an RPM package ({failure}{': ' + words if words else ''})") \
+            from failure
     finally:
         os.close(fd)
 
