@@ -57,3 +57,12 @@ def test_a_directory_as_srpm_is_one_line(tmp_path: Path) -> None:
     proc = respin("run", kernel_toml(tmp_path, "."), "--until", "fetch", check=False)
     assert_one_line_error(proc, 4, f"{tmp_path}: is a directory, expected an RPM package")
     assert stray_lines(proc.stderr) == []
+
+
+@pytest.mark.parametrize("url", ["ftp://example.org/kernel.src.rpm", "rsync://mirror/kernel.src.rpm"])
+def test_an_unsupported_url_scheme_is_named(tmp_path: Path, url: str) -> None:
+    scheme = url.split(":")[0]
+    proc = respin("run", kernel_toml(tmp_path, url), check=False)
+    assert_one_line_error(proc, 3, "[fetch]", f"unsupported URL scheme '{scheme}'",
+                          "(path, file://, http(s)://)")
+    assert not (tmp_path / "work").exists()

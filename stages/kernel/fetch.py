@@ -16,6 +16,7 @@ from stages.kernel.repo import download_source, local_repomd, repo_url
 from stages.kernel.rpmpkg import read_package
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class FetchStage(Stage):
@@ -36,6 +37,11 @@ class FetchStage(Stage):
         def __post_init__(self) -> None:
             if self.sha256 is not None and not _SHA256.match(self.sha256.lower()):
                 raise ValueError(f"sha256: '{self.sha256}' is not 64 hex digits")
+            scheme = _SCHEME.match(self.srpm)
+            # Any other scheme would be taken for a local path and reported missing.
+            if self.repo is None and scheme and scheme[1].lower() not in ("file", "http", "https"):
+                raise ValueError(f"srpm: unsupported URL scheme '{scheme[1]}' in '{self.srpm}' "
+                                 "(path, file://, http(s)://)")
 
     options: Options
 
