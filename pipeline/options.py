@@ -23,8 +23,10 @@ def _typename(tp: Any) -> str:
         return " or ".join(repr(a) for a in get_args(tp))
     if origin in (Union, types.UnionType):
         return " or ".join(_typename(a) for a in get_args(tp) if a is not type(None))
-    if origin is list:
-        return f"a list of {_typename(get_args(tp)[0])}"
+    if origin in (list, tuple):
+        # In TOML's words: `unset = ["CONFIG_X"]` is an array.
+        inner = get_args(tp)[0] if get_args(tp) else Any
+        return "an array" if inner is Any else f"an array of {_plural(inner)}"
     if origin is dict:
         return "a table"
     if tp is str:
@@ -36,6 +38,16 @@ def _typename(tp: Any) -> str:
     if tp is float:
         return "a number"
     return getattr(tp, "__name__", str(tp))
+
+
+def _plural(tp: Any) -> str:
+    """What an array of `tp` holds, in the plural: "strings", "tables", ..."""
+    plural = {str: "strings", int: "integers", float: "numbers", bool: "true/false values"}
+    if tp in plural:
+        return plural[tp]
+    if get_origin(tp) in (dict, Mapping, typing.Mapping) or dataclasses.is_dataclass(tp):
+        return "tables"
+    return f"values ({_typename(tp)} each)"
 
 
 def coerce(tp: Any, value: Any, where: str) -> Any:

@@ -66,3 +66,9 @@ def test_an_unsupported_url_scheme_is_named(tmp_path: Path, url: str) -> None:
     assert_one_line_error(proc, 3, "[fetch]", f"unsupported URL scheme '{scheme}'",
                           "(path, file://, http(s)://)")
     assert not (tmp_path / "work").exists()
+
+
+def test_a_string_where_an_array_belongs_says_array_of_strings(tmp_path: Path) -> None:
+    pf = write(tmp_path / "kernel.toml", KERNEL_TOML + '\n[config]\nunset = "CONFIG_X"\n')
+    assert_one_line_error(respin("run", pf, check=False), 3,
+                          "[config] unset: expected an array of strings, got 'CONFIG_X'")
