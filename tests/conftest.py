@@ -1,0 +1,46 @@
+"""Session set-up shared by every test: the example plugin, for the tests only.
+
+tests/plugin_dist is a third-party stage distribution the engine tests load
+through entry points.  It is installed (a real `pip install`, so its entry
+points are real dist-info) into a temp directory of this test run's own, put on
+sys.path and on PYTHONPATH for the `respin` subprocesses: the user's venv
+never lists its stages or commands.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGIN_SRC = REPO / "tests" / "plugin_dist"
+# One per session (test runs may overlap), readable by the unprivileged CI-mode user.
+PLUGIN_DIR = Path(os.environ.get("RESPIN_TEST_PLUGINS") or tempfile.mkdtemp(prefix="respin-test-plugins-"))
+
+
+def _install_plugin() -> None:
+    # --no-build-isolation: the venv's own setuptools builds it, no index needed.
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "--no-deps", "--no-build-isolation", "--target", str(PLUGIN_DIR), str(PLUGIN_SRC)],
+                   check=True, stdin=subprocess.DEVNULL)
+    # pip leaves a build/ beside the sources; the checkout stays as it was.
+    shutil.rmtree(PLUGIN_SRC / "build", ignore_errors=True)
+    for info in PLUGIN_SRC.glob("*.egg-info"):
+        shutil.rmtree(info, ignore_errors=True)
+    PLUGIN_DIR.chmod(0o755)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "RESPIN_TEST_PLUGINS" not in os.environ:
+        _install_plugin()
+        os.environ["RESPIN_TEST_PLUGINS"] = str(PLUGIN_DIR)  # nested pytest runs reuse it
+        config.add_cleanup(lambda: shutil.rmtree(PLUGIN_DIR, ignore_errors=True))
+    sys.path.insert(0, str(PLUGIN_DIR))
+    paths = [str(PLUGIN_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
