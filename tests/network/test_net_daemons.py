@@ -122,7 +122,9 @@ def test_daemon_applies_the_policy_routing(backend: str, name: str, tmp_path: Pa
     if backend == "networkd" and NETWORKD is None:
         pytest.skip("systemd-networkd is not installed (package systemd)")
     if backend == "networkmanager" and (NETWORKMANAGER is None or DBUS_DAEMON is None):
-        pytest.skip("NetworkManager or dbus-daemon is not installed (packages network-manager, dbus)")
+        pytest.skip("NetworkManager or dbus-daemon is not installed (packages network-manager, dbus; "
+                    "on a host booted with systemd, make test installs NetworkManager only with "
+                    "INSTALL_SERVICES=1)")
     model = load_model(FIXTURES / name)
     state = _apply(backend, model, tmp_path)
 
