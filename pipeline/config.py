@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import tomllib
 from collections.abc import Mapping
@@ -85,6 +86,17 @@ def _stage_order(settings: Settings, sections: list[str], where: str) -> tuple[s
     return tuple(sections)
 
 
+def _check_order(order: tuple[str, ...], where: str) -> None:
+    """Stages that a named pipeline also has must keep its order: a later one uses what the
+    earlier one makes (prep unpacks what fetch installed)."""
+    for name, template in sorted(registry.pipelines().items()):
+        ranked = [s for s in order if s in template]
+        for first, second in itertools.pairwise(ranked):
+            if template.index(first) > template.index(second):
+                raise ConfigError(f"{where}: '{first}' is listed before '{second}', which must come "
+                                  f"first (the {name} pipeline runs {', '.join(template)})")
+
+
 def load(file: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> PipelineFile:
     """Load a pipeline file; every stage's table is checked against its Options."""
     path = Path(file).resolve()
@@ -100,6 +112,8 @@ def load(file: str | os.PathLike[str], overrides: Mapping[str, Any] | None = Non
         raise ConfigError(f"{where}: no stages: add stage tables or [pipeline] stages = [...]")
     if len(set(order)) != len(order):
         raise ConfigError(f"{where} [pipeline] stages: a stage is listed twice")
+    if settings.stages is not None:
+        _check_order(order, f"{where} [pipeline] stages")
     for name in sections:
         if name not in order:
             raise ConfigError(f"{where}: [{name}] is not a stage of this pipeline "

@@ -40,7 +40,7 @@ def stage_inputs(pipeline: PipelineFile) -> dict[str, list[Path]]:
     for stage in pipeline.stages:
         ctx = Context(workdir=pipeline.workdir, source=pipeline.path, settings=pipeline.settings_json(),
                       stagedir=pipeline.workdir / "stages" / stage.name,
-                      log=logging.getLogger(f"respin.{stage.name}"))
+                      log=logging.getLogger(f"respin.{stage.name}"), stage=stage.name)
         try:
             paths = list(stage.inputs(ctx))
         except RespinError:

@@ -159,7 +159,7 @@ class Runner:
                        settings=_settings_for_stage(self.pipeline.settings_json(), produced),
                        stagedir=self.workdir / "stages" / stage.name,
                        log=logging.getLogger(f"respin.{stage.name}"),
-                       produced=produced, tools=tools)
+                       produced=produced, tools=tools, stage=stage.name)
 
     # --- planning ------------------------------------------------------------
 

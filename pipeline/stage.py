@@ -52,6 +52,7 @@ class Context:
     produced: dict[str, list[Artifact]] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     run: Callable[..., Any] = field(default=None)  # type: ignore[assignment]
+    stage: str = ""  # the name of the stage this context is for, for its error messages
 
     def __post_init__(self) -> None:
         if self.run is None:
@@ -102,11 +103,31 @@ class Context:
         """The single artifact of `kind` an earlier stage produced."""
         found = self.artifacts(kind)
         if len(found) != 1:
-            raise UsageError(
-                f"stage needs one '{kind}' from an earlier stage, found {len(found)}; "
-                "check the stage order and --from/--only selection"
-            )
+            raise UsageError(self._missing(kind, len(found)))
         return found[0]
+
+    def _missing(self, kind: str, count: int) -> str:
+        who = f"stage '{self.stage}'" if self.stage else "this stage"
+        if count:
+            return (f"{who} needs one '{kind}' from an earlier stage, found {count}; "
+                    "check the stage order and --from/--only selection")
+        before = list(self.produced)
+        text = (f"{who} needs a '{kind}' from an earlier stage, and none made one "
+                f"(stages before it: {', '.join(before) or 'none'})")
+        from pipeline import registry
+        from pipeline.errors import RespinError
+
+        try:
+            templates = registry.pipelines()
+        except RespinError:
+            templates = {}
+        for name, order in sorted(templates.items()):
+            if self.stage in order:
+                first = [s for s in order[:order.index(self.stage)] if s not in before]
+                if first:
+                    return (text + f"; in the {name} pipeline {', '.join(first)} "
+                            f"{'comes' if len(first) == 1 else 'come'} before {self.stage}")
+        return text + "; check the stage order and --from/--only selection"
 
     def record_tool(self, name: str, version: str) -> None:
         """Note a tool version for the manifest."""

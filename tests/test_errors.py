@@ -72,3 +72,17 @@ def test_a_string_where_an_array_belongs_says_array_of_strings(tmp_path: Path) -
     pf = write(tmp_path / "kernel.toml", KERNEL_TOML + '\n[config]\nunset = "CONFIG_X"\n')
     assert_one_line_error(respin("run", pf, check=False), 3,
                           "[config] unset: expected an array of strings, got 'CONFIG_X'")
+
+
+def test_stages_out_of_order_name_both_stages(tmp_path: Path) -> None:
+    pf = write(tmp_path / "kernel.toml", '[pipeline]\nstages = ["prep", "fetch"]\n\n[fetch]\n'
+               'srpm = "kernel.src.rpm"\n')
+    assert_one_line_error(respin("run", pf, check=False), 3, "[pipeline] stages",
+                          "'prep' is listed before 'fetch', which must come first")
+    assert not (tmp_path / "_respin").exists()
+
+
+def test_a_stage_without_the_stage_it_needs_names_both(tmp_path: Path) -> None:
+    pf = write(tmp_path / "kernel.toml", '[pipeline]\nstages = ["prep"]\n')
+    assert_one_line_error(respin("run", pf, check=False), 2, "stage 'prep' needs a 'sources'",
+                          "in the kernel pipeline fetch comes before prep")
