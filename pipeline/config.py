@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import registry
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InputError, RespinError, UsageError
 from pipeline.options import parse_options
 from pipeline.stage import Stage
 
@@ -128,4 +128,21 @@ def load(file: str | os.PathLike[str], overrides: Mapping[str, Any] | None = Non
         if not isinstance(stage_table, dict):
             raise ConfigError(f"{where}: [{name}] must be a table")
         built.append(cls.from_table(stage_table, f"{where} [{name}]"))
-    return PipelineFile(path, settings, tuple(built), raw)
+    pipeline = PipelineFile(path, settings, tuple(built), raw)
+    if overrides and "workdir" in overrides:
+        _check_workdir(pipeline.workdir, "--workdir", UsageError)
+    else:
+        _check_workdir(pipeline.workdir, f"{where} [pipeline] workdir", ConfigError)
+    return pipeline
+
+
+def _check_workdir(workdir: Path, given: str, error: type[RespinError]) -> None:
+    """The work dir is a directory, or can be made one: not a file, nor inside one."""
+    existing = workdir
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir():
+        return
+    if existing == workdir:
+        raise error(f"{given} {workdir}: not a directory (the work dir must be one)")
+    raise error(f"{given} {workdir}: cannot be made, {existing} is not a directory")

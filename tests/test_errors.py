@@ -86,3 +86,16 @@ def test_a_stage_without_the_stage_it_needs_names_both(tmp_path: Path) -> None:
     pf = write(tmp_path / "kernel.toml", '[pipeline]\nstages = ["prep"]\n')
     assert_one_line_error(respin("run", pf, check=False), 2, "stage 'prep' needs a 'sources'",
                           "in the kernel pipeline fetch comes before prep")
+
+
+def test_a_file_as_work_dir_is_not_a_directory(tmp_path: Path) -> None:
+    afile = write(tmp_path / "afile", "mine\n")
+    pf = write(tmp_path / "kernel.toml", '[pipeline]\nstages = ["fetch"]\n\n[fetch]\nsrpm = "k.src.rpm"\n')
+    for command in ("run", "status"):
+        assert_one_line_error(respin(command, pf, "--workdir", afile, check=False), 2,
+                              f"--workdir {afile}: not a directory")
+        assert_one_line_error(respin(command, pf, "--workdir", afile / "sub", check=False), 2,
+                              f"{afile} is not a directory")
+    write(pf, pf.read_text().replace("[pipeline]\n", '[pipeline]\nworkdir = "afile"\n'))
+    assert_one_line_error(respin("run", pf, check=False), 3, "[pipeline] workdir", "not a directory")
+    assert afile.read_text() == "mine\n"
