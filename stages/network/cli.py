@@ -11,8 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline.errors import ConfigError
 from stages.network import script
-from stages.network.model import load_model
+from stages.network.model import ModelError, load_model
 from stages.network.render import BACKENDS
 from stages.network.root import stage_into_root
 from stages.network.stage import render_for_root
@@ -35,7 +36,12 @@ def _script(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    model = load_model(Path(args.file))
+    try:
+        model = load_model(Path(args.file))
+    except ModelError as exc:
+        # One line per problem, in the form every other error takes.
+        sys.stderr.writelines(f"respin: error: {problem}\n" for problem in exc.problems)
+        return ConfigError.exit_code
     parts = [f"{model.device} {model.address} via {model.gateway}"]
     parts += [f"{a.label} {a.address} via {a.gateway} table {a.table.name} ({a.table.id})"
               for a in model.aliases]

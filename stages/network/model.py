@@ -2,18 +2,19 @@
 
 The model is read from a TOML table, either a standalone file or the
 `[network]` section of a pipeline file. Every check happens here, so the
-renderers can trust what they get. Errors are one line naming the file and
-the key, e.g. `net.toml: network.alias[0].gateway: ...`.
+renderers can trust what they get. Each problem is one line naming the file
+and the key, e.g. `net.toml: network.alias[0].gateway: ...`; every problem is
+found in one pass (ModelError.problems), so `respin net check` lists them all.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.config import read_toml
 from pipeline.errors import ConfigError
@@ -118,12 +119,28 @@ class NetworkModel:
         }
 
 
+class ModelError(ConfigError):
+    """Every problem found in a model, one line each; the message is the first (and how
+    many more), so a caller that has one line to give still names one problem exactly."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        more = len(problems) - 1
+        tail = f" (and {more} more problem{'s' if more > 1 else ''}; `respin net check` " \
+               "lists every one)" if more else ""
+        super().__init__(f"{problems[0]}{tail}")
+        self.problems = tuple(problems)
+
+
+_T = TypeVar("_T")
+
+
 class _Where:
-    """Builds one-line errors naming the file and the key path."""
+    """Builds one-line errors naming the file and the key path, and collects them."""
 
     def __init__(self, source: str, prefix: str) -> None:
         self.source = source
         self.prefix = prefix
+        self.problems: list[str] = []
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
@@ -131,17 +148,43 @@ class _Where:
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {key}: {message}")
 
+    def problem(self, key: str, message: str) -> None:
+        """Note a problem and go on checking the rest."""
+        self.problems.append(self.error(key, message).message)
+
+    def attempt(self, check: Callable[[], _T]) -> _T | None:
+        """The value `check` builds, or None after noting why it could not."""
+        try:
+            return check()
+        except ConfigError as exc:
+            self.problems.append(exc.message)
+            return None
+
+    def field(self, table: Mapping[str, Any], name: str, key: str,
+              check: Callable[[Any, _Where, str], _T]) -> _T | None:
+        """`table[name]` (key path `key`) as `check` builds it, or None after noting why not."""
+        return self.attempt(lambda: check(_require(table, name, self, key), self, key))
+
+    def claim(self, taken: dict[Any, str], value: Any, owner: str, key: str, what: str,
+              why: str = "") -> None:
+        """Note a problem if an earlier key took `value`; else `owner` takes it."""
+        if value in taken:
+            self.problem(key, f"{what} is already used by {taken[value]}{why}")
+        else:
+            taken[value] = owner
+
 
 def _check_keys(table: Mapping[str, Any], known: Sequence[str], where: _Where, key: str,
                 extra: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Normalise dashes to underscores and reject unknown keys, naming the first one."""
+    """Normalise dashes to underscores; note each unknown key and leave it out."""
     out: dict[str, Any] = {}
     for raw, value in table.items():
         name = str(raw).replace("-", "_")
         if name not in known and name not in extra:
             label = f"{key}.{raw}" if key else str(raw)
             staging = f"; staging keys: {', '.join(sorted(extra))}" if extra else ""
-            raise where.error(label, f"unknown key (known keys: {', '.join(known)}{staging})")
+            where.problem(label, f"unknown key (known keys: {', '.join(known)}{staging})")
+            continue
         out[name] = value
     return out
 
@@ -165,7 +208,7 @@ def _interface(value: Any, where: _Where, key: str) -> ipaddress.IPv4Interface:
     try:
         iface = ipaddress.ip_interface(text)
     except ValueError as exc:
-        raise where.error(key, f"'{text}' is not an address with a prefix: {exc}") from exc
+        raise where.error(key, _why_not_interface(text)) from exc
     if isinstance(iface, ipaddress.IPv6Interface):
         # ifup-aliases only configures IPv4 labels; refusing beats half support.
         raise where.error(key, f"'{text}' is IPv6; only IPv4 addresses are supported "
@@ -179,7 +222,23 @@ def _interface(value: Any, where: _Where, key: str) -> ipaddress.IPv4Interface:
     return iface
 
 
-def _gateway(value: Any, iface: ipaddress.IPv4Interface, where: _Where, key: str) -> ipaddress.IPv4Address:
+def _why_not_interface(text: str) -> str:
+    """Which half of ADDRESS/PREFIX is wrong, in the model's words."""
+    host, _, length = text.partition("/")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return f"'{text}': '{host}' is not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address):
+        return f"'{text}' is IPv6; only IPv4 addresses are supported (initscripts aliases are IPv4 only)"
+    if length.isdigit():
+        return f"'{text}': prefix length {int(length)} is more than 32 (IPv4 prefixes are 0..32)"
+    return f"'{text}': '{length}' is not a prefix length (0..32) or a netmask"
+
+
+def _gateway(value: Any, iface: ipaddress.IPv4Interface | None, where: _Where,
+             key: str) -> ipaddress.IPv4Address:
+    """The gateway; checked against the subnet of `iface` unless that address was bad."""
     text = _string(value, where, key)
     try:
         gw = ipaddress.ip_address(text)
@@ -187,6 +246,8 @@ def _gateway(value: Any, iface: ipaddress.IPv4Interface, where: _Where, key: str
         raise where.error(key, f"'{text}' is not an IP address") from exc
     if isinstance(gw, ipaddress.IPv6Address):
         raise where.error(key, f"'{text}' is IPv6; only IPv4 gateways are supported")
+    if iface is None:
+        return gw
     if gw not in iface.network:
         raise where.error(key, f"{gw} is not inside {iface.network} (the subnet of {iface})")
     if gw == iface.ip:
@@ -205,28 +266,38 @@ def _ifname(value: Any, where: _Where, key: str) -> str:
     return name
 
 
-def _table(value: Any, where: _Where, key: str) -> RouteTable:
+def _table(value: Any, where: _Where, key: str) -> tuple[int | None, str | None]:
+    """A `table = { id, name }`: each half checked on its own (None: a problem was noted),
+    so a bad id still lets the name be compared with the other aliases'."""
     if not isinstance(value, Mapping):
-        raise where.error(key, f"expected a table like {{ id = 1, name = \"test\" }}, got {value!r}")
+        where.problem(key, f"expected a table like {{ id = 1, name = \"test\" }}, got {value!r}")
+        return None, None
     table = _check_keys(value, TABLE_KEYS, where, key)
-    raw_id = _require(table, "id", where, f"{key}.id")
-    if isinstance(raw_id, bool) or not isinstance(raw_id, int):
-        raise where.error(f"{key}.id", f"expected an integer, got {raw_id!r}")
-    if raw_id in RESERVED_TABLE_IDS:
-        raise where.error(f"{key}.id", f"{raw_id} is reserved (0 unspec, 252 compat, 253 default, "
-                                       "254 main, 255 local)")
-    if not 1 <= raw_id <= TABLE_ID_MAX:
-        raise where.error(f"{key}.id", f"{raw_id} is outside 1..{TABLE_ID_MAX} (table ids are 32-bit)")
-    name = _string(_require(table, "name", where, f"{key}.name"), where, f"{key}.name")
+    return (where.field(table, "id", f"{key}.id", _table_id),
+            where.field(table, "name", f"{key}.name", _table_name))
+
+
+def _table_id(value: Any, where: _Where, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise where.error(key, f"expected an integer, got {value!r}")
+    if value in RESERVED_TABLE_IDS:
+        raise where.error(key, f"{value} is reserved (0 unspec, 252 compat, 253 default, "
+                               "254 main, 255 local)")
+    if not 1 <= value <= TABLE_ID_MAX:
+        raise where.error(key, f"{value} is outside 1..{TABLE_ID_MAX} (table ids are 32-bit)")
+    return value
+
+
+def _table_name(value: Any, where: _Where, key: str) -> str:
+    name = _string(value, where, key)
     if name.isdigit() or (name.lower().startswith("0x") and _is_hex(name[2:])):
-        raise where.error(f"{key}.name", f"'{name}' is numeric; ip would read it as a table id")
+        raise where.error(key, f"'{name}' is numeric; ip would read it as a table id")
     if name in RESERVED_TABLE_NAMES:
-        raise where.error(f"{key}.name", f"'{name}' is reserved "
-                                         f"({', '.join(sorted(RESERVED_TABLE_NAMES))})")
+        raise where.error(key, f"'{name}' is reserved ({', '.join(sorted(RESERVED_TABLE_NAMES))})")
     if not _TABLE_NAME.fullmatch(name):
-        raise where.error(f"{key}.name", f"'{name}' is not a valid rt_tables name "
-                                         "(a letter or _ then up to 63 of A-Z a-z 0-9 _ . -)")
-    return RouteTable(raw_id, name)
+        raise where.error(key, f"'{name}' is not a valid rt_tables name "
+                               "(a letter or _ then up to 63 of A-Z a-z 0-9 _ . -)")
+    return name
 
 
 def _is_hex(text: str) -> bool:
@@ -248,83 +319,100 @@ def parse_model(table: Mapping[str, Any], source: str, prefix: str = "network") 
     `source` names the file in messages; `prefix` is the key path of the
     table in that file ("network" for a `[network]` section, "" for a file
     holding the keys at the top level). Staging keys are accepted and ignored.
+    Every problem is found before ModelError is raised with them all; a check
+    that needs a value found bad (a gateway's subnet) is left out.
     """
     where = _Where(source, prefix)
     if not isinstance(table, Mapping):
         raise where.error(prefix or "network", "expected a table")
     top = _check_keys(table, MODEL_KEYS, where, prefix, extra=STAGING_KEYS)
-    device = _ifname(_require(top, "device", where, where.key("device")), where, where.key("device"))
-    address = _interface(_require(top, "address", where, where.key("address")), where,
-                         where.key("address"))
-    gateway = _gateway(_require(top, "gateway", where, where.key("gateway")), address, where,
-                       where.key("gateway"))
+    device = where.field(top, "device", where.key("device"), _ifname)
+    address = where.field(top, "address", where.key("address"), _interface)
+    gateway = where.field(top, "gateway", where.key("gateway"), lambda v, w, k: _gateway(v, address, w, k))
 
     raw_aliases = top.get("alias", [])
     if isinstance(raw_aliases, Mapping):
         raw_aliases = [raw_aliases]  # `[network.alias]` instead of `[[network.alias]]`
     if not isinstance(raw_aliases, list):
-        raise where.error(where.key("alias"), f"expected [[{where.key('alias')}]] tables, "
-                                              f"got {raw_aliases!r}")
+        where.problem(where.key("alias"), f"expected [[{where.key('alias')}]] tables, got {raw_aliases!r}")
+        raw_aliases = []
 
-    aliases: list[Alias] = []
-    labels: dict[str, str] = {}
-    addresses: dict[ipaddress.IPv4Address, str] = {address.ip: where.key("address")}
-    table_ids: dict[int, str] = {}
-    table_names: dict[str, str] = {}
-    priorities: dict[int, str] = {}
-    for index, raw in enumerate(raw_aliases):
-        key = where.key(f"alias[{index}]")
-        if not isinstance(raw, Mapping):
-            raise where.error(key, f"expected a table, got {raw!r}")
-        entry = _check_keys(raw, ALIAS_KEYS, where, key)
+    seen = _Seen(where, address)
+    aliases = [_alias(raw, where.key(f"alias[{index}]"), index, device, where, seen)
+               for index, raw in enumerate(raw_aliases)]
 
-        label = _string(_require(entry, "device", where, f"{key}.device"), where, f"{key}.device")
-        parent, colon, suffix = label.partition(":")
-        if not colon:
-            raise where.error(f"{key}.device", f"'{label}' is not an alias label; "
-                                               f"write it as {device}:N")
-        if parent != device:
-            raise where.error(f"{key}.device", f"'{label}' is not on {device} "
-                                               f"(aliases must be {device}:N)")
-        if not _ALIAS_SUFFIX.fullmatch(suffix) or len(label) > 15:
-            raise where.error(f"{key}.device", f"'{label}': the part after ':' must be "
-                                               "0-9 A-Z a-z _ and the label at most 15 characters")
-        if label in labels:
-            raise where.error(f"{key}.device", f"'{label}' is already used by {labels[label]}")
-        labels[label] = key
+    if where.problems:
+        raise ModelError(where.problems)
+    assert device is not None and address is not None and gateway is not None
+    return NetworkModel(device, address, gateway, tuple(a for a in aliases if a is not None), source)
 
-        alias_addr = _interface(_require(entry, "address", where, f"{key}.address"), where,
-                                f"{key}.address")
-        if alias_addr.ip in addresses:
-            raise where.error(f"{key}.address", f"{alias_addr.ip} is already used by "
-                                                f"{addresses[alias_addr.ip]}")
-        addresses[alias_addr.ip] = f"{key}.address"
-        alias_gw = _gateway(_require(entry, "gateway", where, f"{key}.gateway"), alias_addr, where,
-                            f"{key}.gateway")
 
-        rt = _table(_require(entry, "table", where, f"{key}.table"), where, f"{key}.table")
-        if rt.id in table_ids:
-            raise where.error(f"{key}.table.id", f"table {rt.id} is already used by {table_ids[rt.id]}; "
-                                                 "each alias needs its own table")
-        if rt.name in table_names:
-            raise where.error(f"{key}.table.name", f"table '{rt.name}' is already used by "
-                                                   f"{table_names[rt.name]}; each alias needs its own table")
-        table_ids[rt.id] = key
-        table_names[rt.name] = key
+class _Seen:
+    """What earlier aliases took (labels, addresses, tables, priorities) and which key took it."""
 
-        if "priority" in entry:
-            prio = _priority(entry["priority"], where, f"{key}.priority")
-        else:
-            prio = DEFAULT_PRIORITY_BASE + PRIORITY_STEP * index
+    def __init__(self, where: _Where, address: ipaddress.IPv4Interface | None) -> None:
+        self.labels: dict[str, str] = {}
+        self.addresses: dict[ipaddress.IPv4Address, str] = {}
+        if address is not None:
+            self.addresses[address.ip] = where.key("address")
+        self.table_ids: dict[int, str] = {}
+        self.table_names: dict[str, str] = {}
+        self.priorities: dict[int, str] = {}
+
+
+def _label(value: Any, device: str | None, where: _Where, key: str) -> str:
+    label = _string(value, where, key)
+    parent, colon, suffix = label.partition(":")
+    if not colon:
+        raise where.error(key, f"'{label}' is not an alias label; write it as {device or 'DEVICE'}:N")
+    if device is not None and parent != device:
+        raise where.error(key, f"'{label}' is not on {device} (aliases must be {device}:N)")
+    if not _ALIAS_SUFFIX.fullmatch(suffix) or len(label) > 15:
+        raise where.error(key, f"'{label}': the part after ':' must be "
+                               "0-9 A-Z a-z _ and the label at most 15 characters")
+    return label
+
+
+def _alias(raw: Any, key: str, index: int, device: str | None, where: _Where, seen: _Seen) -> Alias | None:
+    """One `[[alias]]` entry; None when it has a problem (noted in `where`)."""
+    if not isinstance(raw, Mapping):
+        where.problem(key, f"expected a table, got {raw!r}")
+        return None
+    before = len(where.problems)
+    entry = _check_keys(raw, ALIAS_KEYS, where, key)
+
+    label = where.field(entry, "device", f"{key}.device", lambda v, w, k: _label(v, device, w, k))
+    if label is not None:
+        where.claim(seen.labels, label, key, f"{key}.device", f"'{label}'")
+    address = where.field(entry, "address", f"{key}.address", _interface)
+    if address is not None:
+        where.claim(seen.addresses, address.ip, f"{key}.address", f"{key}.address", str(address.ip))
+    gateway = where.field(entry, "gateway", f"{key}.gateway", lambda v, w, k: _gateway(v, address, w, k))
+
+    table_id, table_name = where.field(entry, "table", f"{key}.table", _table) or (None, None)
+    one_each = "; each alias needs its own table"
+    if table_id is not None:
+        where.claim(seen.table_ids, table_id, key, f"{key}.table.id", f"table {table_id}", one_each)
+    if table_name is not None:
+        where.claim(seen.table_names, table_name, key, f"{key}.table.name", f"table '{table_name}'", one_each)
+
+    if "priority" in entry:
+        prio = where.attempt(lambda: _priority(entry["priority"], where, f"{key}.priority"))
+    else:
+        prio = DEFAULT_PRIORITY_BASE + PRIORITY_STEP * index
+    if prio is not None:
+        clash = next((p for p in (prio, prio + 1) if p in seen.priorities), None)
+        if clash is not None:
+            where.problem(f"{key}.priority", f"rule priority {clash} is already used by "
+                                             f"{seen.priorities[clash]} (each alias uses N and N+1)")
         for p in (prio, prio + 1):
-            if p in priorities:
-                raise where.error(f"{key}.priority", f"rule priority {p} is already used by "
-                                                     f"{priorities[p]} (each alias uses N and N+1)")
-        priorities[prio] = priorities[prio + 1] = key
+            seen.priorities.setdefault(p, key)
 
-        aliases.append(Alias(label, alias_addr, alias_gw, rt, prio))
-
-    return NetworkModel(device, address, gateway, tuple(aliases), source)
+    if len(where.problems) > before:
+        return None
+    assert label is not None and address is not None and gateway is not None and table_id is not None \
+        and table_name is not None and prio is not None
+    return Alias(label, address, gateway, RouteTable(table_id, table_name), prio)
 
 
 def network_table(data: Mapping[str, Any], source: str) -> tuple[Mapping[str, Any], str]:

@@ -63,7 +63,7 @@ def test_net_cli_errors_are_raised_for_the_main_cli(tmp_path: Path,
     bad = tmp_path / "bad.toml"
     bad.write_text(NET.read_text().replace('gateway = "198.51.100.1"', 'gateway = "192.0.2.1"'))
     with pytest.raises(ConfigError, match=r"bad.toml: network.alias\[0\].gateway: "):
-        _run(["net", "check", str(bad)], capsys)
+        _run(["net", "script", str(bad)], capsys)
     foreign = tmp_path / "root" / "etc/sysconfig/network-scripts/ifcfg-eth0"
     foreign.parent.mkdir(parents=True)
     foreign.write_text("DEVICE=eth0\n")

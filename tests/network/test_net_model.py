@@ -79,10 +79,12 @@ INVALID = [
     ("long-device", HEAD.replace('"eth0"', '"a-very-long-ifname0"'), "network.device", "interface name"),
     ("address-not-string", HEAD.replace('"192.0.2.10/24"', "42"), "network.address", "string"),
     ("address-garbage", HEAD.replace('"192.0.2.10/24"', '"192.0.2.300/24"'), "network.address",
-     "not an address"),
+     "'192.0.2.300' is not an IP address"),
     ("address-no-prefix", HEAD.replace('"192.0.2.10/24"', '"192.0.2.10"'), "network.address", "prefix"),
     ("address-bad-prefix", HEAD.replace('"192.0.2.10/24"', '"192.0.2.10/33"'), "network.address",
-     "not an address"),
+     "prefix length 33 is more than 32"),
+    ("address-bad-mask", HEAD.replace('"192.0.2.10/24"', '"192.0.2.10/255.0.255.0"'), "network.address",
+     "'255.0.255.0' is not a prefix length (0..32) or a netmask"),
     ("address-is-network", HEAD.replace('"192.0.2.10/24"', '"192.0.2.0/24"'), "network.address",
      "network or broadcast"),
     ("gateway-outside", HEAD.replace('"192.0.2.1"', '"203.0.113.1"'), "network.gateway",
@@ -168,6 +170,8 @@ def test_net_invalid_model_is_refused_naming_key_and_file(tmp_path: Path, text: 
     with pytest.raises(ConfigError) as info:
         load_model(path)
     message = str(info.value)
+    # One problem makes one line, not a cascade of checks that needed the bad value.
+    assert len(getattr(info.value, "problems", [message])) == 1, info.value
     assert "\n" not in message
     assert message.startswith(f"{path}: {key}: "), message
     assert reason in message, message
