@@ -17,7 +17,14 @@ from pipeline.errors import EXIT_CODES, Interrupted, RespinError, UsageError
 class _Parser(argparse.ArgumentParser):
     # argparse exits with 2 and a usage dump; keep the one-line error and our exit code.
     def error(self, message: str) -> Any:
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(_usage_message(self.prog.partition(" ")[2], message))
+
+
+def _usage_message(command: str, message: str) -> str:
+    """One line: the sub-command, argparse's words, where the options are listed."""
+    message = message.replace("argument COMMAND: invalid choice:", "unknown command")
+    where = f"{command}: " if command else ""
+    return f"{where}{message}; see respin {command + ' ' if command else ''}--help"
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -206,7 +213,11 @@ def _main(argv: list[str], given: set[str]) -> int:
     debug = "--debug" in given
     try:
         parser = build_parser(argv)
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # Reported here, not by argparse's top level: the line names the sub-command.
+            raise UsageError(_usage_message(getattr(args, "command", None) or "",
+                                            f"unrecognized arguments: {' '.join(extra)}"))
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return UsageError.exit_code

@@ -99,3 +99,17 @@ def test_a_file_as_work_dir_is_not_a_directory(tmp_path: Path) -> None:
     write(pf, pf.read_text().replace("[pipeline]\n", '[pipeline]\nworkdir = "afile"\n'))
     assert_one_line_error(respin("run", pf, check=False), 3, "[pipeline] workdir", "not a directory")
     assert afile.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--bogus"], "respin: error: unrecognized arguments: --bogus; see respin --help"),
+    (["run", "--bogus", "x.toml"],
+     "respin: error: run: unrecognized arguments: --bogus; see respin run --help"),
+    (["run"], "respin: error: run: the following arguments are required: file; see respin run --help"),
+    (["nosuch"], "respin: error: unknown command 'nosuch' (choose from "),
+])
+def test_a_bad_command_line_is_one_clean_line(args: list[str], words: str) -> None:
+    proc = respin(*args, check=False)
+    assert_one_line_error(proc, 2)
+    assert proc.stderr.startswith(words), proc.stderr
+    assert proc.stderr.count("respin") == 1 + proc.stderr.count("see respin"), proc.stderr
