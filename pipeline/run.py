@@ -106,7 +106,8 @@ def run(
         except BaseException as exc:
             _kill_group(proc)
             if isinstance(exc, KeyboardInterrupt):
-                raise Interrupted(f"interrupted while running {args[0]}") from exc
+                # `what` names the real command: argv[0] may be a wrapper (unshare around rpmbuild).
+                raise Interrupted(f"interrupted while running {what or args[0]}") from exc
             raise
         out_fh.seek(start)
         out = out_fh.read().decode(errors="replace")

@@ -361,6 +361,8 @@ class Runner:
                 self._write_manifest(records, produced, tools)
                 if isinstance(exc, KeyboardInterrupt):
                     raise Interrupted(f"interrupted during stage '{stage.name}'") from exc
+                if isinstance(exc, Interrupted):
+                    raise Interrupted(f"stage '{stage.name}': {exc.message}") from exc
                 raise
             record.seconds = time.monotonic() - started
             record.status = "ran"

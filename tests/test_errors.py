@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from respin_cli import assert_one_line_error, respin
+from respin_cli import RESPIN, assert_one_line_error, respin
 
 from fixtures.build import build_srpm
 
@@ -113,3 +116,24 @@ def test_a_bad_command_line_is_one_clean_line(args: list[str], words: str) -> No
     assert_one_line_error(proc, 2)
     assert proc.stderr.startswith(words), proc.stderr
     assert proc.stderr.count("respin") == 1 + proc.stderr.count("see respin"), proc.stderr
+
+
+def test_ctrl_c_during_rebuild_names_rpmbuild_and_the_stage(tmp_path: Path, srpm: Path) -> None:
+    pf = kernel_toml(tmp_path, str(srpm), extra='\n[rebuild]\nmode = "binary"\n')
+    respin("run", pf, "--until", "inject")
+    log = tmp_path / "work/stages/rebuild/rebuild.log"
+    proc = subprocess.Popen([str(RESPIN), "run", str(pf)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        # rpmbuild has started once it writes its log: interrupt it mid-build.
+        while not (log.exists() and log.stat().st_size > 0) and proc.poll() is None:
+            assert time.monotonic() < deadline, "rpmbuild never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert_one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr), 130,
+                          "stage 'rebuild'", "interrupted while running rpmbuild -bb of kernel.spec")
+    assert "unshare" not in stderr
