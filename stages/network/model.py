@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pipeline import registry
 from pipeline.config import read_toml
 from pipeline.errors import ConfigError
 
@@ -427,7 +428,18 @@ def network_table(data: Mapping[str, Any], source: str) -> tuple[Mapping[str, An
         if not isinstance(section, Mapping):
             raise ConfigError(f"{source}: network: expected a [network] table, got {section!r}")
         return section, "network"
+    if _is_pipeline_file(data):
+        raise ConfigError(f"{source}: is a pipeline file with no [network] table, not a network model")
     return data, ""
+
+
+def _is_pipeline_file(data: Mapping[str, Any]) -> bool:
+    """A [pipeline] table, or stage tables ([fetch], [config], ...) and no model key."""
+    if isinstance(data.get("pipeline"), Mapping):
+        return True
+    stage_names = registry.own_entry_points(registry.STAGES_GROUP)
+    return not any(k in data for k in MODEL_KEYS) and any(
+        isinstance(v, Mapping) and k in stage_names for k, v in data.items())
 
 
 def load_model(path: Path) -> NetworkModel:

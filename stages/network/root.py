@@ -104,6 +104,25 @@ def _read(path: Path) -> tuple[bytes, int] | None:
     return path.read_bytes(), stat.S_IMODE(st.st_mode)
 
 
+def _make_root(root: Path) -> None:
+    """A missing image root is made, as `make install DESTDIR=` does (nothing in it can be
+    overwritten), but only inside a directory that exists: a mistyped parent is reported,
+    not built. Anything else that is not a directory is refused."""
+    if root.is_symlink() and not root.exists():
+        raise InputError(f"{root}: image root is a symlink to {os.readlink(root)}, which does not exist")
+    if root.exists():
+        if not root.is_dir():
+            raise InputError(f"{root}: image root is not a directory")
+        return
+    try:
+        root.mkdir()
+    except FileNotFoundError as exc:
+        raise InputError(f"{root}: image root does not exist, and neither does {root.parent}") from exc
+    except OSError as exc:
+        raise InputError(f"{root}: image root does not exist and cannot be made: {exc.strerror}") from exc
+    log.info("made image root %s (it did not exist)", root)
+
+
 def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozenset(),
                     force: bool = False, replace_hint: str = "--force replaces it") -> list[Change]:
     """Put `files` into the image root `root`; return what changed, sorted by path.
@@ -114,8 +133,7 @@ def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozen
     `replace_hint`, how the caller's user asks for that.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root}: image root is not a directory")
+    _make_root(root)
     state = _load_state(root)
     owned: Mapping[str, Mapping[str, Any]] = state["files"]
     was_merged = {str(p) for p in state["merged"]}

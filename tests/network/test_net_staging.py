@@ -128,9 +128,10 @@ def test_net_symlinked_directory_is_refused(tmp_path: Path,
     assert list(outside.iterdir()) == []
 
 
-def test_net_root_must_exist(tmp_path: Path, model_files: dict[str, tuple[bytes, int]]) -> None:
+def test_net_root_must_be_a_directory(tmp_path: Path, model_files: dict[str, tuple[bytes, int]]) -> None:
+    (tmp_path / "file").write_text("")
     with pytest.raises(InputError, match="image root is not a directory"):
-        stage_into_root(model_files, tmp_path / "nope")
+        stage_into_root(model_files, tmp_path / "file")
 
 
 def test_net_rt_tables_merge_keeps_lines_and_is_idempotent(tmp_path: Path) -> None:
