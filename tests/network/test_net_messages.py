@@ -1,5 +1,5 @@
 """`respin net` and the network stage given the wrong thing: each is one line naming it and saying
-what it is (a pipeline file, an image root that is missing or not a directory)."""
+what it is (a pipeline file, not UTF-8, an image root that is missing or not a directory)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,16 @@ def test_net_commands_given_a_pipeline_file_say_so(tmp_path: Path, text: str) ->
     for args in _net_commands(kernel, tmp_path):
         assert_one_line_error(respin(*args, check=False), ConfigError.exit_code,
                               f"{kernel}: is a pipeline file with no [network] table, not a network model")
+    assert not (tmp_path / "image").exists()
+
+
+def test_net_commands_given_a_model_that_is_not_utf8(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"# caf\xe9\n" + NET.read_bytes())
+    for args in _net_commands(bad, tmp_path):
+        proc = respin(*args, check=False)
+        assert proc.stderr == f"respin: error: {bad}: not UTF-8 text (byte 0xe9 at offset 5)\n"
+        assert proc.returncode == ConfigError.exit_code
     assert not (tmp_path / "image").exists()
 
 
