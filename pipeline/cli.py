@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Any
 
 from pipeline import __version__, registry
-from pipeline.errors import EXIT_CODES, Interrupted, RespinError, UsageError
+from pipeline.errors import EXIT_CODES, InputError, Interrupted, RespinError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,7 +73,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     pipeline = load(args.file, _overrides(args))
     plans = Runner(pipeline).plan()
-    rows = [{"stage": p.stage.name, "up_to_date": not p.reason, "reason": p.reason or "up to date"}
+    rows = [{"stage": p.stage.name, "up_to_date": not p.reason, "reason": p.reason or "up to date",
+             "missing": [str(m) for m in p.missing]}
             for p in plans]
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
@@ -82,6 +83,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
         width = max(len(p.stage.name) for p in plans)
         for r in rows:
             print(f"{r['stage']:<{width}}  {r['reason']}")
+    for p in plans:
+        if p.missing:
+            # The table is the answer; the exit status says a run cannot succeed as things are.
+            raise InputError(f"{p.missing[0]}: no such file (an input of stage '{p.stage.name}')")
     return 0
 
 

@@ -116,6 +116,7 @@ class Plan:
     fingerprint: str
     reason: str
     state: dict[str, Any] | None = None
+    missing: tuple[Path, ...] = ()  # inputs outside the work dir that do not exist
 
 
 @dataclass
@@ -163,12 +164,14 @@ class Runner:
 
     # --- planning ------------------------------------------------------------
 
-    def _fingerprint(self, stage: Stage, ctx: Context, prev: str) -> tuple[str, dict[str, str]]:
+    def _fingerprint(self, stage: Stage, ctx: Context, prev: str,
+                     inputs: Sequence[Path] | None = None) -> tuple[str, dict[str, str]]:
+        inputs = stage.inputs(ctx) if inputs is None else inputs
         parts = {
             "stage": stage.name,
             "version": stage.version,
             "options": _digest(stage.options_json()),
-            "inputs": _digest({str(p): self._input_hash(p) for p in stage.inputs(ctx)}),
+            "inputs": _digest({str(p): self._input_hash(p) for p in inputs}),
             "settings": _digest(self.pipeline.settings_json()),
             "prev": prev,
         }
@@ -235,14 +238,19 @@ class Runner:
         for stage in self.pipeline.stages:
             state = self._load_state(stage.name)
             ctx = self._context(stage, produced, {})
-            fp, parts = self._fingerprint(stage, ctx, prev)
-            reason = self._why(state, fp, parts)
+            inputs = stage.inputs(ctx)
+            fp, parts = self._fingerprint(stage, ctx, prev, inputs)
+            # A missing input outside the work dir (the SRPM, an image) is what stops a run:
+            # say so rather than "never ran" or "inputs changed".
+            missing = tuple(p for p in inputs if not p.is_relative_to(self.workdir)
+                            and not p.exists())
+            reason = f"input missing: {missing[0]}" if missing else self._why(state, fp, parts)
             if not reason and pending:
                 reason = f"reruns if '{pending}' changes its output"
             pending = pending or (stage.name if reason else None)
             arts = [Artifact.from_json(a) for a in (state or {}).get("artifacts", [])]
             produced[stage.name] = arts
-            plans.append(Plan(stage, fp, reason, state))
+            plans.append(Plan(stage, fp, reason, state, missing))
             prev = _chain(fp, arts)
         return plans
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -137,3 +138,12 @@ def test_ctrl_c_during_rebuild_names_rpmbuild_and_the_stage(tmp_path: Path, srpm
     assert_one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr), 130,
                           "stage 'rebuild'", "interrupted while running rpmbuild -bb of kernel.spec")
     assert "unshare" not in stderr
+
+
+def test_status_names_a_missing_srpm_and_fails(tmp_path: Path) -> None:
+    pf = kernel_toml(tmp_path, "gone.src.rpm")
+    proc = respin("status", pf, check=False)
+    assert_one_line_error(proc, 4, f"{tmp_path}/gone.src.rpm: no such file", "stage 'fetch'")
+    assert proc.stdout.splitlines()[0].split() == ["fetch", "input", "missing:", f"{tmp_path}/gone.src.rpm"]
+    rows = json.loads(respin("status", pf, "--json", check=False).stdout)
+    assert rows[0]["missing"] == [f"{tmp_path}/gone.src.rpm"] and not rows[0]["up_to_date"]
