@@ -10,13 +10,17 @@ A missing one is what ends in "mount: error mounting /dev/root on /sysroot".
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import posixpath
 import re
 import shlex
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.errors import InputError
 from stages.initrd.compress import NOT_BOOTABLE
 from stages.initrd.extract import Refused, split_name
 from stages.initrd.reader import DEFAULT_MAX_SIZE, ImageReader
@@ -26,6 +30,10 @@ _CAPTURE_MAX = 1 << 20
 _CONFIG_RD = {"gzip": "CONFIG_RD_GZIP", "bzip2": "CONFIG_RD_BZIP2", "lzma": "CONFIG_RD_LZMA",
               "xz": "CONFIG_RD_XZ", "lzo": "CONFIG_RD_LZO", "lz4": "CONFIG_RD_LZ4",
               "zstd": "CONFIG_RD_ZSTD"}
+# A .config is about 250 KB; anything far bigger is something else.
+_CONFIG_MAX = 16 << 20
+_CONFIG_LINE = re.compile(r"^(?:(?P<set>CONFIG_(?:BLK_DEV_INITRD|RD_\w+))=(?P<value>\S*)"
+                          r"|# (?P<unset>CONFIG_(?:BLK_DEV_INITRD|RD_\w+)) is not set)\s*$", re.M)
 
 
 @dataclass
@@ -119,12 +127,41 @@ def _scan(reader: ImageReader) -> tuple[_View, list[Finding]]:
     return view, findings
 
 
-def _parts(reader: ImageReader, kernel_config: Path | None) -> list[Finding]:
+def read_kernel_config(path: Path) -> dict[str, bool]:
+    """CONFIG_BLK_DEV_INITRD and CONFIG_RD_* of a kernel .config (or a gzipped one, as
+    /proc/config.gz): True when =y, False when "is not set" or another value.
+
+    InputError, naming the file, when it is not a kernel config at all.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(_CONFIG_MAX + 1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+                data = gz.read(_CONFIG_MAX + 1)
+        except (OSError, EOFError, zlib.error):
+            raise InputError(f"{path}: not a kernel config (damaged gzip data)") from None
+    if len(data) > _CONFIG_MAX or b"\0" in data:
+        raise InputError(f"{path}: not a kernel config (binary data)")
+    found: dict[str, bool] = {}
+    for m in _CONFIG_LINE.finditer(data.decode(errors="replace")):
+        name = m.group("set") or m.group("unset")
+        found[name] = m.group("value") == "y"
+    # Every real .config names these; a file that names none cannot answer the question.
+    if not found:
+        raise InputError(f"{path}: not a kernel config (no CONFIG_BLK_DEV_INITRD or CONFIG_RD_* line)")
+    return found
+
+
+def _parts(reader: ImageReader, config: dict[str, bool] | None) -> list[Finding]:
     findings: list[Finding] = []
-    enabled: set[str] | None = None
-    if kernel_config is not None:
-        text = kernel_config.read_text(errors="replace")
-        enabled = {m.group(1) for m in re.finditer(r"^(CONFIG_RD_\w+)=y", text, re.M)}
+    enabled = None if config is None else {name for name, on in config.items() if on}
+    if config is not None and config.get("CONFIG_BLK_DEV_INITRD") is False:
+        findings.append(Finding("problem", "the kernel config has no initrd support "
+                                "(CONFIG_BLK_DEV_INITRD is not set)"))
     for part in reader.parts:
         where = f"part {part.index} at offset {part.offset} ({part.compression})"
         if part.compression in NOT_BOOTABLE:
@@ -247,7 +284,9 @@ def _init(view: _View) -> list[Finding]:
 def check_image(image: Path, *, root: str | None = None, kernel_config: Path | None = None,
                 max_size: int = DEFAULT_MAX_SIZE) -> list[Finding]:
     """All findings for `image`; unreadable images raise InputError."""
+    # A file that is no kernel config is refused before the image is read.
+    config = read_kernel_config(kernel_config) if kernel_config is not None else None
     reader = ImageReader(image, max_size=max_size)
     view, findings = _scan(reader)
-    return [*_parts(reader, kernel_config), *findings, *_init(view), *_root_device(view, root),
+    return [*_parts(reader, config), *findings, *_init(view), *_root_device(view, root),
             *(Finding("note", w) for w in reader.warnings)]

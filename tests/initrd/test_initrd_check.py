@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import stat
 from pathlib import Path
 
 from initrd_util import archive, run_cli
+from respin_cli import assert_one_line_error, respin
 
 from stages.initrd.writer import pack
 
@@ -128,3 +130,23 @@ def test_unreadable_image_is_bad_input_not_a_failed_check(tmp_path: Path) -> Non
     assert code == 4 and str(image) in err
     code, _, err = run_cli("check", tmp_path / "missing.img")
     assert code == 4 and "missing.img" in err
+
+
+def test_kernel_config_that_is_not_a_kernel_config_is_refused(tmp_path: Path) -> None:
+    image = image_from(tmp_path, {"init": "#!/bin/sh\n", "bin/sh": ""}, compress="zstd")
+    text = tmp_path / "notes.txt"
+    text.write_text("just one line of text\n")
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"MZ\0\0" + bytes(range(256)) * 64)
+    for path, why in ((text, "no CONFIG_BLK_DEV_INITRD or CONFIG_RD_* line"), (kernel, "binary data"),
+                      (tmp_path / "missing", "cannot read")):
+        proc = respin("initrd", "check", image, "--kernel-config", path, check=False)
+        assert_one_line_error(proc, 4, str(path), why)
+        assert proc.stdout == "", "refused before any finding"
+    # A real config, gzipped as /proc/config.gz is, is read; one without initrd support fails.
+    config = tmp_path / "config.gz"
+    config.write_bytes(gzip.compress(b"CONFIG_BLK_DEV_INITRD=y\nCONFIG_RD_ZSTD=y\n"))
+    assert respin("initrd", "check", image, "--kernel-config", config).returncode == 0
+    config.write_bytes(gzip.compress(b"# CONFIG_BLK_DEV_INITRD is not set\n"))
+    proc = respin("initrd", "check", image, "--kernel-config", config, check=False)
+    assert_one_line_error(proc, 8, "no initrd support")
