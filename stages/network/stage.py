@@ -13,7 +13,7 @@ Its `[network]` table holds the model (device, address, gateway,
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -74,7 +74,7 @@ class NetworkStage(Stage):
 
     name = "network"
     summary = "render policy-routing files (two gateways on one host) and stage them"
-    version = "2"  # 2: the noarch RPM shares the kernel builds' build host
+    version = "3"  # 2: the noarch RPM shares the kernel builds' build host; 3: staged files are outputs
 
     @dataclass(frozen=True)
     class Options:
@@ -121,15 +121,6 @@ class NetworkStage(Stage):
         opts: NetworkStage.Options = self.options
         return ctx.resolve(opts.root) if opts.root is not None else None
 
-    def inputs(self, ctx: Context) -> Sequence[Path]:
-        """A merge depends on the image's rt_tables."""
-        opts: NetworkStage.Options = self.options
-        root = self._root(ctx)
-        if opts.rt_tables == "merge" and root is not None:
-            return [p for p in (root / rt_tables.RT_TABLES, root / rt_tables.RT_TABLES_VENDOR)
-                    if p.is_file()][:1]
-        return ()
-
     def run(self, ctx: Context) -> list[Artifact]:
         """Render once; write the netfiles tree, then the root and the RPM if asked for."""
         opts: NetworkStage.Options = self.options
@@ -146,9 +137,9 @@ class NetworkStage(Stage):
                 if change.action != "unchanged":
                     ctx.log.info("%s %s", change.action, change.path)
             out.append(Artifact(root / STATE_PATH, "netstate", meta={"root": str(root)}))
-            # A merged file is the image's own (an input of the stage), not an output.
-            out += [Artifact(root / rel, STAGED_KIND, meta={"root": str(root)})
-                    for rel in paths if rel not in merged]
+            # rt_tables merged into counts too (not as an input, which the merge itself would
+            # change, making the next run rerun): an edit of it reruns the merge, which keeps it.
+            out += [Artifact(root / rel, STAGED_KIND, meta={"root": str(root)}) for rel in paths]
         if opts.rpm is not None:
             description = (f"Policy-routing configuration for {self.model.device} "
                            f"({opts.backend} files), rendered by respin.")

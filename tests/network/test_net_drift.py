@@ -58,3 +58,22 @@ def test_net_removed_staged_file_is_noticed_and_put_back(tmp_path: Path) -> None
     assert respin("status", pipeline.name, cwd=tmp_path).stdout == f"network  output missing: {staged}\n"
     respin("run", pipeline.name, cwd=tmp_path)
     assert staged.is_file()
+
+
+def test_net_rt_tables_merge_runs_once_and_an_edit_of_rt_tables_is_kept(tmp_path: Path) -> None:
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text((FIXTURES / "pipeline.toml").read_text()
+                        .replace('root = "image"\n', 'root = "image"\nrt_tables = "merge"\n'))
+    rt_tables = tmp_path / "image/etc/iproute2/rt_tables"
+    rt_tables.parent.mkdir(parents=True)
+    shutil.copy(FIXTURES / "rt_tables.stock", rt_tables)
+    respin("run", pipeline.name, cwd=tmp_path)
+    # The merge edits the image's own file: the next run must not take that for a change.
+    assert "nothing to do" in respin("run", pipeline.name, cwd=tmp_path).stderr
+
+    rt_tables.write_text(rt_tables.read_text() + "200\tvpn\n")
+    assert respin("status", pipeline.name, cwd=tmp_path).stdout == f"network  output changed: {rt_tables}\n"
+    respin("run", pipeline.name, cwd=tmp_path)
+    text = rt_tables.read_text()
+    assert "200\tvpn\n" in text and text.count("1\ttest") == 1
+    assert "nothing to do" in respin("run", pipeline.name, cwd=tmp_path).stderr
