@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Any
 
 from pipeline import __version__, registry
-from pipeline.errors import EXIT_CODES, InputError, Interrupted, RespinError, UsageError
+from pipeline.errors import EXIT_CODES, InputError, Interrupted, RespinError, UsageError, describe
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,9 +47,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.progress import Progress
     from pipeline.runner import Runner
 
-    pipeline = load(args.file, _overrides(args))
-    runner = Runner(pipeline, progress=Progress(quiet=args.quiet))
-    result = runner.run(from_=args.from_, until=args.until, only=args.only or (), force=args.force)
+    runner: Runner | None = None
+    try:
+        runner = Runner(load(args.file, _overrides(args)), progress=Progress(quiet=args.quiet))
+        result = runner.run(from_=args.from_, until=args.until, only=args.only or (), force=args.force)
+    except BaseException as exc:
+        if args.json:
+            # A CI job reads stdout: a failed run still prints one JSON document, the manifest
+            # with the failed stage and the error when a stage failed. The exit code is the error's.
+            doc = runner.manifest if runner is not None and runner.manifest is not None else None
+            if doc is None or doc.get("error") is None:
+                message, code = describe(exc)
+                doc = {**(doc or {"pipeline": os.path.abspath(args.file), "stages": [], "artifacts": []}),
+                       "error": {"stage": None, "message": message, "exit_code": code}}
+            json.dump(doc, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        raise
     if args.json:
         json.dump(result.manifest, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -250,11 +263,11 @@ def _main(argv: list[str], given: set[str]) -> int:
     except OSError as exc:
         if _signalled:
             raise
-        name = exc.filename if exc.filename is not None else ""
-        print(f"respin: error: {name}{': ' if name else ''}{exc.strerror or exc}", file=sys.stderr)
+        message, code = describe(exc)
+        print(f"respin: error: {message}", file=sys.stderr)
         if debug:
             _traceback()
-        return 4
+        return code
     except Exception as exc:  # a bug: say so in one line, traceback on request
         if _signalled:
             raise

@@ -81,3 +81,15 @@ EXIT_CODES: dict[int, str] = {
     CheckFailed.exit_code: "a check found problems",
     Interrupted.exit_code: "interrupted",
 }
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """The one-line message and the exit code respin reports for `exc`."""
+    if isinstance(exc, RespinError):
+        return exc.message, exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", Interrupted.exit_code
+    if isinstance(exc, OSError):
+        name = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{name}{exc.strerror or exc}", InputError.exit_code
+    return f"internal error: {type(exc).__name__}: {exc}", 1

@@ -28,7 +28,7 @@ from typing import Any
 from pipeline import fsutil
 from pipeline.config import PipelineFile
 from pipeline.epoch import source_date_epoch
-from pipeline.errors import Interrupted, LockedError, RespinError, UsageError
+from pipeline.errors import InputError, Interrupted, LockedError, RespinError, UsageError, describe
 from pipeline.progress import Progress
 from pipeline.run import OWNER_VAR, end_orphans
 from pipeline.stage import Artifact, Context, Stage
@@ -98,7 +98,7 @@ class StageRecord:
     """What the manifest says of one stage in this run."""
 
     name: str
-    status: str = "not selected"  # ran | up to date | failed | not selected
+    status: str = "not selected"  # ran | up to date | failed | not reached (after a failure) | not selected
     reason: str = ""
     seconds: float = 0.0
     fingerprint: str = ""
@@ -140,6 +140,7 @@ class Runner:
         self.progress = progress or Progress(quiet=True)
         self.names = [s.name for s in pipeline.stages]
         self._hashes: dict[str, list[Any]] | None = None
+        self.manifest: dict[str, Any] | None = None  # the last one written, of a failed run too
         self._hashes_dirty = False
 
     # --- state ---------------------------------------------------------------
@@ -354,33 +355,37 @@ class Runner:
                 prev = _chain(fp, produced[stage.name])
                 continue
             record.reason = reason or "forced"
-            self._state_path(stage.name).unlink(missing_ok=True)
-            ctx.stagedir.mkdir(parents=True, exist_ok=True)
-            fsutil.remove_stale_temps(ctx.stagedir)
             self.progress.start(f"{label}: running ({record.reason})")
             started = time.monotonic()
             try:
+                self._state_path(stage.name).unlink(missing_ok=True)
+                ctx.stagedir.mkdir(parents=True, exist_ok=True)
+                fsutil.remove_stale_temps(ctx.stagedir)
                 before = dict(tools)
                 artifacts = self._finish(stage.run(ctx), state)
+                stage_tools = {k: v for k, v in tools.items() if before.get(k) != v}
+                fsutil.atomic_write(self._state_path(stage.name), json.dumps({
+                    "fingerprint": fp, "parts": parts, "tools": stage_tools,
+                    "artifacts": [{**a.to_json(), "stat": _stat_sig(a.path)} for a in artifacts],
+                }, indent=1, sort_keys=True) + "\n")
             except BaseException as exc:
                 record.seconds = time.monotonic() - started
                 record.status = "failed"
+                for later in records[position + 1:]:
+                    if later.name in selected:
+                        later.status = "not reached"
                 self.progress.done(f"{label}: failed after {record.seconds:.1f}s")
-                self._write_manifest(records, produced, tools)
-                if isinstance(exc, KeyboardInterrupt):
-                    raise Interrupted(f"interrupted during stage '{stage.name}'") from exc
-                if isinstance(exc, Interrupted):
-                    raise Interrupted(f"stage '{stage.name}': {exc.message}") from exc
+                error = _stage_error(stage.name, exc)
+                message, code = describe(error or exc)
+                self._write_manifest(records, produced, tools,
+                                     {"stage": stage.name, "message": message, "exit_code": code})
+                if error is not None:
+                    raise error from exc
                 raise
             record.seconds = time.monotonic() - started
             record.status = "ran"
             produced[stage.name] = artifacts
             prev = _chain(fp, artifacts)
-            stage_tools = {k: v for k, v in tools.items() if before.get(k) != v}
-            fsutil.atomic_write(self._state_path(stage.name), json.dumps({
-                "fingerprint": fp, "parts": parts, "tools": stage_tools,
-                "artifacts": [{**a.to_json(), "stat": _stat_sig(a.path)} for a in artifacts],
-            }, indent=1, sort_keys=True) + "\n")
             self.progress.done(f"{label}: done in {record.seconds:.1f}s")
         if not any(r.status == "ran" for r in records):
             self.progress.note("nothing to do: every selected stage is up to date")
@@ -404,7 +409,9 @@ class Runner:
         return done
 
     def _write_manifest(self, records: list[StageRecord], produced: dict[str, list[Artifact]],
-                        tools: dict[str, str]) -> dict[str, Any]:
+                        tools: dict[str, str], error: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the manifest (kept in `self.manifest`); with `error`, that of a failed run,
+        whose own error a full disk must not replace."""
         manifest = {
             "respin": _version("respin"),
             "pipeline": str(self.pipeline.path),
@@ -414,9 +421,35 @@ class Runner:
             "artifacts": [{"stage": name, **a.to_json()} for name, arts in produced.items()
                           for a in arts],
             "tools": {"python": sys.version.split()[0], **_python_versions(), **tools},
+            "error": error,
         }
-        fsutil.atomic_write(self.workdir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        self.manifest = manifest
+        try:
+            fsutil.atomic_write(self.workdir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        except OSError:
+            if error is None:
+                raise
         return manifest
+
+
+def _stage_error(name: str, exc: BaseException) -> RespinError | None:
+    """What a stage's failure is reported as, naming the stage where the error itself
+    cannot: an interruption, a file system error (a full disk), a command that found no
+    space. None: report `exc` as it is."""
+    if isinstance(exc, KeyboardInterrupt):
+        return Interrupted(f"interrupted during stage '{name}'")
+    if isinstance(exc, Interrupted):
+        return Interrupted(f"stage '{name}': {exc.message}")
+    if isinstance(exc, OSError):
+        what = f"{exc.filename}: " if exc.filename is not None else ""
+        reason = exc.strerror or str(exc)
+        return InputError(f"stage '{name}': {what}{reason[:1].lower()}{reason[1:]}")
+    if isinstance(exc, RespinError) and _NO_SPACE in exc.message.lower():
+        return type(exc)(f"stage '{name}': {exc.message}", hint=exc.hint)
+    return None
+
+
+_NO_SPACE = "no space left on device"
 
 
 def _version(dist: str) -> str:

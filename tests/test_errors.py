@@ -29,7 +29,10 @@ def test_a_pipeline_file_that_is_not_utf8_is_named(tmp_path: Path, command: list
     bad = write(tmp_path / "bad.toml", b"# caf\xe9\n" + KERNEL_TOML.encode())
     proc = respin(*command, bad, check=False)
     assert_one_line_error(proc, 3, "bad.toml: not UTF-8 text (byte 0xe9 at offset 5)")
-    assert proc.stdout == "" or command == ["run", "--json"]
+    if "--json" in command:
+        assert json.loads(proc.stdout)["error"]["exit_code"] == 3
+    else:
+        assert proc.stdout == ""
     assert not (tmp_path / "work").exists()
 
 
@@ -147,3 +150,19 @@ def test_status_names_a_missing_srpm_and_fails(tmp_path: Path) -> None:
     assert proc.stdout.splitlines()[0].split() == ["fetch", "input", "missing:", f"{tmp_path}/gone.src.rpm"]
     rows = json.loads(respin("status", pf, "--json", check=False).stdout)
     assert rows[0]["missing"] == [f"{tmp_path}/gone.src.rpm"] and not rows[0]["up_to_date"]
+
+
+def test_a_failed_run_json_prints_the_manifest_with_the_failed_stage_and_error(tmp_path: Path) -> None:
+    pf = kernel_toml(tmp_path, "gone.src.rpm")
+    proc = respin("run", pf, "--json", check=False)
+    assert_one_line_error(proc, 4, "gone.src.rpm: no such file")
+    manifest = json.loads(proc.stdout)
+    assert manifest["error"]["stage"] == "fetch" and manifest["error"]["exit_code"] == 4
+    assert "gone.src.rpm: no such file" in manifest["error"]["message"]
+    assert [s["status"] for s in manifest["stages"]] == ["failed"] + ["not reached"] * 6
+    assert json.loads((tmp_path / "work/manifest.json").read_text()) == manifest
+    # Failing before any stage runs (a bad selection) is still one JSON document with the error.
+    early = respin("run", pf, "--json", "--only", "nosuch", check=False)
+    assert_one_line_error(early, 2, "--only nosuch")
+    assert json.loads(early.stdout)["error"] == {"stage": None, "exit_code": 2,
+                                                 "message": early.stderr.split("error: ", 1)[1].strip()}
