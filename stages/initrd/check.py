@@ -13,17 +13,18 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import posixpath
 import re
 import shlex
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import InputError
+from stages.initrd import newc
 from stages.initrd.compress import NOT_BOOTABLE
 from stages.initrd.extract import Refused, split_name
 from stages.initrd.reader import DEFAULT_MAX_SIZE, ImageReader
+from stages.initrd.tree import ImageTree, Unresolved
 
 # Files whose content the check reads (bounded: init scripts and config are small).
 _CAPTURE_MAX = 1 << 20
@@ -47,54 +48,13 @@ class Finding:
         return f"{self.level}: {self.message}"
 
 
-@dataclass
-class _View:
-    """The final tree as the kernel leaves it: kind per path, symlink targets, small files."""
-
-    kinds: dict[str, str] = field(default_factory=dict)
-    modes: dict[str, int] = field(default_factory=dict)
-    links: dict[str, str] = field(default_factory=dict)
-    files: dict[str, bytes] = field(default_factory=dict)
-
-    def remove(self, path: str) -> None:
-        if self.kinds.get(path) == "dir":
-            prefix = path + "/"
-            for table in (self.kinds, self.modes, self.links, self.files):
-                for key in [k for k in table if k.startswith(prefix)]:
-                    del table[key]
-        for table in (self.kinds, self.modes, self.links, self.files):
-            table.pop(path, None)
-
-    def resolve(self, path: str, depth: int = 0) -> str | None:
-        """Follow symlinks inside the image (absolute targets from the image's root)."""
-        if depth > 16:
-            return None
-        comps = [c for c in path.split("/") if c not in ("", ".")]
-        done: list[str] = []
-        for i, comp in enumerate(comps):
-            if comp == "..":
-                if done:
-                    done.pop()
-                continue
-            cur = "/".join([*done, comp])
-            if self.kinds.get(cur) == "symlink":
-                target = self.links[cur]
-                base = "" if target.startswith("/") else "/".join(done)
-                rest = "/".join(comps[i + 1:])
-                joined = posixpath.join(base, target, rest) if rest else posixpath.join(base, target)
-                return self.resolve(joined, depth + 1)
-            done.append(comp)
-        result = "/".join(done)
-        return result if result in self.kinds else None
-
-
 def _wanted(path: str) -> bool:
     return (path in ("init", "linuxrc", "etc/fstab", "etc/cmdline")
             or (path.startswith("etc/cmdline.d/") and path.endswith(".conf")))
 
 
-def _scan(reader: ImageReader) -> tuple[_View, list[Finding]]:
-    view = _View()
+def _scan(reader: ImageReader) -> tuple[ImageTree, list[Finding]]:
+    view = ImageTree()
     findings: list[Finding] = []
     orphans = 0
     for entry in reader.entries():
@@ -114,13 +74,9 @@ def _scan(reader: ImageReader) -> tuple[_View, list[Finding]]:
                     "problem", f"'{path}' comes before its parent directory '{parent}' exists; "
                     "the kernel does not create parents and will skip it"))
             continue
-        if view.kinds.get(path) not in (None, entry.kind):
-            view.remove(path)
-        view.kinds[path] = entry.kind
-        view.modes[path] = entry.header.mode
-        if entry.kind == "symlink":
-            view.links[path] = os.fsdecode(reader.read_all(4096))
-        elif entry.kind == "file" and _wanted(path) and entry.size <= _CAPTURE_MAX:
+        target = os.fsdecode(reader.read_all(newc.SYMLINK_MAX)) if entry.kind == "symlink" else None
+        view.add(path, entry.kind, entry.header.mode, target)
+        if entry.kind == "file" and _wanted(path) and entry.size <= _CAPTURE_MAX:
             view.files[path] = reader.read_all(_CAPTURE_MAX)
     if orphans > 5:
         findings.append(Finding("problem", f"{orphans} entries in all come before their parent directory"))
@@ -205,7 +161,7 @@ def _mkrootdev(script: str) -> list[tuple[str | None, str | None]]:
     return found
 
 
-def _root_device(view: _View, expected: str | None) -> list[Finding]:
+def _root_device(view: ImageTree, expected: str | None) -> list[Finding]:
     findings: list[Finding] = []
     sources: list[tuple[str, str, str | None]] = []  # (where, device, fstype)
     init_path = "init" if "init" in view.kinds else ("linuxrc" if "linuxrc" in view.kinds else None)
@@ -258,14 +214,15 @@ def _root_device(view: _View, expected: str | None) -> list[Finding]:
     return findings
 
 
-def _init(view: _View) -> list[Finding]:
+def _init(view: ImageTree) -> list[Finding]:
     path = "init" if "init" in view.kinds else ("linuxrc" if "linuxrc" in view.kinds else None)
     if path is None:
         return [Finding("note", "no /init: the kernel will mount root= itself, as for an old-style initrd")]
-    real = view.resolve(path)
-    if real is None:
-        return [Finding("problem", f"/{path} is a symlink to '{view.links.get(path)}', which is not "
-                        "in the image")]
+    try:
+        real, _ = view.resolve(path)
+    except Unresolved as exc:
+        return [Finding("problem", f"/{path} is a symlink to '{view.links.get(path)}', which names "
+                        f"nothing in the image: {exc}")]
     if view.kinds.get(real) != "file":
         return [Finding("problem", f"/{path} is a {view.kinds.get(real)}, not a file")]
     if not view.modes.get(real, 0) & 0o111:
@@ -275,8 +232,11 @@ def _init(view: _View) -> list[Finding]:
         interp = script[2:].split(b"\n", 1)[0].strip().split()
         if interp:
             name = os.fsdecode(interp[0])
-            target = view.resolve(name)
-            if target is None or view.kinds.get(target) != "file":
+            try:
+                target, _ = view.resolve(name)
+            except Unresolved:
+                target = ""
+            if view.kinds.get(target) != "file":
                 return [Finding("problem", f"/{path} wants interpreter {name}, which is not in the image")]
     return [Finding("ok", f"/{path} is an executable file")]
 

@@ -12,12 +12,15 @@ import re
 import stat
 import sys
 import time
-from typing import BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 from pipeline.errors import CheckFailed, ConfigError, InputError
 from stages.initrd import newc
 from stages.initrd.compress import PACK_COMPRESSIONS
 from stages.initrd.reader import DEFAULT_MAX_SIZE, ImageReader
+
+if TYPE_CHECKING:
+    from stages.initrd.tree import ImageTree
 
 # check, extract and writer are imported by the commands that use them: `list`
 # and `cat` start faster without them.
@@ -79,48 +82,78 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cat(args: argparse.Namespace) -> int:
-    """Write one file's content, as the kernel would leave it, to stdout."""
+def _spool(reader: ImageReader, want: list[str], spool: IO[bytes], tree: ImageTree | None) -> str | None:
+    """Walk the image: copy the data of the file at `want` (as the last entry of that name
+    leaves it) into `spool`, record every entry in `tree`; the kind found at `want`, if any."""
     from stages.initrd.extract import Refused, split_name
+
+    found_kind: str | None = None
+    link_key: tuple[int, int, int, int] | None = None
+    for entry in reader.entries():
+        try:
+            comps, _ = split_name(entry.name)
+        except Refused:
+            continue
+        key = (entry.archive, *entry.header.link_key)
+        same = comps == want
+        target: str | None = None
+        if entry.kind == "symlink" and (tree is not None or same):
+            target = os.fsdecode(reader.read_all(newc.SYMLINK_MAX))
+        # The kernel skips an entry whose parent directory is not there (yet).
+        if tree is not None and comps and (len(comps) == 1 or tree.kinds.get("/".join(comps[:-1])) == "dir"):
+            tree.add("/".join(comps), entry.kind, entry.header.mode, target)
+        # A hardlinked name may carry no data; its data comes with another name.
+        joined = link_key == key and entry.kind == "file" and entry.size > 0
+        if not same and not joined:
+            continue
+        if same:
+            found_kind = entry.kind
+            link_key = key if entry.kind == "file" and entry.header.nlink > 1 else None
+        if entry.kind == "file" and (entry.size or same):
+            spool.seek(0)
+            spool.truncate()
+            for chunk in reader.chunks():
+                spool.write(chunk)
+    return found_kind
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    """Write one file's content, as the kernel would leave it, to stdout.
+
+    Symlinks on the way (bin -> usr/bin, sh -> bash) are followed inside the image; the
+    path read then goes to stderr, so stdout holds the file's bytes alone.
+    """
+    import tempfile  # only `cat` spools
+
+    from stages.initrd.extract import Refused, split_name
+    from stages.initrd.tree import ImageTree, Unresolved
 
     try:
         want, _ = split_name(os.fsencode(args.path))
     except Refused as exc:
         raise InputError(f"path '{args.path}' {exc}") from None
-    reader = ImageReader(args.image, max_size=parse_size(args.max_size))
-    found_kind: str | None = None
-    link_key: tuple[int, int, int, int] | None = None
-    target = b""
-    import tempfile  # only `cat` spools
-
+    if not want:
+        raise InputError(f"{args.image}: '{args.path}' is the image's root directory, not a file")
+    max_size = parse_size(args.max_size)
+    wanted = "/".join(want)
+    tree = ImageTree()
     with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
-        for entry in reader.entries():
-            try:
-                comps, _ = split_name(entry.name)
-            except Refused:
-                continue
-            key = (entry.archive, *entry.header.link_key)
-            same = comps == want
-            # A hardlinked name may carry no data; its data comes with another name.
-            joined = link_key == key and entry.kind == "file" and entry.size > 0
-            if not same and not joined:
-                continue
-            if same:
-                found_kind = entry.kind
-                link_key = key if entry.kind == "file" and entry.header.nlink > 1 else None
-            if entry.kind == "symlink":
-                target = reader.read_all(newc.SYMLINK_MAX)
-            elif entry.kind == "file" and (entry.size or same):
-                spool.seek(0)
-                spool.truncate()
-                for chunk in reader.chunks():
-                    spool.write(chunk)
-        if found_kind is None:
-            raise InputError(f"{args.image}: no entry '{args.path}'")
-        if found_kind == "symlink":
-            raise InputError(f"{args.image}: '{args.path}' is a symlink to '{os.fsdecode(target)}'")
-        if found_kind != "file":
-            raise InputError(f"{args.image}: '{args.path}' is a {found_kind}, not a file")
+        # One walk reads the path as named and learns the tree; only a path that goes
+        # through a symlink needs a second walk, for the file it leads to.
+        found = _spool(ImageReader(args.image, max_size=max_size), want, spool, tree)
+        try:
+            real, followed = tree.resolve(wanted)
+        except Unresolved as exc:
+            if exc.followed or exc.path != wanted:
+                raise InputError(f"{args.image}: '{args.path}': {exc}") from None
+            raise InputError(f"{args.image}: no entry '{args.path}'") from None
+        if real != wanted:
+            sys.stderr.write(f"respin: reading '{real}' for '{args.path}' ({', '.join(followed)})\n")
+            found = _spool(ImageReader(args.image, max_size=max_size), real.split("/"),
+                           spool, None)
+        if found != "file":
+            shown = args.path if real == wanted else f"{args.path}' -> '{real}"
+            raise InputError(f"{args.image}: '{shown}' is a {found}, not a file")
         spool.seek(0)
         out = _out()
         while chunk := spool.read(1 << 20):

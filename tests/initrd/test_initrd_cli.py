@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from initrd_util import make_tree, parser, respin_has_initrd, run_cli
+from respin_cli import RESPIN, assert_one_line_error, respin
 
 from stages.initrd.writer import pack
 
@@ -43,7 +44,7 @@ def test_cat_resolves_hardlinks_and_refuses_non_files(tmp_path: Path) -> None:
     # Data is on the last name of the hardlink group; every name shows it.
     for name in ("bin/tool", "bin/tool2", "usr/lib/tool-hardlink", "/bin/tool"):
         assert run_cli("cat", image, name)[:2] == (0, data)
-    for name, needle in (("lib64", "symlink to '/lib'"), ("etc", "dir"), ("nope", "no entry")):
+    for name, needle in (("lib64", "'lib64' -> 'lib' is a dir"), ("etc", "dir"), ("nope", "no entry")):
         code, out, err = run_cli("cat", image, name)
         assert code == 4 and needle in err and out == b""
 
@@ -93,3 +94,52 @@ def test_end_to_end_through_the_installed_respin(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
         assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("respin: error:")]) == 1
     assert not (tmp_path / "y").exists()
+
+
+def test_cat_follows_symlinks_inside_a_merged_usr_image(tmp_path: Path) -> None:
+    """bin -> usr/bin and usr/bin/sh -> bash, as in Debian's and Fedora's images: cat reads
+    what the kernel's root would show, says on stderr which path it read, never leaves the
+    image and refuses a loop."""
+    tree = tmp_path / "tree"
+    (tree / "usr/bin").mkdir(parents=True)
+    (tree / "usr/lib").mkdir()
+    (tree / "etc").mkdir()
+    (tree / "bin").symlink_to("usr/bin")
+    (tree / "lib").symlink_to("/usr/lib")
+    (tree / "usr/bin/busybox").write_bytes(b"busybox bytes\0\1")
+    (tree / "usr/bin/bash").write_bytes(b"bash bytes")
+    (tree / "usr/bin/sh").symlink_to("bash")
+    (tree / "usr/lib/os-release").symlink_to("../../etc/os-release")
+    (tree / "etc/os-release").write_text("ID=image\n")
+    # Up past the root stays at the image's root: this is the image's etc/hostname.
+    (tree / "etc/hostname").write_text("image-host\n")
+    (tree / "usr/bin/up").symlink_to("../../../../../../etc/hostname")
+    (tree / "etc/loop1").symlink_to("loop2")
+    (tree / "etc/loop2").symlink_to("/etc/loop1")
+    (tree / "etc/dangling").symlink_to("/nowhere/file")
+    (tree / "etc/through-file").symlink_to("/usr/bin/bash/x")
+    image = tmp_path / "mk.img"
+    respin("initrd", "pack", tree, "-o", image, "--compress", "zstd")
+
+    for path, data, read, link in (
+            ("bin/busybox", b"busybox bytes\0\1", "usr/bin/busybox", "bin -> usr/bin"),
+            ("usr/bin/sh", b"bash bytes", "usr/bin/bash", "usr/bin/sh -> bash"),
+            ("/bin/sh", b"bash bytes", "usr/bin/bash", "usr/bin/sh -> bash"),
+            ("lib/os-release", b"ID=image\n", "etc/os-release", "lib -> /usr/lib"),
+            ("usr/bin/up", b"image-host\n", "etc/hostname", "usr/bin/up -> ../../../../../../etc/hostname")):
+        proc = subprocess.run([str(RESPIN), "initrd", "cat", str(image), path], capture_output=True,
+                              stdin=subprocess.DEVNULL, check=False)
+        assert proc.returncode == 0, (path, proc.stderr)
+        assert proc.stdout == data, path
+        assert f"reading '{read}' for '{path}'" in proc.stderr.decode() and link in proc.stderr.decode()
+    # A path with no symlink on the way is read as before, and nothing is said about it.
+    proc = respin("initrd", "cat", image, "usr/bin/bash")
+    assert proc.stdout == "bash bytes" and proc.stderr == ""
+    for path, needle in (("etc/loop1", "more than 40 symlinks in one lookup, a loop"),
+                         ("etc/dangling", "no entry 'nowhere' (etc/dangling -> /nowhere/file)"),
+                         ("etc/through-file", "'usr/bin/bash' is a file, not a directory"),
+                         ("bin", "'bin' -> 'usr/bin' is a dir, not a file"),
+                         ("bin/nope", "no entry 'usr/bin/nope' (bin -> usr/bin)")):
+        proc = respin("initrd", "cat", image, path, check=False)
+        assert_one_line_error(proc, 4, str(image), needle)
+        assert proc.stdout == ""
