@@ -74,7 +74,8 @@ EXIT_CODES: dict[int, str] = {
     UsageError.exit_code: "usage: unknown command, stage, option or selection",
     ConfigError.exit_code: "pipeline or model file invalid (not UTF-8, not TOML, unknown key, wrong type, "
                            "bad value)",
-    InputError.exit_code: "bad input (corrupt or wrong SRPM, spec, archive, address)",
+    InputError.exit_code: "bad input (corrupt or wrong SRPM, spec, archive, address), or a file "
+                          "that cannot be written (a full disk)",
     CommandError.exit_code: "an external tool (rpmbuild, patch, ...) failed",
     VerifyError.exit_code: "verification failed: the result lacks a requested change",
     LockedError.exit_code: "the work directory is locked by another run",

@@ -7,6 +7,7 @@ never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 _CHUNK = 1 << 20
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def sha256_file(path: Path) -> str:
@@ -52,9 +54,12 @@ def atomic_open(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno in _NO_SPACE:
+            # A write that finds the disk full names no file: name the one being written.
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     _fsync_dir(path.parent)
 
@@ -72,6 +77,15 @@ def atomic_copy(src: Path, dst: Path) -> None:
     mode = os.stat(src).st_mode & 0o7777
     with open(src, "rb") as fin, atomic_open(dst, mode) as fout:
         shutil.copyfileobj(fin, fout, _CHUNK)
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes this process may still write on `path`'s file system (root may use the reserve)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
 
 
 def fresh_dir(path: Path) -> Path:

@@ -122,6 +122,9 @@ def run(
         last = tail.splitlines()[-1].strip() if tail else ""
         if summarize is not None:
             last = summarize(err or out) or last
+        full = [ln.strip() for ln in (err or out).splitlines() if "No space left on device" in ln]
+        if full:
+            last = full[-1]  # a full disk explains the rest of the output
         msg = f"{what or args[0]} failed with exit status {returncode}"
         if last:
             msg += f": {last}"

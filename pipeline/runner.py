@@ -10,6 +10,7 @@ interrupted stage simply runs again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -28,7 +29,15 @@ from typing import Any
 from pipeline import fsutil
 from pipeline.config import PipelineFile
 from pipeline.epoch import source_date_epoch
-from pipeline.errors import InputError, Interrupted, LockedError, RespinError, UsageError, describe
+from pipeline.errors import (
+    CommandError,
+    InputError,
+    Interrupted,
+    LockedError,
+    RespinError,
+    UsageError,
+    describe,
+)
 from pipeline.progress import Progress
 from pipeline.run import OWNER_VAR, end_orphans
 from pipeline.stage import Artifact, Context, Stage
@@ -360,7 +369,7 @@ class Runner:
             try:
                 self._state_path(stage.name).unlink(missing_ok=True)
                 ctx.stagedir.mkdir(parents=True, exist_ok=True)
-                fsutil.remove_stale_temps(ctx.stagedir)
+                self._remove_temps(ctx)
                 before = dict(tools)
                 artifacts = self._finish(stage.run(ctx), state)
                 stage_tools = {k: v for k, v in tools.items() if before.get(k) != v}
@@ -375,7 +384,9 @@ class Runner:
                     if later.name in selected:
                         later.status = "not reached"
                 self.progress.done(f"{label}: failed after {record.seconds:.1f}s")
-                error = _stage_error(stage.name, exc)
+                error = _stage_error(stage.name, exc, self.workdir)
+                # What the stage had half built goes (after the free-space check above).
+                self._remove_temps(ctx)
                 message, code = describe(error or exc)
                 self._write_manifest(records, produced, tools,
                                      {"stage": stage.name, "message": message, "exit_code": code})
@@ -391,6 +402,12 @@ class Runner:
             self.progress.note("nothing to do: every selected stage is up to date")
         manifest = self._write_manifest(records, produced, tools)
         return RunResult(records, manifest)
+
+    def _remove_temps(self, ctx: Context) -> None:
+        """Temp files and dirs of a stage that was interrupted or failed: in its own dir, in
+        the rpmbuild topdir it lays out, in the state dir."""
+        for directory in (ctx.stagedir, ctx.topdir, self.workdir / STATE_DIR):
+            fsutil.remove_stale_temps(directory)
 
     def _finish(self, artifacts: list[Artifact], old_state: dict[str, Any] | None) -> list[Artifact]:
         """Fill in sha256s, reusing the old hash of an output whose stat is unchanged."""
@@ -432,24 +449,34 @@ class Runner:
         return manifest
 
 
-def _stage_error(name: str, exc: BaseException) -> RespinError | None:
+def _stage_error(name: str, exc: BaseException, workdir: Path) -> RespinError | None:
     """What a stage's failure is reported as, naming the stage where the error itself
-    cannot: an interruption, a file system error (a full disk), a command that found no
-    space. None: report `exc` as it is."""
+    cannot: an interruption, a file system error, a full disk. None: report `exc` as it is."""
     if isinstance(exc, KeyboardInterrupt):
         return Interrupted(f"interrupted during stage '{name}'")
     if isinstance(exc, Interrupted):
         return Interrupted(f"stage '{name}': {exc.message}")
     if isinstance(exc, OSError):
-        what = f"{exc.filename}: " if exc.filename is not None else ""
+        path = exc.filename if exc.filename is not None else (
+            workdir if exc.errno in (errno.ENOSPC, errno.EDQUOT) else None)
         reason = exc.strerror or str(exc)
-        return InputError(f"stage '{name}': {what}{reason[:1].lower()}{reason[1:]}")
-    if isinstance(exc, RespinError) and _NO_SPACE in exc.message.lower():
+        where = f"{path}: " if path is not None else ""
+        return InputError(f"stage '{name}': {where}{reason[:1].lower()}{reason[1:]}")
+    if not isinstance(exc, RespinError):
+        return None
+    if _NO_SPACE in exc.message.lower():
         return type(exc)(f"stage '{name}': {exc.message}", hint=exc.hint)
+    free = fsutil.free_bytes(workdir)
+    if isinstance(exc, CommandError) and free is not None and free < _FULL:
+        # Tools rarely say so (rpm -i reports "cpio: write failed - No such file or
+        # directory" on a full disk): the work dir's file system is the likely cause.
+        return CommandError(f"stage '{name}': {exc.message}; {workdir}: {_NO_SPACE} "
+                            f"({free // 1024} KiB free)", hint=exc.hint)
     return None
 
 
 _NO_SPACE = "no space left on device"
+_FULL = 256 * 1024  # less free than this in the work dir's file system counts as full
 
 
 def _version(dist: str) -> str:

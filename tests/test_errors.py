@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -166,3 +167,57 @@ def test_a_failed_run_json_prints_the_manifest_with_the_failed_stage_and_error(t
     assert_one_line_error(early, 2, "--only nosuch")
     assert json.loads(early.stdout)["error"] == {"stage": None, "exit_code": 2,
                                                  "message": early.stderr.split("error: ", 1)[1].strip()}
+
+
+def in_small_fs(tmp_path: Path, size: str, script: str) -> dict[str, str]:
+    """Run the shell `script` in a private mount namespace where `fs/` (under tmp_path) is a
+    tmpfs of `size`; `$R` is respin. Each `step NAME ARGS...` runs respin and records its
+    stderr, exit status and the temp files left in fs/ (read back as NAME.err, .rc, .left)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a small full file system needs root and unshare (a tmpfs in a mount namespace)")
+    (tmp_path / "fs").mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    prelude = (f'set -e\nmount -t tmpfs -o size={size} respin-test "{tmp_path}/fs"\nR="{RESPIN}"\n'
+               f'step() {{ name=$1; shift; rc=0; "$R" "$@" 2> "{out}/$name.err" || rc=$?; '
+               f'echo $rc > "{out}/$name.rc"; '
+               f"find \"{tmp_path}/fs\" -name '.*.tmp' -o -name '.*.old.*' > \"{out}/$name.left\"; }}\n")
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", prelude + script],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return {p.name: p.read_text() for p in out.iterdir()}
+
+
+def test_a_full_disk_at_fetch_names_stage_path_and_no_space(tmp_path: Path, srpm: Path) -> None:
+    pf = kernel_toml(tmp_path, str(srpm)).read_text().replace('workdir = "work"', 'workdir = "fs/work"')
+    write(tmp_path / "kernel.toml", pf)
+    got = in_small_fs(tmp_path, "40k", "step fetch run kernel.toml --until fetch\n"
+                      f'test ! -e fs/work/state/fetch.json && test ! -e fs/work/stages/fetch/pristine '
+                      f'&& touch "{tmp_path}/out/clean"\n')
+    error = "".join(ln for ln in got["fetch.err"].splitlines() if ln.startswith("respin: error:"))
+    assert got["fetch.rc"].strip() == "4", got["fetch.err"]
+    assert "stage 'fetch'" in error and "fs/work/stages/fetch/pristine" in error, error
+    assert "no space left on device" in error, error
+    assert got["fetch.left"] == "" and "clean" in got
+
+
+def test_a_full_disk_at_prep_names_stage_path_and_no_space(tmp_path: Path, srpm: Path) -> None:
+    pf = kernel_toml(tmp_path, str(srpm)).read_text().replace('workdir = "work"', 'workdir = "fs/work"')
+    write(tmp_path / "kernel.toml", pf)
+    # Fetch fits; then the disk fills up (all of it, then all but a few blocks: rpmbuild's tar).
+    got = in_small_fs(tmp_path, "2m", "step fetch run kernel.toml --until fetch\n"
+                      "dd if=/dev/zero of=fs/filler bs=4k 2>/dev/null || true\n"
+                      "step full run kernel.toml --until prep\n"
+                      "rm fs/filler\n"
+                      "dd if=/dev/zero of=fs/filler bs=4k count=$(( $(stat -f -c %a fs) - 16 )) 2>/dev/null\n"
+                      "step tar run kernel.toml --until prep\n"
+                      f'test ! -e fs/work/state/prep.json && test -e fs/work/state/fetch.json '
+                      f'&& test ! -e fs/work/stages/prep/snapshot && touch "{tmp_path}/out/clean"\n')
+    assert got["fetch.rc"].strip() == "0", got["fetch.err"]
+    for step, code in (("full", "4"), ("tar", "5")):
+        errors = [ln for ln in got[f"{step}.err"].splitlines() if ln.startswith("respin: error:")]
+        assert got[f"{step}.rc"].strip() == code and len(errors) == 1, got[f"{step}.err"]
+        assert "stage 'prep'" in errors[0] and "no space left on device" in errors[0].lower(), errors
+        assert str(tmp_path / "fs/work") in errors[0], errors
+        assert got[f"{step}.left"] == ""
+    assert "clean" in got

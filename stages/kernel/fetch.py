@@ -100,6 +100,12 @@ class FetchStage(Stage):
             raise InputError(f"{srpm}: source package holds {len(specs)} spec files, expected one")
         # Unpack into a temp topdir, then put it in place by rename: never half unpacked.
         pristine = ctx.stagedir / "pristine"
+        free = fsutil.free_bytes(ctx.stagedir)
+        need = pkg.size + (len(pkg.files) + 3) * 4096  # each file and dir takes whole blocks
+        if free is not None and need > free:
+            # rpm -i would fail half-way, blaming a missing file.
+            raise InputError(f"{pristine}: no space left on device: unpacking {srpm.name} needs "
+                             f"about {need // 1024} KiB, {free // 1024} KiB free")
         tmp = fsutil.fresh_dir(pristine)
         ctx.run(["rpm", "-i", "--nodeps", "--define", f"_topdir {tmp}", "--define",
                  f"_sourcedir {tmp}/SOURCES", "--define", f"_specdir {tmp}/SPECS", str(srpm)],

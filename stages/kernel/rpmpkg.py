@@ -31,6 +31,7 @@ class PackageInfo:
     is_source: bool
     changelog_time: int | None
     files: tuple[str, ...]
+    size: int = 0  # of the files it installs, in bytes
 
     @property
     def nvr(self) -> str:
@@ -112,6 +113,7 @@ def read_package(path: Path) -> PackageInfo:
         is_source=bool(hdr.isSource()),
         changelog_time=int(times[0]) if times else None,
         files=tuple(_text(f) for f in (hdr[rpm.RPMTAG_FILENAMES] or [])),
+        size=int(hdr[rpm.RPMTAG_LONGSIZE] or 0),
     )
 
 
