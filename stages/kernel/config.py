@@ -148,7 +148,7 @@ class ConfigStage(Stage):
         tmp = fsutil.fresh_dir(edited)
         for name in names:
             shutil.copy2(snap.path / name, tmp / name)
-        added: list[kconfig.Request] = []
+        added: dict[str, str] = {}  # line -> why respin added it
         verdicts: dict[str, str] = {}
         with contextlib.ExitStack() as stack:
             # Unpack prep's Kconfig archive only when kconfiglib will read it.
@@ -194,50 +194,37 @@ class ConfigStage(Stage):
         ctx.log.info("config: %d symbol(s) in %s (mechanism: %s, %s)", len(reqs), ", ".join(changed),
                      mechanism, "configs are in the tree when patches apply" if mechanism == "patch"
                      else "configs are Sources merged with kernel-local after the patches")
-        for req in added:
-            ctx.log.info("config: resolve: added %s", req.line())
+        for line, why in added.items():
+            ctx.log.info("config: resolve: added %s (%s)", line, why)
         meta = {"requests": {r.name: r.value for r in reqs}, "chosen": chosen, "changed": changed,
-                "mechanism": mechanism, "resolved": [r.line() for r in added], "validation": verdicts,
+                "mechanism": mechanism, "resolved": added, "validation": verdicts,
                 "validator": validator if self.options.validate else "none"}
         return [Artifact(edited, "kconfig-edited", meta=meta), *artifacts]
 
     def _validate(self, ctx: Context, tree: Path, scratch: Path, texts: dict[str, str],
                   reqs: list[kconfig.Request], where: str
-                  ) -> tuple[list[kconfig.Request], list[kconfig.Request], dict[str, str]]:
-        from stages.kernel import kvalidate  # kconfiglib loads only when a check runs
+                  ) -> tuple[list[kconfig.Request], dict[str, str], dict[str, str]]:
+        """Check each config as the spec's own checks will, adding what `resolve` may add.
 
-        added: list[kconfig.Request] = []
-        kconfs: dict[str, Any] = {}
-        probe = scratch / ".respin-probe.config"
+        Returns the final requests, the added ones (line -> why) and the verdicts."""
+        checker = _Checker(ctx, tree, scratch, texts)
+        added: dict[str, str] = {}
         try:
             for _ in range(16):  # each round may add dependencies of dependencies
-                problems: list[tuple[str, kvalidate.Verdict]] = []
-                for name, text in texts.items():
-                    arch = kconfig.arch_of(text, target_arch(ctx))
-                    if arch not in kconfs:
-                        kconfs[arch] = kvalidate.load(tree, arch)
-                    probe.write_text(kconfig.apply(text, reqs))
-                    problems += [(name, v) for v in kvalidate.judge(kconfs[arch], probe, reqs)
-                                 if not v.survives]
-                if not problems:
+                problem = checker.first_problem(reqs)
+                if problem is None:
                     break
-                name, first = problems[0]
-                fixes = kvalidate.resolvable(first.needs) if self.options.resolve else []
-                fixes = [f for f in fixes if f.name not in {r.name for r in reqs}]
-                if first.unknown:
-                    raise ConfigError(f"{where}: {first.request.name}: unknown CONFIG symbol (not in the "
-                                      "kernel's Kconfig)")
+                fixes = problem.fixes() if self.options.resolve else []
+                fixes = [(r, why) for r, why in fixes if r.name not in {q.name for q in reqs}]
                 if not fixes:
-                    hint = "; set resolve = true to add it" if kvalidate.resolvable(first.needs) else ""
-                    raise ConfigError(f"{where}: {first.explain()} (in {name}): oldconfig would drop it"
-                                      f"{hint}")
-                added += fixes
-                reqs = sorted([*reqs, *fixes], key=lambda r: r.name)
+                    raise ConfigError(f"{where}: {problem.explain()}{problem.hint(self.options.resolve)}")
+                added.update((r.line(), why) for r, why in fixes)
+                reqs = sorted([*reqs, *(r for r, _ in fixes)], key=lambda r: r.name)
             else:  # never claim "survives" for what was not checked to the end
-                raise ConfigError(f"{where}: resolve: dependencies still unmet after 16 rounds "
-                                  f"({', '.join(r.name for r in added[-3:])} were the last added)")
+                raise ConfigError(f"{where}: resolve: still not settled after 16 rounds "
+                                  f"({', '.join(list(added)[-3:])} were the last added)")
         finally:
-            probe.unlink(missing_ok=True)
+            checker.close()
         return reqs, added, {r.name: "survives oldconfig" for r in reqs}
 
     @staticmethod
@@ -321,3 +308,103 @@ def requested(ctx: Context) -> list[kconfig.Request]:
     """The validated requests the config stage recorded."""
     art = ctx.artifact("kconfig-edited")
     return [kconfig.Request(k, v) for k, v in sorted(art.meta["requests"].items())]
+
+
+@dataclass
+class _Problem:
+    """The first thing the spec's own config checks would refuse, in one config."""
+
+    config: str
+    kind: Literal["unmet", "new", "changed"]
+    verdict: Any = None  # kvalidate.Verdict, for "unmet"
+    values: dict[str, Any] = field(default_factory=dict)  # "new": name -> default; "changed": (old, new)
+
+    def explain(self) -> str:
+        if self.kind == "unmet":
+            if self.verdict.unknown:
+                return f"{self.verdict.request.name}: unknown CONFIG symbol (not in the kernel's Kconfig)"
+            return f"{self.verdict.explain()} (in {self.config}): oldconfig would drop it"
+        if self.kind == "new":
+            listed = ", ".join(f"{name} (default {_shown(value)})" for name, value in self.values.items())
+            return (f"the change opens {len(self.values)} new symbol(s) with no value in {self.config}: "
+                    f"{listed}; the spec's own check refuses unset new symbols")
+        listed = ", ".join(f"{name} from {_shown(old)} to {_shown(new)}"
+                           for name, (old, new) in self.values.items())
+        return (f"the change makes oldconfig move other values in {self.config}: {listed}; the spec's own "
+                "check refuses values changed after oldconfig")
+
+    def hint(self, resolving: bool) -> str:
+        if self.kind == "unmet" and self.verdict.unknown:
+            return ""
+        if resolving:
+            return "; resolve cannot settle it: set the values yourself"
+        if self.kind == "unmet":
+            return "; set resolve = true to add it" if self.fixes() else ""
+        return "; set each in [config], or resolve = true to add them"
+
+    def fixes(self) -> list[tuple[kconfig.Request, str]]:
+        from stages.kernel import kvalidate
+
+        if self.kind == "unmet":
+            need = self.verdict.request.line()
+            return [(r, f"needed by {need}") for r in kvalidate.resolvable(self.verdict.needs)]
+        if self.kind == "new":
+            return [(kconfig.Request(name, value), "a new symbol the change opens, at its Kconfig default")
+                    for name, value in self.values.items()]
+        return [(kconfig.Request(name, new), f"oldconfig moves it from {_shown(old)} as a consequence")
+                for name, (old, new) in self.values.items()]
+
+
+def _shown(value: str | None) -> str:
+    return "n" if value is None else value
+
+
+class _Checker:
+    """Each chosen config checked as the spec's %prep will: every request survives
+    oldconfig, no new symbol is left without a value (listnewconfig), and no other value
+    moves (process_configs.sh -c). What the pristine config already does is not blamed
+    on the change."""
+
+    def __init__(self, ctx: Context, tree: Path, scratch: Path, texts: dict[str, str]) -> None:
+        self.ctx, self.tree, self.texts = ctx, tree, texts
+        self.probe = scratch / ".respin-probe.config"
+        self.kconfs: dict[str, Any] = {}
+        self.baseline: dict[str, tuple[set[str], set[str]]] = {}
+
+    def _load(self, name: str, text: str) -> Any:
+        from stages.kernel import kvalidate
+
+        arch = kconfig.arch_of(self.texts[name], target_arch(self.ctx))
+        if arch not in self.kconfs:
+            self.kconfs[arch] = kvalidate.load(self.tree, arch)
+        kconf = self.kconfs[arch]
+        self.probe.write_text(text)
+        kconf.load_config(str(self.probe), replace=True)
+        return kconf
+
+    def first_problem(self, reqs: list[kconfig.Request]) -> _Problem | None:
+        from stages.kernel import kvalidate
+
+        asked = {r.name for r in reqs}
+        for name, text in self.texts.items():
+            if name not in self.baseline:
+                kconf = self._load(name, text)
+                self.baseline[name] = (set(kvalidate.new_symbols(kconf)),
+                                       set(kvalidate.changed_values(kconf, text)))
+            before_new, before_changed = self.baseline[name]
+            merged = kconfig.apply(text, reqs)
+            kconf = self._load(name, merged)
+            failing = [v for v in kvalidate.judge(kconf, self.probe, reqs) if not v.survives]
+            if failing:
+                return _Problem(name, "unmet", verdict=failing[0])
+            opened = {k: v for k, v in kvalidate.new_symbols(kconf).items() if k not in before_new}
+            if opened:
+                return _Problem(name, "new", values=opened)
+            moved = {k: v for k, v in kvalidate.changed_values(kconf, merged).items()
+                     if k not in before_changed and k not in asked}
+            if moved:
+                return _Problem(name, "changed", values=moved)
+        return None
+
+    def close(self) -> None:
+        self.probe.unlink(missing_ok=True)

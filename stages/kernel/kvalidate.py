@@ -22,7 +22,7 @@ import kconfiglib
 
 from pipeline.errors import InputError
 from pipeline.run import run
-from stages.kernel.kconfig import SRCARCH, Request
+from stages.kernel.kconfig import SRCARCH, Request, parse
 
 
 @dataclass
@@ -121,17 +121,80 @@ def _value_line(sym: Any) -> str | None:
     return value or None
 
 
-def _unmet(sym: Any) -> list[str]:
+def _wanted_level(sym: Any, value: str | None) -> int:
+    """How high `sym`'s dependencies must evaluate for it to take `value`: a bool, and a
+    tristate at m, need only m (Kconfig lifts a bool's m visibility to y); y needs y."""
+    if value == "y" and sym.orig_type == kconfiglib.TRISTATE:
+        return 2
+    return 1
+
+
+def _unmet(sym: Any, value: str | None) -> list[str]:
+    """The operands of `sym`'s dependencies that keep it from `value`, each as the weakest
+    assignment that would meet it ("CONFIG_A=m" where m is enough), else as an expression."""
+    level = _wanted_level(sym, value)
     needs: list[str] = []
     for operand in kconfiglib.split_expr(sym.direct_dep, kconfiglib.AND):
-        if kconfiglib.expr_value(operand) != 0:
+        if kconfiglib.expr_value(operand) >= level:
             continue
         if isinstance(operand, kconfiglib.Symbol) and operand.orig_type in (kconfiglib.BOOL,
                                                                               kconfiglib.TRISTATE):
-            needs.append(f"CONFIG_{operand.name}=y")
+            # m only where modules are on: without MODULES a tristate is n or y.
+            modules = operand.kconfig.modules.tri_value == 2
+            weakest = "m" if level == 1 and modules and operand.orig_type == kconfiglib.TRISTATE else "y"
+            needs.append(f"CONFIG_{operand.name}={weakest}")
         else:
             needs.append(f"({kconfiglib.expr_str(operand)})")
     return needs
+
+
+def new_symbols(kconf: Any) -> dict[str, str | None]:
+    """What `make listnewconfig` lists for the loaded config: symbols a user could set
+    that the config gives no value, with the value oldconfig would pick (their default).
+
+    A spec's own config check (Fedora's process_configs.sh -n) fails on each.
+    """
+    out: dict[str, str | None] = {}
+    for sym in kconf.unique_defined_syms:
+        if sym.choice is not None or not any(node.prompt for node in sym.nodes):
+            continue
+        if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
+            new = sym.user_value is None and len(sym.assignable) > 1
+        else:  # a number out of its (new) range counts as unset, as conf treats it
+            new = bool(sym.visibility) and (sym.user_value is None or (
+                sym.orig_type in (kconfiglib.INT, kconfiglib.HEX) and sym.str_value != sym.user_value))
+        if new:
+            out[f"CONFIG_{sym.name}"] = _value_line(sym)
+    for choice in kconf.unique_choices:
+        if choice.visibility:
+            out.update((f"CONFIG_{sym.name}", _value_line(sym)) for sym in choice.syms
+                       if sym.visibility and sym.user_value is None)
+    return out
+
+
+def changed_values(kconf: Any, text: str) -> dict[str, tuple[str | None, str | None]]:
+    """Symbols whose value in `text` (the loaded config) oldconfig would change:
+    name -> (before, after). Fedora's process_configs.sh -c fails on each; a symbol
+    oldconfig drops altogether is not one (the spec's check compares what both have)."""
+    before = parse(text)
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for name, value in before.items():
+        sym = kconf.syms.get(name.removeprefix("CONFIG_"))
+        if sym is None or sym.orig_type == kconfiglib.UNKNOWN or not sym.config_string:
+            continue  # unknown, or not written by oldconfig at all
+        after = _value_line(sym)
+        if after != value and not _same_number(sym, value, after):
+            out[name] = (value, after)
+    return out
+
+
+def _same_number(sym: Any, a: str | None, b: str | None) -> bool:
+    if sym.orig_type not in (kconfiglib.INT, kconfiglib.HEX) or a is None or b is None:
+        return False
+    try:
+        return int(a, 0) == int(b, 0)
+    except ValueError:
+        return False
 
 
 def judge(kconf: Any, config: Path, reqs: Sequence[Request]) -> list[Verdict]:
@@ -145,12 +208,10 @@ def judge(kconf: Any, config: Path, reqs: Sequence[Request]) -> list[Verdict]:
             continue
         value = _value_line(sym)
         wanted = req.value
-        if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX) and wanted is not None and value is not None:
-            with contextlib.suppress(ValueError):
-                same = int(wanted, 0) == int(value, 0)
-                value = wanted if same else value
+        if _same_number(sym, wanted, value):
+            value = wanted
         verdicts.append(Verdict(req, value == wanted, value,
-                                needs=_unmet(sym) if value != wanted else []))
+                                needs=_unmet(sym, wanted) if value != wanted else []))
     return verdicts
 
 
@@ -158,7 +219,8 @@ def resolvable(needs: Sequence[str]) -> list[Request]:
     """The requests that would meet `needs`, or [] if some need is not a plain symbol."""
     out = []
     for need in needs:
-        if not need.startswith("CONFIG_") or not need.endswith("=y"):
+        name, _, value = need.partition("=")
+        if not name.startswith("CONFIG_") or value not in ("y", "m"):
             return []
-        out.append(Request(need.removesuffix("=y"), "y"))
+        out.append(Request(name, value))
     return out

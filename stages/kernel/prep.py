@@ -28,6 +28,12 @@ from stages.kernel.spectext import find_prep_point
 SENTINEL = ".respin-hook-reached"
 TREEFILE = ".respin-tree"
 KERNEL_LOCAL = "kernel-local"  # the Source today's kernel specs merge into every config
+MACROS = ".respin-macros"
+# Spec macros recorded at the hook, as rpmbuild evaluated them for this run (defines,
+# target): which configs %prep keeps (primary_target), how the release and the
+# module directory are spelled. Empty when the spec does not define one.
+SPEC_MACROS = ("name", "version", "release", "_target_cpu", "dist", "fedora", "rhel", "primary_target",
+               "buildid", "KVERREL", "specrelease", "with_debug", "debugbuildsenabled")
 
 
 def _q(path: Path) -> str:
@@ -45,6 +51,10 @@ def hook_lines(snapdir: Path) -> list[str]:
         f'  if [ -f "$respin_cfg" ]; then cp -p "$respin_cfg" {d}/; fi',
         "done",
         f"pwd > {d}/{TREEFILE}",
+        # A quoted here-document: rpm expands the macros, the shell copies the text.
+        f"cat > {d}/{MACROS} <<'RESPIN_MACROS_END'",
+        *(f"{name}=%{{?{name}}}" for name in SPEC_MACROS),
+        "RESPIN_MACROS_END",
         f": > {d}/{SENTINEL}",
         "exit 0",
     ]
@@ -63,7 +73,7 @@ class PrepStage(Stage):
 
     name = "prep"
     summary = "rpmbuild -bp, stopped by a hook after the last patch; snapshot the kernel-*.config files"
-    version = "3"  # 3: kconfig.tar also keeps the scripts Kconfig runs
+    version = "4"  # 4: the spec's macros as rpmbuild evaluated them (primary_target, KVERREL...)
 
     @dataclass(frozen=True)
     class Options:
@@ -92,8 +102,9 @@ class PrepStage(Stage):
                              f"line {after_line}; the last patch application is in a branch that "
                              f"did not run for target {ctx.target} (see {log_file})")
         tree = Path((tmp / TREEFILE).read_text().strip())
-        (tmp / SENTINEL).unlink()
-        (tmp / TREEFILE).unlink()
+        macros = read_macros(tmp / MACROS)
+        for name in (SENTINEL, TREEFILE, MACROS):
+            (tmp / name).unlink()
         at_hook = sorted(p.name for p in tmp.iterdir())
         kernel_local = (ctx.topdir / "SOURCES" / KERNEL_LOCAL).is_file()
         if not at_hook:
@@ -115,10 +126,20 @@ class PrepStage(Stage):
                      "and scripts kept",
                      tree.name, len(configs), layout, copied)
         meta = {"tree": str(tree), "configs": configs, "layout": layout, "kernel_local": kernel_local,
-                "kconfig_files": copied}
+                "kconfig_files": copied, "macros": macros}
         return [Artifact(snapshot, "kconfig-snapshot", meta=meta),
                 Artifact(kconfig_tar, "kconfig-tree", meta={"files": copied}),
                 Artifact(log_file, "log")]
+
+
+def read_macros(path: Path) -> dict[str, str]:
+    """The hook's macro record: name -> value, only the macros the spec defines."""
+    out: dict[str, str] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        name, _, value = line.partition("=")
+        if name in SPEC_MACROS and value.strip():
+            out[name] = value.strip()
+    return out
 
 
 _SOURCE = re.compile(r'^\s*(source|rsource|osource|orsource)\s+"([^"]+)"', re.M)
