@@ -169,7 +169,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from stages.initrd.extract import extract
 
     result = extract(Path(args.image), Path(args.dir), privileged=args.privileged,
-                     max_size=parse_size(args.max_size))
+                     max_size=parse_size(args.max_size), force=args.force)
     _warn(result.warnings)
     trees = ", ".join(f"{args.dir}/{t}" for t in result.trees)
     _out().write(f"extracted {result.entries} entries from {len(result.parts)} part(s) into {trees}\n"
@@ -242,9 +242,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = cmds.add_parser("extract", help="extract every part safely (no root needed)")
     p.add_argument("image", metavar="IMAGE")
-    p.add_argument("dir", metavar="DIR", help="new directory: gets main/, early/ and the manifest")
+    p.add_argument("dir", metavar="DIR", help="new directory (or an unchanged earlier extraction): "
+                   "gets main/, early/, the manifest and the record of what was written")
     p.add_argument("--privileged", action="store_true",
                    help="create device nodes, set owners and setuid/setgid bits (root only)")
+    p.add_argument("--force", action="store_true",
+                   help="replace DIR, an earlier extraction, even if it was changed since (without "
+                   "it, a changed one is refused; a directory extract did not make is never replaced)")
     size_opt(p)
     p.set_defaults(func=cmd_extract)
 

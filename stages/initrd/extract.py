@@ -8,13 +8,16 @@ sockets, owners and setuid/setgid/sticky bits are not applied unless asked
 (and then only as root); what was not applied goes into the manifest.
 
 The result is built in a temp dir beside the target and renamed into place,
-so a refused archive leaves the target as it was.
+so a refused archive leaves the target as it was. DIR/initrd-extracted.json
+records what was written (kind, mode, size, content hash per path), so a later
+extract into DIR replaces it only when nothing was added, removed or changed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import stat
@@ -32,6 +35,10 @@ from stages.initrd.reader import DEFAULT_MAX_SIZE, Entry, ImageReader, Part
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+# What extract wrote, so a later extract into the same directory can tell whether it
+# was changed since (and keep the changes unless forced).
+RECORD_NAME = "initrd-extracted.json"
+RECORD_FORMAT = "respin-initrd-extracted"
 
 
 class Refused(Exception):
@@ -280,27 +287,133 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, onerror=fix)
 
 
-def check_target(dest: Path) -> None:
-    """Refuse to replace a non-empty directory that is not an earlier extraction."""
+class _Listing(dict[str, tuple[str, Path, tuple[int, int]]]):
+    """Every path under a directory but the record itself: relative name -> (signature
+    without content hash, absolute path, inode). lstat only, nothing followed."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self._digests: dict[tuple[int, int], str] = {}
+        stack = [(root, "")]
+        while stack:
+            directory, rel = stack.pop()
+            try:
+                with os.scandir(directory) as it:
+                    found = list(it)
+            except OSError as exc:
+                if not rel:
+                    raise InputError(f"{root}: cannot read: {exc.strerror}") from None
+                # Made unreadable since: its own entry (mode) shows the change, and sorts first.
+                continue
+            for de in found:
+                name = f"{rel}{de.name}"
+                if name == RECORD_NAME:
+                    continue
+                st = de.stat(follow_symlinks=False)
+                mode = stat.S_IMODE(st.st_mode)
+                kind = newc.file_kind(st.st_mode)
+                path = Path(de.path)
+                if kind == "symlink":
+                    sig = f"symlink {os.readlink(path)}"
+                elif kind == "file":
+                    sig = f"file {mode:04o} {st.st_size}"
+                elif kind in ("chr", "blk"):
+                    sig = f"{kind} {mode:04o} {os.major(st.st_rdev)},{os.minor(st.st_rdev)}"
+                else:
+                    sig = f"{kind} {mode:04o}"
+                self[name] = (sig, path, (st.st_dev, st.st_ino))
+                if kind == "dir":
+                    stack.append((path, name + "/"))
+
+    def full(self, name: str) -> str:
+        """The full signature of `name`: a regular file's gets the sha256 of its content
+        (once per inode: a busybox hardlinked under 300 names is read once)."""
+        sig, path, inode = self[name]
+        if not sig.startswith("file "):
+            return sig
+        digest = self._digests.get(inode)
+        if digest is None:
+            try:
+                digest = self._digests[inode] = fsutil.sha256_file(path)
+            except OSError as exc:
+                raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        return f"{sig} {digest}"
+
+
+def record_extraction(root: Path) -> None:
+    """Write what `root` (a finished extraction) holds, for a later extract to compare."""
+    listing = _Listing(root)
+    files = {name: listing.full(name) for name in sorted(listing)}
+    fsutil.atomic_write(root / RECORD_NAME, json.dumps(
+        {"format": RECORD_FORMAT, "version": 1, "files": files}, indent=0, sort_keys=True) + "\n")
+
+
+def first_change(root: Path) -> str | None:
+    """How `root` differs from what extract recorded, for the first path (bytewise order)
+    that does ("main/etc/x modified"); None when it holds just that. Raises UsageError
+    when there is no usable record."""
+    record = root / RECORD_NAME
+    try:
+        data = json.loads(record.read_text())
+        if data.get("format") != RECORD_FORMAT or not isinstance(data.get("files"), dict):
+            raise ValueError(f"not a {RECORD_FORMAT} file")
+        recorded: dict[str, str] = {str(k): str(v) for k, v in data["files"].items()}
+    except FileNotFoundError:
+        raise UsageError(f"{root}: holds no record of what extract wrote there (an older respin, or "
+                         "a tree initrd-modify made), so its changes cannot be told; --force replaces it"
+                         ) from None
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{record}: unreadable record of what extract wrote ({exc}); "
+                         "--force replaces the directory") from None
+    current = _Listing(root)
+    for name in sorted(set(recorded) | set(current)):
+        if name not in current:
+            return f"{name} removed"
+        if name not in recorded:
+            return f"{name} added"
+        # Kind, mode, size and link target first; the content hash only when those agree.
+        sig = current[name][0]
+        if recorded[name] != sig and not recorded[name].startswith(sig + " "):
+            return f"{name} modified"
+        if current.full(name) != recorded[name]:
+            return f"{name} modified"
+    return None
+
+
+def check_target(dest: Path, *, force: bool = False) -> None:
+    """Refuse to replace what extract did not make, or an extraction changed since.
+
+    An empty or missing `dest` is fine; an earlier extraction is replaced when it holds
+    exactly what extract recorded, or with `force`; any other non-empty directory never.
+    """
     if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
         raise UsageError(f"{dest}: exists and is not a directory")
-    if dest.is_dir() and any(dest.iterdir()) and not (dest / MANIFEST_NAME).is_file():
+    if not dest.is_dir() or not any(dest.iterdir()):
+        return
+    if not (dest / MANIFEST_NAME).is_file():
         raise UsageError(f"{dest}: directory exists and is not empty (and is no earlier extraction); "
                          "choose a new directory")
+    if force:
+        return
+    change = first_change(dest)
+    if change is not None:
+        raise UsageError(f"{dest}: changed since it was extracted ({change}); refusing to replace it "
+                         "(--force does)")
 
 
-def extract(image: Path, dest: Path, *, privileged: bool = False,
-            max_size: int = DEFAULT_MAX_SIZE) -> ExtractResult:
+def extract(image: Path, dest: Path, *, privileged: bool = False, max_size: int = DEFAULT_MAX_SIZE,
+            force: bool = False) -> ExtractResult:
     """Extract every part of `image` into `dest`/main (and `dest`/early), with the manifest.
 
     Leading uncompressed archives followed by a compressed member (early CPU
     microcode) go to early/; everything else is overlaid in image order into
-    main/, as the kernel does.
+    main/, as the kernel does. An earlier extraction at `dest` is replaced only when it
+    is unchanged since, or with `force`.
     """
     if privileged and os.geteuid() != 0:
         raise UsageError("--privileged (devices, owners, setuid bits) needs root")
     dest = Path(dest)
-    check_target(dest)
+    check_target(dest, force=force)
     reader = ImageReader(image, max_size=max_size)
     result = ExtractResult(parts=reader.parts)
     manifest = Manifest(image=Path(image).name)
@@ -344,6 +457,7 @@ def extract(image: Path, dest: Path, *, privileged: bool = False,
         result.warnings[:0] = reader.warnings
         manifest.write(tmp / MANIFEST_NAME)
         result.trees = sorted(t for t in ("early", "main") if (tmp / t).exists())
+        record_extraction(tmp)
         fsutil.commit_dir(tmp, dest)
     except BaseException:
         for builder in builders.values():

@@ -20,7 +20,7 @@ from pipeline import fsutil
 from pipeline.errors import ConfigError, InputError
 from pipeline.stage import Artifact, Context, Stage
 from stages.initrd.cli import parse_size
-from stages.initrd.extract import Refused, extract, split_name
+from stages.initrd.extract import RECORD_NAME, Refused, extract, split_name
 from stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
 from stages.initrd.writer import pack, source_date_epoch
 
@@ -50,8 +50,11 @@ class ExtractStage(Stage):
 
     def run(self, ctx: Context) -> list[Artifact]:
         out = ctx.stagedir / "tree"
+        # The tree is this stage's output in the work dir, which respin owns: the runner
+        # reruns the stage when it was touched (`respin status` says so) and it is replaced.
+        # Changes to the image belong in [initrd-modify].
         result = extract(self._image(ctx), out, privileged=self.options.privileged,
-                         max_size=parse_size(self.options.max_size))
+                         max_size=parse_size(self.options.max_size), force=True)
         for warning in result.warnings:
             ctx.log.warning("%s", warning)
         ctx.log.info("extracted %d entries from %d part(s)", result.entries, len(result.parts))
@@ -177,6 +180,8 @@ class ModifyStage(Stage):
         tmp = fsutil.fresh_dir(out)
         try:
             ctx.run(["cp", "-a", "--", f"{source}/.", str(tmp)], what="copying the initrd tree")
+            # The record of what extract wrote describes the source tree, not this one.
+            (tmp / RECORD_NAME).unlink(missing_ok=True)
             root = tmp / "main" if manifest else tmp
             for rel in self.options.remove:
                 comps = _checked_rel(rel, f"[{self.name}] remove")

@@ -108,3 +108,20 @@ def test_extract_takes_the_initrd_of_an_earlier_stage(tmp_path: Path) -> None:
     produced = {"mkinitrd": [Artifact(image, "initrd")]}
     [tree] = ExtractStage.from_table({}, "p").run(ctx_for(tmp_path, "initrd-extract", produced))
     assert (tree.path / "main/bin/tool").is_file()
+
+
+def test_extract_stage_replaces_its_own_tree_in_the_work_dir(tmp_path: Path) -> None:
+    """The stage's tree is its output in the work dir: the runner reruns the stage when it was
+    touched, and the stage replaces it (the record of what extract wrote does not stop it);
+    modify's copy carries no record, since it no longer describes that tree."""
+    image = tmp_path / "built.img"
+    pack(make_tree(tmp_path / "tree"), image, compress="gzip", epoch=EPOCH)
+    stage = ExtractStage.from_table({"image": str(image)}, "p")
+    [tree] = stage.run(ctx_for(tmp_path, "initrd-extract", {}))
+    (tree.path / "main/etc/fstab").write_text("edited in the work dir\n")
+    [again] = stage.run(ctx_for(tmp_path, "initrd-extract", {}))
+    assert (again.path / "main/etc/fstab").read_text() == "/dev/sda1 / ext4 defaults 0 1\n"
+    assert (again.path / "initrd-extracted.json").is_file()
+    [modified] = ModifyStage.from_table({"remove": ["etc/fstab"]}, "p").run(
+        ctx_for(tmp_path, "initrd-modify", {"initrd-extract": [again]}))
+    assert not (modified.path / "initrd-extracted.json").exists()
