@@ -88,10 +88,30 @@ def free_bytes(path: Path) -> int | None:
     return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (/proc), else by setting it back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def fresh_dir(path: Path) -> Path:
-    """Return an empty sibling temp dir of `path`, to be committed with `commit_dir`."""
+    """Return an empty sibling temp dir of `path`, to be committed with `commit_dir`.
+
+    Its mode is what `mkdir` would give (0755 under umask 022): mkdtemp's 0700 is
+    for a private temp dir, and this one becomes `path`.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~umask())
+    return tmp
 
 
 def commit_dir(tmp: Path, path: Path) -> None:

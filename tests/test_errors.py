@@ -221,3 +221,14 @@ def test_a_full_disk_at_prep_names_stage_path_and_no_space(tmp_path: Path, srpm:
         assert str(tmp_path / "fs/work") in errors[0], errors
         assert got[f"{step}.left"] == ""
     assert "clean" in got
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077], ids=["umask022", "umask077"])
+def test_work_dir_directories_follow_the_umask(tmp_path: Path, srpm: Path, mask: int) -> None:
+    pf = kernel_toml(tmp_path, str(srpm))
+    proc = subprocess.run(["sh", "-c", f'umask {mask:03o} && exec "$0" "$@"', str(RESPIN), "run", str(pf),
+                           "--until", "config"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    work = tmp_path / "work"
+    for rel in ("rpmbuild/SOURCES", "stages/fetch/pristine", "stages/prep/snapshot", "stages/config/edited"):
+        assert (work / rel).stat().st_mode & 0o777 == 0o777 & ~mask, (rel, oct((work / rel).stat().st_mode))
