@@ -160,13 +160,30 @@ def rpmbuild_argv(mode: str, spec: Path, *, topdir: Path, target: str | None,
 # host has at /var/tmp for that one command only).
 FIXED_TOPDIR = Path("/var/tmp/respin/rpmbuild")
 
+# Arguments: directories under /var/tmp the command also needs (bound back at
+# their own paths, opened on fds 4... before the tmpfs hides them), "--", the
+# topdir, the command.
 _NAMESPACE_SCRIPT = f"""set -e
-exec 3<"$1"
-shift
+fd=4 after=
+for arg in "$@"; do
+  if [ -n "$after" ]; then exec 3<"$arg"; break
+  elif [ "$arg" = -- ]; then after=1
+  else eval "exec $fd<\\"\\$arg\\""; fd=$((fd + 1))
+  fi
+done
 mount -t tmpfs -o mode=0755 respin /var/tmp
 mkdir -p {FIXED_TOPDIR}
-mount --bind /proc/self/fd/3 {FIXED_TOPDIR}
+mount --no-canonicalize --bind /proc/self/fd/3 {FIXED_TOPDIR}
 exec 3<&-
+fd=4
+while [ "$1" != -- ]; do
+  mkdir -p "$1"
+  mount --no-canonicalize --bind /proc/self/fd/$fd "$1"
+  eval "exec $fd<&-"
+  fd=$((fd + 1))
+  shift
+done
+shift 2
 cd {FIXED_TOPDIR}
 exec "$@"
 """
@@ -193,15 +210,20 @@ def fixed_topdir_available() -> bool:
     return _namespace_prefix() is not None
 
 
-def in_fixed_topdir(argv: Sequence[str], topdir: Path) -> list[str] | None:
+def in_fixed_topdir(argv: Sequence[str], topdir: Path, keep: Sequence[Path] = ()) -> list[str] | None:
     """`argv` (built with FIXED_TOPDIR paths) wrapped to run with `topdir` mounted there.
 
-    None when no private mount namespace can be had (then build with the real path).
+    `keep`: directories the command needs at their own paths (the tmpfs over
+    /var/tmp would hide those under it). None when no private mount namespace
+    can be had (then build with the real path).
     """
     prefix = _namespace_prefix()
     if prefix is None:
         return None
-    return [*prefix, "sh", "-c", _NAMESPACE_SCRIPT, "respin-rpmbuild", str(topdir), *argv]
+    hidden = [str(d.resolve()) for d in keep if d.resolve().is_relative_to("/var/tmp")]
+    if len(hidden) > 5:  # fds 4 to 9: what sh redirects by number
+        raise ValueError("in_fixed_topdir: at most 5 directories to keep under /var/tmp")
+    return [*prefix, "sh", "-c", _NAMESPACE_SCRIPT, "respin-rpmbuild", *hidden, "--", str(topdir), *argv]
 
 
 def to_fixed(path: Path, topdir: Path) -> Path:
