@@ -164,6 +164,19 @@ def test_mock_backend_failure_is_one_line_error_fake_mock_binary(
     assert_one_line_error(proc, 5, "mock --rebuild of kernel-", "exit status 30")
 
 
+def test_mock_backend_says_it_builds_without_the_compile_cache_fake_mock_binary(
+        tmp_path: Path, srpm: Path, fake_mock: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm, 'backend = "mock"\nccache = true\nccache_dir = "cache"\n')
+    proc = respin("run", pf, "--json")
+    said = [ln for ln in proc.stderr.splitlines() if "ccache" in ln]
+    assert len(said) == 1 and "ccache applies to the rpmbuild backend only" in said[0], proc.stderr
+    assert "the mock build runs without it" in said[0]
+    manifest = json.loads(proc.stdout)
+    assert "ccache" not in manifest["tools"]
+    assert not any("ccache" in a.get("meta", {}) for a in manifest["artifacts"])
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "work/ccache").exists()
+
+
 # --- koji --------------------------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from pipeline import fsutil
 from pipeline.errors import CommandError, ConfigError, InputError, UsageError
+from pipeline.run import clean_env
+from stages.kernel.ccache import CompileCache, find_ccache, without_masquerade
 from stages.kernel.rpmpkg import (
     FIXED_TOPDIR,
     fixed_topdir_available,
@@ -54,20 +56,27 @@ class BuildRequest:
         return self.stagedir / "rebuild.log"
 
 
-def rpmbuild(req: BuildRequest, mode: str) -> list[Path]:
-    """rpmbuild in `mode` (-bb/-bs/-ba), with the topdir at its fixed path when possible."""
+def rpmbuild(req: BuildRequest, mode: str, cache: CompileCache | None = None) -> list[Path]:
+    """rpmbuild in `mode` (-bb/-bs/-ba), with the topdir at its fixed path when possible,
+    compiling through `cache` if given."""
     home = req.stagedir / "home"  # empty: no ~/.rpmmacros of the user's leaks in
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     env = {"HOME": str(home)}
     if req.epoch:
         env["SOURCE_DATE_EPOCH"] = str(req.epoch)
+    path = clean_env()["PATH"]
+    if cache is not None:
+        env.update(cache.prepare(path))
+    else:
+        # Off means off: not even a masquerade dir the host has on PATH.
+        env["PATH"] = without_masquerade(path, find_ccache(path))
     fixed = fixed_topdir_available()
     if fixed:
         argv = rpmbuild_argv(mode, to_fixed(req.spec, req.topdir), topdir=FIXED_TOPDIR,
                              target=req.target, with_=req.with_, without=req.without,
                              nodeps=req.nodeps, defines=req.defines)
-        wrapped = in_fixed_topdir(argv, req.topdir)
+        wrapped = in_fixed_topdir(argv, req.topdir, keep=cache.dirs if cache else ())
         assert wrapped is not None
         env["TMPDIR"] = "/var/tmp"
     else:

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pipeline.errors import ConfigError, UsageError
+from pipeline.run import clean_env
 from pipeline.stage import Artifact, Context, Stage
 from stages.kernel.backends import BuildRequest, KojiJob, koji_build, mock_build, rpmbuild
+from stages.kernel.ccache import CompileCache, find_ccache
 from stages.kernel.inject import source_date
 from stages.kernel.rpmpkg import read_package
 
@@ -47,6 +50,8 @@ class RebuildStage(Stage):
         koji_scm: str | None = None  # build from this SCM URL (dist-git export) instead of the SRPM
         koji_timeout: float = 6 * 3600.0
         koji_poll: float = 20.0
+        ccache: bool | None = None  # compile through ccache; default: when ccache is installed
+        ccache_dir: str | None = None  # a cache several work dirs share; default <workdir>/ccache
 
         def __post_init__(self) -> None:
             for sw in (*self.with_, *self.without):
@@ -62,9 +67,35 @@ class RebuildStage(Stage):
 
     options: Options
 
+    def options_json(self) -> dict[str, object]:
+        # The cache changes how long a build takes, never its bytes (the tests compare
+        # them): turning it on or off, or moving it, rebuilds nothing.
+        data = dict(super().options_json())
+        del data["ccache"], data["ccache_dir"]
+        return data
+
     def inputs(self, ctx: Context) -> list[Path]:
         config = self.options.koji_config
         return [ctx.resolve(config)] if self.options.backend == "koji" and config else []
+
+    def _compile_cache(self, ctx: Context) -> CompileCache | None:
+        """The cache this build compiles through, or None (off, or no ccache and not asked for)."""
+        opts = self.options
+        if opts.ccache is False:
+            return None
+        where = f"{ctx.source.name} [rebuild]"
+        ccache = find_ccache(clean_env()["PATH"])
+        if ccache is None:
+            if opts.ccache:
+                raise UsageError(f"{where} ccache = true: ccache is not installed (install it, "
+                                 "or set ccache = false)")
+            return None
+        cache_dir = (ctx.resolve(opts.ccache_dir) if opts.ccache_dir else ctx.workdir / "ccache").absolute()
+        if cache_dir.exists() and not cache_dir.is_dir():
+            raise ConfigError(f"{where} ccache_dir {cache_dir}: not a directory")
+        version = ctx.run([str(ccache), "--version"]).stdout.splitlines()
+        ctx.record_tool("ccache", version[0].strip() if version else "")
+        return CompileCache(ccache=ccache, cache_dir=cache_dir, workspace=ctx.stagedir.absolute() / "ccache")
 
     def run(self, ctx: Context) -> list[Artifact]:
         spec = ctx.artifact("spec").path
@@ -78,6 +109,10 @@ class RebuildStage(Stage):
                            stagedir=ctx.stagedir, run=ctx.run)
         req.log_file.unlink(missing_ok=True)
         opts = self.options
+        cache: CompileCache | None = None
+        if opts.backend != "rpmbuild" and (opts.ccache or opts.ccache_dir):
+            ctx.log.info("rebuild: ccache applies to the rpmbuild backend only; the %s build "
+                         "runs without it", opts.backend)
         if opts.backend == "mock":
             built = mock_build(req, config=opts.mock_config, extra=opts.mock_args)
         elif opts.backend == "koji":
@@ -88,9 +123,16 @@ class RebuildStage(Stage):
                           timeout=opts.koji_timeout, poll=opts.koji_poll)
             built = koji_build(req, job)
         else:
-            built = rpmbuild(req, _MODES[opts.mode])
+            cache = self._compile_cache(ctx) if opts.mode != "source" else None
+            built = rpmbuild(req, _MODES[opts.mode], cache)
         ctx.record_tool("rpmbuild", ctx.run(["rpmbuild", "--version"]).stdout.strip())
-        artifacts = [Artifact(req.log_file, "log")] if req.log_file.exists() else []
+        log_meta: dict[str, object] = {}
+        cached = ""
+        if cache is not None:
+            stats = cache.stats()
+            log_meta["ccache"] = {**stats.to_json(), "dir": str(cache.cache_dir)}
+            cached = f"; ccache: {stats.summary()} in {cache.cache_dir}"
+        artifacts = [Artifact(req.log_file, "log", meta=log_meta)] if req.log_file.exists() else []
         for path in built:
             if path.name.endswith(".log"):
                 artifacts.append(Artifact(path, "log", meta={"backend": opts.backend}))
@@ -99,6 +141,6 @@ class RebuildStage(Stage):
             kind = "srpm" if pkg.is_source else "rpm"
             artifacts.append(Artifact(path, kind, meta={"name": pkg.name, "nvr": pkg.nvr,
                                                         "arch": pkg.arch, "backend": opts.backend}))
-        ctx.log.info("rebuild (%s): wrote %s", opts.backend,
-                     ", ".join(os.path.basename(p) for p in built if not p.name.endswith(".log")))
+        ctx.log.info("rebuild (%s): wrote %s%s", opts.backend,
+                     ", ".join(os.path.basename(p) for p in built if not p.name.endswith(".log")), cached)
         return artifacts
