@@ -31,9 +31,9 @@ def _cmd_repro(args: argparse.Namespace) -> int:
             sys.stdout.write(f"identical: {len(report.compared)} artifact(s) the same in both runs\n")
     if not report.identical:
         names = ", ".join(sorted({d.path for d in report.differences}))
-        where = " and ".join(str(w) for w in report.workdirs)
-        raise CheckFailed(f"{len(report.differences)} difference(s) between two runs: {names} "
-                          f"(work dirs kept: {where})")
+        where = (f"work dirs kept: {' and '.join(str(w) for w in report.workdirs)}" if report.workdirs
+                 else "work dirs removed; --keep keeps them")
+        raise CheckFailed(f"{len(report.differences)} difference(s) between two runs: {names} ({where})")
     return 0
 
 
@@ -58,7 +58,8 @@ def register(sub: Any) -> None:
     p.add_argument("file", help="pipeline file (TOML)")
     p.add_argument("--target", help="override [pipeline] target")
     p.add_argument("--base", help="make the two work dirs here (default: a fresh temp dir)")
-    p.add_argument("--keep", action="store_true", help="keep the work dirs even when identical")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the two work dirs (default: removed, whatever the outcome)")
     p.add_argument("--pause", type=float, default=1.5, help="seconds between the runs (default 1.5)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON on stdout")
     p.set_defaults(func=_cmd_repro)

@@ -94,3 +94,10 @@ def describe(exc: BaseException) -> tuple[str, int]:
         name = f"{exc.filename}: " if exc.filename is not None else ""
         return f"{name}{exc.strerror or exc}", InputError.exit_code
     return f"internal error: {type(exc).__name__}: {exc}", 1
+
+
+def restated(exc: RespinError, message: str) -> RespinError:
+    """`exc` with a new message (more context), as the nearest class of this module: the
+    same exit code, and a subclass elsewhere may take other arguments."""
+    cls: type[RespinError] = next(c for c in type(exc).__mro__ if c.__module__ == __name__)
+    return cls(message, hint=exc.hint)

@@ -9,7 +9,6 @@ Logs are left out: they name the paths and times on purpose.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -21,7 +20,7 @@ from typing import Any
 
 from pipeline import fsutil
 from pipeline.config import load
-from pipeline.errors import UsageError
+from pipeline.errors import RespinError, UsageError, restated
 from pipeline.progress import Progress
 from pipeline.runner import Runner
 
@@ -48,7 +47,7 @@ class Difference:
 class ReproReport:
     """What `repro` compared and what differed."""
 
-    workdirs: tuple[Path, Path]
+    workdirs: tuple[Path, ...]  # the work dirs that are kept
     compared: list[str] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
 
@@ -135,41 +134,55 @@ def repro(path: Path, overrides: Mapping[str, Any] | None = None, *, base: Path 
           pause: float = 1.5, keep: bool = False, progress: Progress | None = None) -> ReproReport:
     """Run the pipeline file twice, in two fresh work dirs, and compare what the runs produced.
 
-    The work dirs are removed afterwards when the results are identical, unless `keep`.
+    What repro made (the two work dirs; the base dir too, unless the user named it) is
+    removed afterwards, whatever the outcome, unless `keep`. The report lists only the work
+    dirs that are still there.
     """
     progress = progress or Progress(quiet=True)
     if not pause >= 0:  # also refuses NaN
         raise UsageError(f"--pause {pause}: must be zero or more seconds")
     load(path, overrides)  # a bad pipeline file fails here, before any directory is made
+    dirs = (base / FIRST, base / SECOND) if base is not None else None
+    if base is not None:
+        if os.path.lexists(base) and not base.is_dir():
+            raise UsageError(f"--base {base}: not a directory")
+        for workdir in dirs or ():
+            if os.path.lexists(workdir):
+                # Perhaps kept by an earlier repro --keep: never removed without being asked.
+                raise UsageError(f"--base {base}: {workdir.name}/ is already there (an earlier "
+                                 "repro --keep?); remove it or choose another --base")
     made = base is None or not base.exists()
     if base is None:
         base = Path(tempfile.mkdtemp(prefix="respin-repro-"))
     else:
         base.mkdir(parents=True, exist_ok=True)
+    dirs = (base / FIRST, base / SECOND)
     try:
-        return _twice(path, overrides, base, pause, keep, progress)
+        report = _twice(path, overrides, dirs, pause, keep, progress)
     finally:
-        # A failed run keeps its work dir for the logs; a base repro made and left empty goes
-        # (a directory the user named stays, empty or not).
-        if made:
-            with contextlib.suppress(OSError):
-                base.rmdir()
+        if not keep:
+            for workdir in dirs:
+                shutil.rmtree(workdir, ignore_errors=True)
+            if made:
+                shutil.rmtree(base, ignore_errors=True)
+    report.workdirs = tuple(w for w in dirs if w.exists())
+    return report
 
 
-def _twice(path: Path, overrides: Mapping[str, Any] | None, base: Path, pause: float, keep: bool,
-           progress: Progress) -> ReproReport:
+FIRST, SECOND = "first", "second-run"  # different names, so different path lengths too
+
+
+def _twice(path: Path, overrides: Mapping[str, Any] | None, dirs: tuple[Path, Path], pause: float,
+           keep: bool, progress: Progress) -> ReproReport:
     manifests = []
-    dirs = (base / "first", base / "second-run")  # different names, so different path lengths too
     for number, workdir in enumerate(dirs, 1):
-        if workdir.exists():
-            shutil.rmtree(workdir)
         if number == 2:
             time.sleep(pause)
         progress.note(f"repro: run {number} of 2 in {workdir}")
         pipeline = load(path, {**(overrides or {}), "workdir": str(workdir)})
-        manifests.append(Runner(pipeline, progress=progress).run(force=True).manifest)
-    report = compare_manifests(manifests[0], manifests[1])
-    if report.identical and not keep:
-        for workdir in dirs:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return report
+        try:
+            manifests.append(Runner(pipeline, progress=progress).run(force=True).manifest)
+        except RespinError as exc:
+            kept = f"work dir kept: {workdir}" if keep else "work dirs removed; --keep keeps them"
+            raise restated(exc, f"repro run {number} of 2: {exc.message} ({kept})") from exc
+    return compare_manifests(manifests[0], manifests[1])

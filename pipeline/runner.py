@@ -37,6 +37,7 @@ from pipeline.errors import (
     RespinError,
     UsageError,
     describe,
+    restated,
 )
 from pipeline.progress import Progress
 from pipeline.run import OWNER_VAR, end_orphans
@@ -465,7 +466,7 @@ def _stage_error(name: str, exc: BaseException, workdir: Path) -> RespinError | 
     if not isinstance(exc, RespinError):
         return None
     if _NO_SPACE in exc.message.lower():
-        return type(exc)(f"stage '{name}': {exc.message}", hint=exc.hint)
+        return restated(exc, f"stage '{name}': {exc.message}")
     free = fsutil.free_bytes(workdir)
     if isinstance(exc, CommandError) and free is not None and free < _FULL:
         # Tools rarely say so (rpm -i reports "cpio: write failed - No such file or

@@ -222,10 +222,10 @@ add = {{ "/" = "@netfiles" }}
 [initrd-pack]
 compress = "gzip"
 """)
-    proc = respin("repro", pf, "--base", tmp_path / "repro", "--pause", "1.1", check=False,
+    proc = respin("repro", pf, "--base", tmp_path / "repro", "--keep", "--pause", "1.1", check=False,
                   env=_env_without_epoch())
     assert_one_line_error(proc, 8, "difference(s) between two runs", "stages/initrd-pack/initrd.img",
-                          "work dirs kept")
+                          f"work dirs kept: {tmp_path / 'repro/first'} and")
     assert "differs: initrd-pack initrd stages/initrd-pack/initrd.img: content differs" in proc.stdout
     assert not any("network" in ln for ln in proc.stdout.splitlines()), proc.stdout
     # With the epoch set, the same pipeline is reproducible.
@@ -238,8 +238,44 @@ def test_repro_current_layout_kernel_identical(tmp_path: Path) -> None:
     current = build_srpm("kernel-current", tmp_path / "srpm")
     pf = tmp_path / "kernel.toml"
     pf.write_text(f'[pipeline]\ntarget = "x86_64"\nworkdir = "work"\n\n[fetch]\nsrpm = "{current}"\n\n'
-                  '[config]\nset = { CONFIG_LOCALVERSION = "-respin" }\n\n'
+                  '[config]\nset = { CONFIG_DEFAULT_HOSTNAME = "respin" }\n\n'
                   '[rebuild]\nwithout = ["debug"]\nmode = "all"\n')
     report = json.loads(respin("repro", pf, "--json", "--pause", "1.1", env=_env_without_epoch()).stdout)
     assert report["identical"], report["differences"]
     assert {"srpm", "rpm", "spec"} <= {c.split()[1] for c in report["compared"]}
+
+
+def _tmpdir(tmp_path: Path) -> dict[str, str]:
+    """An environment whose TMPDIR is a fresh, empty directory: what repro leaves in it shows."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    return {"TMPDIR": str(tmp)}
+
+
+def test_repro_of_a_failing_pipeline_leaves_nothing_unless_kept(tmp_path: Path) -> None:
+    pf = tmp_path / "p.toml"
+    pf.write_text("[example-write]\nsource = \"gone.txt\"\n")
+    env = _tmpdir(tmp_path)
+    proc = respin("repro", pf, "--pause", "0", "--json", check=False, env=env)
+    assert_one_line_error(proc, 4, "repro run 1 of 2", "gone.txt", "work dirs removed; --keep keeps them")
+    assert list(Path(env["TMPDIR"]).iterdir()) == []
+    kept = respin("repro", pf, "--pause", "0", "--keep", "--base", tmp_path / "b", check=False, env=env)
+    assert_one_line_error(kept, 4, f"work dir kept: {tmp_path / 'b/first'}")
+    assert (tmp_path / "b/first/manifest.json").is_file()
+
+
+def test_repro_json_lists_only_the_work_dirs_that_are_kept(tmp_path: Path) -> None:
+    pf = tmp_path / "p.toml"
+    pf.write_text('[example-write]\ntext = "x"\n')
+    env = _tmpdir(tmp_path)
+    report = json.loads(respin("repro", pf, "--pause", "0", "--json", env=env).stdout)
+    assert report["identical"] and report["workdirs"] == []
+    assert list(Path(env["TMPDIR"]).iterdir()) == []
+    report = json.loads(respin("repro", pf, "--pause", "0", "--json", "--keep", env=env).stdout)
+    assert len(report["workdirs"]) == 2 and all(Path(w).is_dir() for w in report["workdirs"])
+    # A work dir an earlier --keep left in a named base is never replaced without being asked.
+    base = Path(report["workdirs"][0]).parent
+    before = sorted(p.name for p in base.rglob("*"))
+    again = respin("repro", pf, "--pause", "0", "--base", base, check=False, env=env)
+    assert_one_line_error(again, 2, f"--base {base}: first/ is already there")
+    assert sorted(p.name for p in base.rglob("*")) == before
