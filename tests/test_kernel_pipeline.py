@@ -39,6 +39,12 @@ def current(srpm: Path) -> bool:
     return srpm.name.startswith("kernel-6.")
 
 
+def string_symbol(srpm: Path) -> str:
+    """The string symbol the tests set: today's spec names its module directory from the
+    release, so it refuses CONFIG_LOCALVERSION (the 2010 tree's release ignores it)."""
+    return "CONFIG_DEFAULT_HOSTNAME" if current(srpm) else "CONFIG_LOCALVERSION"
+
+
 def respun_srpm(srpm: Path, outdir: Path, edit: Callable[[str], str]) -> Path:
     """The fixture SRPM with its spec edited: for bad-input cases."""
     top = outdir / "top"
@@ -53,6 +59,7 @@ def respun_srpm(srpm: Path, outdir: Path, edit: Callable[[str], str]) -> Path:
 def pipeline_file(where: Path, srpm: Path, config: str = GOOD_CONFIG, extra: str = "",
                   rebuild: str = 'mode = "all"\n') -> Path:
     target = "x86_64" if current(srpm) else "i686"
+    config = config.replace("CONFIG_LOCALVERSION", string_symbol(srpm))
     if current(srpm) and "with = []" not in rebuild:
         rebuild = 'without = ["debug"]\n' + rebuild
     text = (f'[pipeline]\ntarget = "{target}"\nworkdir = "work"\n\n[fetch]\nsrpm = "{srpm}"\n{extra}\n'
@@ -82,7 +89,7 @@ def test_end_to_end_baseonly(tmp_path: Path, srpm: Path) -> None:
     arch = "x86_64" if current(srpm) else "i686"
     assert all(p.name.endswith(f".{arch}.rpm") for p in rpms)
     config = boot_config(rpms[0])
-    for line in ("CONFIG_RESPIN_FEATURE_A=y", "CONFIG_RESPIN_FEATURE_B=y", 'CONFIG_LOCALVERSION="-respin"',
+    for line in ("CONFIG_RESPIN_FEATURE_A=y", "CONFIG_RESPIN_FEATURE_B=y", f'{string_symbol(srpm)}="-respin"',
                  "# CONFIG_DEBUG_STACKOVERFLOW is not set"):
         assert line in config.splitlines()
     (new_srpm,) = built(manifest, "srpm")
@@ -115,7 +122,7 @@ def test_end_to_end_baseonly(tmp_path: Path, srpm: Path) -> None:
     assert "config" in status and "options changed" in status
     third = json.loads(respin("run", pf, "--json").stdout)
     assert [s["status"] for s in third["stages"]] == ["up to date"] * 2 + ["ran"] * 5
-    assert 'CONFIG_LOCALVERSION="-respin2"' in boot_config(built(third, "rpm")[0])
+    assert f'{string_symbol(srpm)}="-respin2"' in boot_config(built(third, "rpm")[0])
 
 
 def _check_2010_spec(new_srpm: Path) -> None:
@@ -323,7 +330,7 @@ def test_a_value_dropped_from_the_pipeline_leaves_the_build(tmp_path: Path, srpm
         text = made_by("config", "kernel-local").read_text()
         assert "CONFIG_RESPIN_FEATURE_A" not in text and "CONFIG_RESPIN_FEATURE_B" not in text
         assert text.count("# respin: requested values") == 1
-        assert 'CONFIG_LOCALVERSION="-respin2"' in text
+        assert 'CONFIG_DEFAULT_HOSTNAME="-respin2"' in text
     else:
         added = [ln for ln in made_by("diff", "patch").read_text().splitlines() if ln.startswith("+CONFIG")]
         assert added and all("LOCALVERSION" in ln for ln in added), added
@@ -333,3 +340,24 @@ def test_fragment_that_is_not_text_is_one_line(tmp_path: Path, srpm: Path) -> No
     (tmp_path / "local.config").write_bytes(b"CONFIG_RESPIN_FEATURE_A=\xff\xfe\n")
     pf = pipeline_file(tmp_path, srpm, config='fragment = "local.config"\n')
     assert_one_line_error(respin("run", pf, check=False), 4, "local.config", "not UTF-8")
+
+
+def test_localversion_is_refused_where_the_module_directory_follows_the_release(tmp_path: Path,
+                                                                                srpm: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm, config='set = { CONFIG_RESPIN_FEATURE_A = "y" }\n')
+    pf.write_text(pf.read_text().replace('set = { CONFIG_RESPIN_FEATURE_A = "y" }',
+                                         'set = { CONFIG_LOCALVERSION = "-respin" }'))
+    proc = respin("run", pf, "--json", check=False)
+    if current(srpm):
+        # Today's spec: modules under /lib/modules/<version>-<release>.<arch>, and the tree
+        # appends CONFIG_LOCALVERSION to uname -r: refused before any build, pointing to buildid.
+        assert_one_line_error(proc, 3, "CONFIG_LOCALVERSION", "/lib/modules/6.1.0-200.x86_64", "buildid")
+        assert not (tmp_path / "work/rpmbuild/RPMS").exists() or not list(
+            (tmp_path / "work/rpmbuild/RPMS").rglob("*.rpm"))
+    else:
+        # The 2010 tree's release does not take it: the build's own check (kernelrelease equals
+        # the module directory's name) passes and the package carries the value.
+        assert proc.returncode == 0, proc.stderr
+        (rpm,) = built(json.loads(proc.stdout), "rpm")
+        assert 'CONFIG_LOCALVERSION="-respin"' in boot_config(rpm).splitlines()
+        assert any(f.startswith("/lib/modules/2.6.27.5-117.respin.i686") for f in read_package(rpm).files)

@@ -8,8 +8,8 @@ import pytest
 
 from pipeline.errors import ConfigError, InputError
 from stages.kernel import kconfig
-from stages.kernel.config import configs_for
-from stages.kernel.inject import Injection, default_patch_name, inject_text
+from stages.kernel.config import configs_for, used_configs
+from stages.kernel.inject import Injection, default_patch_name, inject_text, marked_release
 from stages.kernel.prep import hooked_spec
 from stages.kernel.spectext import find_prep_point
 
@@ -181,3 +181,38 @@ ApplyOptionalPatch linux-kernel-test.patch
     only_function = "\n".join(ln for ln in lines if not ln.startswith(calls))
     with pytest.raises(InputError, match="applies no patch"):
         find_prep_point(only_function.splitlines(), "k.spec")
+
+
+def test_only_the_primary_targets_configs_are_used() -> None:
+    # Fedora's %prep keeps the primary target's configs and deletes the other flavour's.
+    names = ["kernel-aarch64-fedora.config", "kernel-x86_64-debug-fedora.config",
+             "kernel-x86_64-debug-rhel.config", "kernel-x86_64-fedora.config", "kernel-x86_64-rhel.config"]
+    chosen, why = used_configs(names, "x86_64", {"primary_target": "fedora"})
+    assert chosen == ["kernel-x86_64-debug-fedora.config", "kernel-x86_64-fedora.config"]
+    assert "primary target fedora" in why and "kernel-x86_64-rhel.config" in why
+    chosen, _ = used_configs(names, "x86_64", {"primary_target": "rhel"})
+    assert chosen == ["kernel-x86_64-debug-rhel.config", "kernel-x86_64-rhel.config"]
+    # No primary target (the 2010 layout): every config of the arch.
+    old = ["kernel-2.6.27.5-i686-PAE.config", "kernel-2.6.27.5-i686.config"]
+    assert used_configs(old, "i686", {})[0] == old
+
+
+@pytest.mark.parametrize(("release", "macros", "marked"), [
+    ("200.fc37", {"dist": ".fc37"}, "200.respin.fc37"),
+    ("200.fc37", {}, "200.respin.fc37"),  # the host's rpm has no %dist: read from the release
+    ("200.local.fc37", {"dist": ".fc37", "buildid": ".local"}, "200.respin.fc37"),
+    ("200.respin.fc37", {"dist": ".fc37"}, "200.respin.fc37"),
+    ("117", {}, "117.respin"),
+    ("503.el9_2", {}, "503.respin.el9_2"),
+])
+def test_the_changelog_names_the_release_the_package_will_have(release: str, macros: dict[str, str],
+                                                                marked: str) -> None:
+    assert marked_release(release, ".respin", macros) == marked
+
+
+def test_buildid_goes_under_fedoras_own_commented_line() -> None:
+    spec = SPEC.replace("# % define buildid .local", "# define buildid .local")
+    text, _ = inject_text(spec, _inj(), "kernel.spec")
+    lines = text.splitlines()
+    assert lines[lines.index("# define buildid .local") + 1] == "%define buildid .respin"
+    assert lines[0] != "%define buildid .respin"

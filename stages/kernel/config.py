@@ -37,6 +37,57 @@ def configs_for(names: list[str], arch: str) -> list[str]:
     return [n for n in names if arch in n.removesuffix(".config").split("-")[1:]]
 
 
+# The config flavours a Fedora-style %prep knows: it keeps the primary target's configs
+# (renamed to kernel-<version>-<arch>[-variant].config) and deletes the other's.
+_TARGET_FLAVOURS = ("fedora", "rhel")
+
+
+def used_configs(names: list[str], arch: str, macros: dict[str, str]) -> tuple[list[str], str]:
+    """The configs of `arch` that the build's %prep keeps, and why those.
+
+    `macros` are the spec's, as rpmbuild evaluated them for this run: with
+    %primary_target fedora, the *-rhel.config files are deleted before any
+    config is processed, so checking or editing them would only mislead.
+    """
+    chosen = configs_for(names, arch)
+    primary = macros.get("primary_target", "")
+
+    def flavour(name: str) -> str:
+        last = name.removesuffix(".config").rsplit("-", 1)[-1]
+        return last if last in _TARGET_FLAVOURS else ""
+
+    if primary and any(flavour(n) == primary for n in chosen):
+        dropped = [n for n in chosen if flavour(n) not in ("", primary)]
+        chosen = [n for n in chosen if flavour(n) in ("", primary)]
+        if dropped:
+            return chosen, (f"the {arch} configs of primary target {primary}; %prep deletes "
+                            f"{', '.join(dropped)}")
+        return chosen, f"the {arch} configs of primary target {primary}"
+    return chosen, f"every {arch} config"
+
+
+def check_localversion(reqs: list[kconfig.Request], snapshot_meta: dict[str, Any], where: str) -> None:
+    """Refuse CONFIG_LOCALVERSION where the package would not find its own modules.
+
+    A spec that names the module directory from its release (KVERREL
+    6.1.0-200.fc37.x86_64: /lib/modules/<that>) while the tree appends
+    CONFIG_LOCALVERSION to the kernel's release would boot a kernel whose
+    uname -r (...x86_64-respin) names no module directory. buildid marks a
+    rebuild in both places at once.
+    """
+    req = next((r for r in reqs if r.name == "CONFIG_LOCALVERSION"), None)
+    if req is None or req.value in (None, '""'):
+        return
+    macros = dict(snapshot_meta.get("macros") or {})
+    kverrel, release = macros.get("KVERREL", ""), macros.get("release", "")
+    if release and release in kverrel and snapshot_meta.get("release_takes_localversion"):
+        raise ConfigError(
+            f"{where}: CONFIG_LOCALVERSION={req.value} cannot work with this spec: it installs the "
+            f"modules under /lib/modules/{kverrel}, named from the package release, while the kernel "
+            f"would call itself {kverrel}{req.value.strip(chr(34))}; set [inject] buildid (say "
+            "\".respin\") to mark the rebuild in both")
+
+
 def choose_mechanism(wanted: str, snapshot_meta: dict[str, Any], where: str) -> str:
     """Pick "patch" or "kernel-local" for this spec, or explain why the forced one cannot work."""
     before = snapshot_meta.get("layout") == "configs-before-patches"
@@ -64,7 +115,7 @@ class ConfigStage(Stage):
 
     name = "config"
     summary = "set and unset CONFIG symbols; check with kconfiglib that each value survives oldconfig"
-    version = "3"  # 3: kconfiglib reads 6.x trees; meta names the check that ran
+    version = "4"  # 4: only the configs %prep keeps; new symbols and moved values refused
 
     @dataclass(frozen=True)
     class Options:
@@ -133,10 +184,12 @@ class ConfigStage(Stage):
                                   f"{', '.join(names)}")
         else:
             arch = target_arch(ctx)
-            chosen = configs_for(names, arch)
+            chosen, why = used_configs(names, arch, dict(snap.meta.get("macros") or {}))
             if not chosen:
                 raise ConfigError(f"{where}: no kernel-*.config for target {arch} among "
                                   f"{', '.join(names)}; set [pipeline] target or [config] files")
+            ctx.log.info("config: checking %s: %s (built or not, %%prep checks each)",
+                         ", ".join(chosen), why)
         texts = {n: (snap.path / n).read_text() for n in chosen}
         current: dict[str, str | None] = {}
         for text in texts.values():
@@ -144,6 +197,7 @@ class ConfigStage(Stage):
         frag_set, frag_unset = self._fragment(ctx, where)
         reqs = kconfig.requests({**frag_set, **self.options.set}, [*frag_unset, *self.options.unset],
                                 current, where)
+        check_localversion(reqs, dict(snap.meta), where)
         edited = ctx.stagedir / "edited"
         tmp = fsutil.fresh_dir(edited)
         for name in names:

@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 
 _BUILDID_USE = re.compile(r"%\{\??buildid\}")
 _BUILDID_DEF = re.compile(r"^%(define|global)\s+buildid\s+(\S+)\s*$", re.M)
-_BUILDID_COMMENTED = re.compile(r"^#\s*%\s*(define|global)\s+buildid\b.*$", re.M)
+# Fedora keeps "# define buildid .local" (no %: rpm would expand a commented macro).
+_BUILDID_COMMENTED = re.compile(r"^#\s*%?\s*(define|global)\s+buildid\b.*$", re.M)
+# The distribution tag at the end of a release: .fc37, .el9, .el9_2.
+_DIST = re.compile(r"\.(?:fc|el|eln|mga|amzn)\d+(?:_\d+)*$")
 _PATCH_TAG = re.compile(r"^Patch(\d+)\s*:\s*(\S+)\s*$", re.M | re.I)
 _RELEASE = re.compile(r"^(Release\s*:\s*)(\S.*?)\s*$", re.M | re.I)
 
@@ -138,6 +141,30 @@ def default_patch_name(version: str) -> str:
     return f"linux-{'.'.join(version.split('.')[:2])}-config-respin.patch"
 
 
+def marked_release(release: str, buildid: str, macros: Mapping[str, str]) -> str:
+    """The Release the rebuilt package will have: the buildid goes where the spec puts
+    it, before the dist tag (200.fc37 -> 200.respin.fc37), replacing an earlier one."""
+    dist = macros.get("dist") or (m.group(0) if (m := _DIST.search(release)) else "")
+    base = release.removesuffix(dist) if dist and release.endswith(dist) else release
+    old = macros.get("buildid", "")
+    if old and base.endswith(old):
+        base = base.removesuffix(old)
+    if base.endswith(buildid):  # already marked
+        base = base.removesuffix(buildid)
+    return f"{base}{buildid}{dist}"
+
+
+def change_summary(ctx: Context) -> str:
+    """The requested values, then those respin added for them (listed as such)."""
+    art = ctx.artifact("kconfig-edited")
+    added = dict(art.meta.get("resolved") or {})
+    asked = [r.line().lstrip("# ") for r in requested(ctx) if r.line() not in added]
+    text = ", ".join(asked)
+    if added:
+        text += "; added for dependencies: " + ", ".join(line.lstrip("# ") for line in added)
+    return text
+
+
 def source_date(ctx: Context) -> int:
     """SOURCE_DATE_EPOCH of the run (fetch publishes the SRPM's newest changelog as the default)."""
     return ctx.source_date_epoch or 0
@@ -148,7 +175,7 @@ class InjectStage(Stage):
 
     name = "inject"
     summary = "declare and apply the config patch in the spec; mark the release; add a changelog entry"
-    version = "1"
+    version = "2"  # 2: the changelog's EVR as the package will have it; added values listed
 
     @dataclass(frozen=True)
     class Options:
@@ -175,13 +202,11 @@ class InjectStage(Stage):
         patch = ctx.artifact("patch").path
         dest = ctx.topdir / "SOURCES" / patch_name
         fsutil.atomic_copy(patch, dest)
-        reqs = requested(ctx)
-        summary = ", ".join(r.line().lstrip("# ") for r in reqs)
+        summary = change_summary(ctx)
         when = datetime.datetime.fromtimestamp(source_date(ctx), datetime.UTC).date()
         inj = Injection(
             patch=patch_name, changelog=f"Add {patch_name} ({summary})", buildid=self.options.buildid,
-            packager=self.options.packager, when=when,
-            evr=f"{fetched['version']}-{fetched['release']}{self.options.buildid}",
+            packager=self.options.packager, when=when, evr=self._evr(ctx, fetched),
             number=self.options.number)
         text, number = inject_text(spec_path.read_text(), inj, spec_path.name)
         fsutil.atomic_write(spec_path, text)
@@ -189,12 +214,15 @@ class InjectStage(Stage):
         meta = {"patch": patch_name, "number": number, "buildid": self.options.buildid}
         return [Artifact(spec_path, "spec", meta=meta), Artifact(dest, "patch", meta=meta)]
 
+    def _evr(self, ctx: Context, fetched: Mapping[str, Any]) -> str:
+        macros = dict(ctx.artifact("kconfig-snapshot").meta.get("macros") or {})
+        return f"{fetched['version']}-{marked_release(fetched['release'], self.options.buildid, macros)}"
+
     def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Mapping[str, Any]) -> list[Artifact]:
         """Today's layout: replace the kernel-local Source; the spec only gets the release mark."""
         dest = ctx.topdir / "SOURCES" / "kernel-local"
         fsutil.atomic_copy(ctx.artifact("kernel-local").path, dest)
-        reqs = requested(ctx)
-        summary = ", ".join(r.line().lstrip("# ") for r in reqs)
+        summary = change_summary(ctx)
         when = datetime.datetime.fromtimestamp(source_date(ctx), datetime.UTC).date()
         where = spec_path.name
         text = _mark_release(spec_path.read_text(), self.options.buildid, where)
@@ -207,7 +235,7 @@ class InjectStage(Stage):
                 text = _changelog(spec, Injection(
                     patch="kernel-local", changelog=f"Set through kernel-local: {summary}",
                     buildid=self.options.buildid, packager=self.options.packager, when=when,
-                    evr=f"{fetched['version']}-{fetched['release']}{self.options.buildid}"))
+                    evr=self._evr(ctx, fetched)))
             except SpecfileException as exc:
                 detail = [ln for ln in str(exc).splitlines() if ln.strip()]
                 raise InputError(f"{where}: rpm cannot parse the spec: {detail[-1] if detail else exc}"

@@ -126,10 +126,21 @@ class PrepStage(Stage):
                      "and scripts kept",
                      tree.name, len(configs), layout, copied)
         meta = {"tree": str(tree), "configs": configs, "layout": layout, "kernel_local": kernel_local,
-                "kconfig_files": copied, "macros": macros}
+                "kconfig_files": copied, "macros": macros,
+                "release_takes_localversion": release_takes_localversion(tree)}
         return [Artifact(snapshot, "kconfig-snapshot", meta=meta),
                 Artifact(kconfig_tar, "kconfig-tree", meta={"files": copied}),
                 Artifact(log_file, "log")]
+
+
+def release_takes_localversion(tree: Path) -> bool:
+    """Whether the tree's own kernel release (`make kernelrelease`, uname -r) appends
+    CONFIG_LOCALVERSION, as Linux does through scripts/setlocalversion."""
+    for name in ("Makefile", "scripts/setlocalversion"):
+        with contextlib.suppress(OSError):
+            if "CONFIG_LOCALVERSION" in (tree / name).read_text(errors="replace"):
+                return True
+    return False
 
 
 def read_macros(path: Path) -> dict[str, str]:
