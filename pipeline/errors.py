@@ -73,7 +73,8 @@ EXIT_CODES: dict[int, str] = {
     1: "internal error (a bug: please report it with --debug output)",
     UsageError.exit_code: "usage: unknown command, stage, option or selection",
     ConfigError.exit_code: "pipeline or model file invalid (not UTF-8, not TOML, unknown key, wrong type, "
-                           "bad value)",
+                           "bad value), or it asks for a change that cannot work (an unknown CONFIG symbol, "
+                           "a value oldconfig or the spec's own checks would refuse)",
     InputError.exit_code: "bad input (corrupt or wrong SRPM, spec, archive, address), or a file "
                           "that cannot be written (a full disk)",
     CommandError.exit_code: "an external tool (rpmbuild, patch, ...) failed",

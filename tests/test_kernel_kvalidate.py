@@ -149,3 +149,34 @@ def test_kconfig_that_probes_the_compiler_is_archived_and_read(tmp_path: Path,
     monkeypatch.setenv("CC", "respin-no-such-cc")
     with pytest.raises(InputError, match="C compiler 'respin-no-such-cc' not found"):
         kvalidate.load(tmp_path / "copy", "x86_64")
+
+
+def test_out_of_range_names_the_range(kconf: object, tmp_path: Path) -> None:
+    (v,) = judge(kconf, tmp_path, "CONFIG_HZ=5000\n", Request("CONFIG_HZ", "5000"))
+    assert not v.survives
+    assert v.explain() == "CONFIG_HZ=5000 would end up as 250 after oldconfig (its range is 100..1000)"
+
+
+CHOICE = """\
+mainmenu "test"
+choice
+\tprompt "Timer frequency"
+\tdefault HZ_250
+config HZ_100
+\tbool "100 HZ"
+config HZ_250
+\tbool "250 HZ"
+endchoice
+"""
+
+
+def test_a_choice_conflict_names_the_member_to_unset(tmp_path: Path) -> None:
+    (tmp_path / "Kconfig").write_text(CHOICE)
+    kconf = kvalidate.load(tmp_path, "x86_64")
+    # HZ_100 asked for, HZ_250 still chosen later in the file: the later one wins.
+    (v,) = judge(kconf, tmp_path, "CONFIG_HZ_100=y\nCONFIG_HZ_250=y\n", Request("CONFIG_HZ_100", "y"))
+    assert not v.survives
+    assert "unset CONFIG_HZ_250" in v.explain()
+    (v,) = judge(kconf, tmp_path, "CONFIG_HZ_100=y\n# CONFIG_HZ_250 is not set\n",
+                 Request("CONFIG_HZ_100", "y"))
+    assert v.survives

@@ -34,6 +34,7 @@ class Verdict:
     value: str | None  # the value after evaluation, in .config syntax
     needs: list[str] = field(default_factory=list)  # unmet dependencies, e.g. "CONFIG_A=y"
     unknown: bool = False
+    limit: str = ""  # why else it moves: "its range is 100..1000", "CONFIG_HZ_250 is chosen"
 
     def explain(self) -> str:
         if self.unknown:
@@ -41,7 +42,8 @@ class Verdict:
         if self.needs:
             return f"{self.request.line()} needs {' and '.join(self.needs)}"
         got = "not set" if self.value is None else self.value
-        return f"{self.request.line()} would end up as {got} after oldconfig"
+        why = f" ({self.limit})" if self.limit else ""
+        return f"{self.request.line()} would end up as {got} after oldconfig{why}"
 
 
 @contextlib.contextmanager
@@ -211,8 +213,22 @@ def judge(kconf: Any, config: Path, reqs: Sequence[Request]) -> list[Verdict]:
         if _same_number(sym, wanted, value):
             value = wanted
         verdicts.append(Verdict(req, value == wanted, value,
-                                needs=_unmet(sym, wanted) if value != wanted else []))
+                                needs=_unmet(sym, wanted) if value != wanted else [],
+                                limit=_limit(sym, wanted) if value != wanted else ""))
     return verdicts
+
+
+def _limit(sym: Any, wanted: str | None) -> str:
+    """What besides a dependency keeps `sym` from `wanted`: a range, or another member of
+    its choice (the one to unset)."""
+    for low, high, cond in sym.ranges:
+        if kconfiglib.expr_value(cond):
+            return f"its range is {low.str_value}..{high.str_value}"
+    choice = sym.choice
+    if choice is not None and wanted == "y" and choice.selection is not None and choice.selection is not sym:
+        rival = f"CONFIG_{choice.selection.name}"
+        return f"{rival} is chosen in its choice: unset {rival} in the same request"
+    return ""
 
 
 def resolvable(needs: Sequence[str]) -> list[Request]:
