@@ -25,6 +25,15 @@ class Settings:
     stages: tuple[str, ...] | None = None  # explicit stage order
     template: str | None = None  # a named stage sequence, e.g. "kernel"
     source_date_epoch: int | None = None  # else the environment, else the input's changelog
+    # Macro definitions every build tool of the run gets (name -> value), the same for each
+    # stage; a domain says which tools (the kernel stages: every rpm and rpmbuild call).
+    define: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, value in self.define.items():
+            if not name.replace("_", "a").isalnum() or not isinstance(value, str) or "\n" in value:
+                raise ValueError(f"define: '{name}' = {value!r} is not a macro name and a one-line "
+                                 "string value")
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,11 @@ class PipelineFile:
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
     def settings_json(self) -> dict[str, Any]:
-        return {"target": self.settings.target, "source_date_epoch": self.settings.source_date_epoch}
+        data: dict[str, Any] = {"target": self.settings.target,
+                                "source_date_epoch": self.settings.source_date_epoch}
+        if self.settings.define:  # only when given: older work dirs stay up to date
+            data["define"] = dict(sorted(self.settings.define.items()))
+        return data
 
 
 def read_toml(path: Path) -> dict[str, Any]:

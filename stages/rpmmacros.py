@@ -1,9 +1,18 @@
 """rpmbuild options shared by every stage that runs it: the macros that make a build
-repeatable, and the switches rpmbuild and mock take alike."""
+repeatable, the run's own macros, and the switches rpmbuild and mock take alike.
+
+One set of macros for the whole run: every rpm and rpmbuild call gets the same
+definitions ([pipeline] define, plus the dist macros the SRPM was made for) and an
+empty HOME, so no call reads the user's ~/.rpmmacros and a build does not depend on
+who runs it.
+"""
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 REPRO_MACROS: dict[str, str] = {
     # rpm's own reproducibility switches: build time and file mtimes from
@@ -25,3 +34,33 @@ def build_switches(target: str | None, with_: Sequence[str], without: Sequence[s
     for key, value in macros.items():
         argv += ["--define", f"{key} {value}"]
     return argv
+
+
+# The distribution tag a release ends with, and the macro that names its version.
+_DIST = re.compile(r"\.(fc|el)(\d+)(?:_\d+)*$")
+_DIST_MACRO = {"fc": "fedora", "el": "rhel"}
+
+
+def dist_defines(release: str, host_dist: str, given: Mapping[str, str]) -> dict[str, str]:
+    """%dist and %fedora/%rhel as the SRPM was made (release 200.fc37: dist .fc37, fedora 37),
+    when the host's rpm defines no %dist and the run does not define them itself.
+
+    Without them a Fedora kernel spec quietly builds its RHEL flavour, and the rebuilt
+    package loses its .fc37.
+    """
+    m = _DIST.search(release)
+    if m is None or host_dist or "dist" in given:
+        return {}
+    out = {"dist": m.group(0)}
+    macro = _DIST_MACRO[m.group(1)]
+    if macro not in given:
+        out[macro] = m.group(2)
+    return out
+
+
+def empty_home(stagedir: Path) -> dict[str, str]:
+    """The environment entry that keeps ~/.rpmmacros out: HOME at a fresh, empty directory."""
+    home = stagedir / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    return {"HOME": str(home)}

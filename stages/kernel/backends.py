@@ -31,7 +31,7 @@ from stages.kernel.rpmpkg import (
     to_fixed,
     written_packages,
 )
-from stages.rpmmacros import REPRO_MACROS, build_switches
+from stages.rpmmacros import REPRO_MACROS, build_switches, empty_home
 
 log = logging.getLogger("respin.rebuild")
 
@@ -59,10 +59,7 @@ class BuildRequest:
 def rpmbuild(req: BuildRequest, mode: str, cache: CompileCache | None = None) -> list[Path]:
     """rpmbuild in `mode` (-bb/-bs/-ba), with the topdir at its fixed path when possible,
     compiling through `cache` if given."""
-    home = req.stagedir / "home"  # empty: no ~/.rpmmacros of the user's leaks in
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
-    env = {"HOME": str(home)}
+    env = empty_home(req.stagedir)  # no ~/.rpmmacros of the user's leaks in
     if req.epoch:
         env["SOURCE_DATE_EPOCH"] = str(req.epoch)
     path = clean_env()["PATH"]

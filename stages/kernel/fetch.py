@@ -14,6 +14,7 @@ from pipeline.errors import InputError
 from pipeline.stage import Artifact, Context, Stage
 from stages.kernel.repo import download_source, local_repomd, repo_url
 from stages.kernel.rpmpkg import read_package
+from stages.rpmmacros import build_switches, dist_defines, empty_home
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -106,10 +107,18 @@ class FetchStage(Stage):
             # rpm -i would fail half-way, blaming a missing file.
             raise InputError(f"{pristine}: no space left on device: unpacking {srpm.name} needs "
                              f"about {need // 1024} KiB, {free // 1024} KiB free")
+        given = dict(ctx.settings.get("define") or {})
+        home = empty_home(ctx.stagedir)
+        host_dist = ctx.run(["rpm", "--eval", "%{?dist}"], env=home).stdout.strip()
+        dist = dist_defines(pkg.release, host_dist, given)
+        if dist:
+            ctx.log.info("fetch: rpm here defines no %%dist; %s was made for %s: every rpm call of the "
+                         "run gets %s ([pipeline] define chooses otherwise)", srpm.name, dist["dist"],
+                         ", ".join(f"%{k} {v}" for k, v in dist.items()))
         tmp = fsutil.fresh_dir(pristine)
-        ctx.run(["rpm", "-i", "--nodeps", "--define", f"_topdir {tmp}", "--define",
-                 f"_sourcedir {tmp}/SOURCES", "--define", f"_specdir {tmp}/SPECS", str(srpm)],
-                what=f"rpm -i {srpm.name}")
+        ctx.run(["rpm", "-i", "--nodeps", *build_switches(None, (), (), {
+                 **dist, **given, "_topdir": str(tmp), "_sourcedir": f"{tmp}/SOURCES",
+                 "_specdir": f"{tmp}/SPECS"}), str(srpm)], env=home, what=f"rpm -i {srpm.name}")
         spec = tmp / "SPECS" / specs[0]
         if not spec.is_file():
             raise InputError(f"{srpm}: installing it produced no {specs[0]}")
@@ -123,7 +132,7 @@ class FetchStage(Stage):
         meta = {"name": pkg.name, "version": pkg.version, "release": pkg.release,
                 "changelog_time": pkg.changelog_time,
                 # The pipeline's SOURCE_DATE_EPOCH when neither the file nor the environment sets one.
-                "source_date_epoch": pkg.changelog_time}
+                "source_date_epoch": pkg.changelog_time, "dist_defines": dist}
         ctx.log.info("fetch: %s is %s, source package", srpm.name, pkg.nvr)
         return [
             Artifact(srpm.absolute(), "source-srpm", meta=meta),

@@ -24,6 +24,7 @@ from pipeline.stage import Artifact, Context, Stage
 from stages.kernel import topdir
 from stages.kernel.rpmpkg import rpmbuild_argv, rpmbuild_reason
 from stages.kernel.spectext import find_prep_point
+from stages.rpmmacros import empty_home
 
 SENTINEL = ".respin-hook-reached"
 TREEFILE = ".respin-tree"
@@ -73,7 +74,7 @@ class PrepStage(Stage):
 
     name = "prep"
     summary = "rpmbuild -bp, stopped by a hook after the last patch; snapshot the kernel-*.config files"
-    version = "4"  # 4: the spec's macros as rpmbuild evaluated them (primary_target, KVERREL...)
+    version = "4"  # 4: the spec's macros as rpmbuild evaluated them; the run's defines, no ~/.rpmmacros
 
     @dataclass(frozen=True)
     class Options:
@@ -95,8 +96,9 @@ class PrepStage(Stage):
         log_file.unlink(missing_ok=True)
         argv = rpmbuild_argv("-bp", hooked, topdir=ctx.topdir, target=ctx.target,
                              nodeps=self.options.nodeps,
-                             defines={"_specdir": str(ctx.topdir / "SPECS")})
-        ctx.run(argv, log_file=log_file, what=f"rpmbuild -bp of {where}", summarize=rpmbuild_reason)
+                             defines={**topdir.run_defines(ctx), "_specdir": str(ctx.topdir / "SPECS")})
+        ctx.run(argv, log_file=log_file, env=empty_home(ctx.stagedir), what=f"rpmbuild -bp of {where}",
+                summarize=rpmbuild_reason)
         if not (tmp / SENTINEL).exists():
             raise InputError(f"{where}: %prep finished without reaching the respin hook placed after "
                              f"line {after_line}; the last patch application is in a branch that "

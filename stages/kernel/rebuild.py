@@ -21,6 +21,7 @@ from stages.kernel.backends import BuildRequest, KojiJob, koji_build, mock_build
 from stages.kernel.ccache import CompileCache, find_ccache
 from stages.kernel.inject import source_date
 from stages.kernel.rpmpkg import read_package
+from stages.kernel.topdir import run_defines
 
 _SWITCH = re.compile(r"^[A-Za-z0-9_]+$")
 _MODES = {"binary": "-bb", "source": "-bs", "all": "-ba"}
@@ -105,7 +106,8 @@ class RebuildStage(Stage):
             (ctx.topdir / sub).mkdir(parents=True)
         req = BuildRequest(spec=spec, topdir=ctx.topdir, target=ctx.target, with_=self.options.with_,
                            without=self.options.without, nodeps=self.options.nodeps,
-                           defines=dict(self.options.define or {}), epoch=source_date(ctx),
+                           defines={**run_defines(ctx), **(self.options.define or {})},
+                           epoch=source_date(ctx),
                            stagedir=ctx.stagedir, run=ctx.run)
         req.log_file.unlink(missing_ok=True)
         opts = self.options

@@ -39,3 +39,10 @@ def pristine_spec(ctx: Context) -> Path:
         if art.kind == "spec":
             return art.path
     return ctx.artifacts("spec")[0].path
+
+
+def run_defines(ctx: Context) -> dict[str, str]:
+    """The macros every rpm and rpmbuild call of the run gets: the dist macros fetch found
+    the SRPM was made for, then [pipeline] define (which wins)."""
+    fetched = ctx.artifact("source-srpm").meta
+    return {**dict(fetched.get("dist_defines") or {}), **dict(ctx.settings.get("define") or {})}
