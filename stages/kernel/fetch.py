@@ -27,7 +27,7 @@ class FetchStage(Stage):
     name = "fetch"
     summary = ("get the kernel SRPM (path, URL or name in a repo; optional sha256 pin) and unpack "
                "spec and sources")
-    version = "2"
+    version = "3"  # 3: the dist macros the SRPM was made for, for every rpm call of the run
 
     @dataclass(frozen=True)
     class Options:
