@@ -115,3 +115,21 @@ def test_a_module_is_enough_for_a_bool_that_depends_on_a_tristate(base: str, kco
         (verdict,) = kvalidate.judge(kconf, probe, [Request("CONFIG_IKCONFIG_PROC", "y")])
         assert not verdict.survives
         assert verdict.needs == [f"CONFIG_IKCONFIG={weakest}"]
+
+
+def test_the_oldconfig_fallback_finds_the_same(tree: Path, base: str, kconf: object, tmp_path: Path) -> None:
+    # Where kconfiglib cannot read a tree, config asks the tree's own make: same answers.
+    import logging
+
+    from pipeline.stage import Context
+    from stages.kernel.config import _make_listnewconfig, _make_olddefconfig, _moved
+
+    ctx = Context(workdir=tmp_path, source=tmp_path / "kernel.toml", settings={}, stagedir=tmp_path,
+                  log=logging.getLogger("test"))
+    dot = tmp_path / "dot.config"
+    for change in CHANGES.values():
+        text = kconfig.apply(base, change)
+        new, moved = predicted(kconf, text, tmp_path)
+        assert _make_listnewconfig(ctx, tree, dot, "x86_64", text) == new
+        after = _make_olddefconfig(ctx, tree, dot, "x86_64", text, strict=True)
+        assert after is not None and _moved(text, after) == moved

@@ -308,36 +308,39 @@ class ConfigStage(Stage):
     def _validate_with_make(self, ctx: Context, tree: Path, texts: dict[str, str],
                             reqs: list[kconfig.Request], where: str, *, strict: bool) -> dict[str, str]:
         """No Kconfig to read: run the tree's own oldconfig on each edited config and compare,
-        as merge_config.sh does. Needs the prepared tree, which a finished build removes."""
+        as merge_config.sh does, and its listnewconfig, as the spec's check does. Needs the
+        prepared tree, which a finished build removes."""
         if not (tree / "Makefile").is_file():
             ctx.log.warning("config: cannot check values before the build: the prepared tree %s is "
                             "gone (a finished rpmbuild removes it); verify checks them after", tree)
             return {}
         dot = tree / ".config"
         saved = dot.read_bytes() if dot.exists() else None
+        asked = {r.name for r in reqs}
         try:
             for name, text in texts.items():
-                fsutil.atomic_write(dot, kconfig.apply(text, reqs))
                 arch = kconfig.make_arch(kconfig.arch_of(text, target_arch(ctx)))
-                for target in ("olddefconfig", "oldconfig"):
-                    result = ctx.run(["make", "-s", f"ARCH={arch}", target], cwd=tree, check=False,
-                                     what=f"make {target}")
-                    if result.returncode == 0:
-                        break
-                else:
-                    reason = (result.stdout.strip().splitlines() or ["no output"])[-1]
-                    if strict:
-                        raise InputError(f"{tree}: neither 'make olddefconfig' nor 'make oldconfig' "
-                                         f"works there: {reason}")
-                    ctx.log.warning("config: cannot check values before the build (make oldconfig "
-                                    "failed: %s); verify checks them after", reason)
+                merged = kconfig.apply(text, reqs)
+                before_new = _make_listnewconfig(ctx, tree, dot, arch, text)
+                after_new = _make_listnewconfig(ctx, tree, dot, arch, merged)
+                before = _make_olddefconfig(ctx, tree, dot, arch, text, strict)
+                after = _make_olddefconfig(ctx, tree, dot, arch, merged, strict)
+                if before is None or after is None:
                     return {}
-                bad = kconfig.mismatches(dot.read_text(), reqs)
+                bad = kconfig.mismatches(after, reqs)
                 if bad:
                     req, found = bad[0]
                     got = "not set" if found is None else found
                     raise ConfigError(f"{where}: {req.line()} would end up as {got} after oldconfig "
                                       f"(in {name}): check what {req.name} depends on")
+                opened = {k: v for k, v in (after_new or {}).items() if k not in (before_new or {})}
+                moved = {k: v for k, v in _moved(merged, after).items()
+                         if k not in _moved(text, before) and k not in asked}
+                problems = (_Problem(name, "new", values=opened), _Problem(name, "changed", values=moved))
+                for problem in problems:
+                    if problem.values:
+                        raise ConfigError(f"{where}: {problem.explain()}; set each in [config] (resolve "
+                                          "needs kconfiglib, which cannot read this tree)")
         finally:
             if saved is None:
                 dot.unlink(missing_ok=True)
@@ -462,3 +465,44 @@ class _Checker:
 
     def close(self) -> None:
         self.probe.unlink(missing_ok=True)
+
+
+def _make_listnewconfig(ctx: Context, tree: Path, dot: Path, arch: str, text: str
+                        ) -> dict[str, str | None] | None:
+    """The tree's own `make listnewconfig` of `text`, or None where the tree has none
+    (before Linux 2.6.36)."""
+    fsutil.atomic_write(dot, text)
+    result = ctx.run(["make", "-s", f"ARCH={arch}", f"KCONFIG_CONFIG={dot}", "listnewconfig"], cwd=tree,
+                     check=False, what="make listnewconfig")
+    if result.returncode != 0:
+        return None
+    out: dict[str, str | None] = {}
+    for line in result.stdout.splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and kconfig.NAME.match(name):
+            out[name] = None if value == "n" else value
+    return out
+
+
+def _make_olddefconfig(ctx: Context, tree: Path, dot: Path, arch: str, text: str, strict: bool) -> str | None:
+    """`text` after the tree's own olddefconfig (or oldconfig), or None when neither works
+    and the check is not forced."""
+    fsutil.atomic_write(dot, text)
+    for target in ("olddefconfig", "oldconfig"):
+        result = ctx.run(["make", "-s", f"ARCH={arch}", f"KCONFIG_CONFIG={dot}", target], cwd=tree,
+                         check=False, what=f"make {target}")
+        if result.returncode == 0:
+            return dot.read_text()
+    reason = (result.stdout.strip().splitlines() or ["no output"])[-1]
+    if strict:
+        raise InputError(f"{tree}: neither 'make olddefconfig' nor 'make oldconfig' works there: {reason}")
+    ctx.log.warning("config: cannot check values before the build (make oldconfig failed: %s); verify "
+                    "checks them after", reason)
+    return None
+
+
+def _moved(text: str, after: str) -> dict[str, tuple[str | None, str | None]]:
+    """Values of `text` that oldconfig changed, among the symbols both have (the rule of
+    process_configs.sh -c)."""
+    old, new = kconfig.parse(text), kconfig.parse(after)
+    return {k: (v, new[k]) for k, v in old.items() if k in new and new[k] != v}
