@@ -270,9 +270,16 @@ def test_resolve_adds_the_unmet_dependency_and_the_build_carries_both(tmp_path: 
     pf = pipeline_file(tmp_path, srpm, config='set = { CONFIG_RESPIN_FEATURE_B = "y" }\nresolve = true\n',
                        rebuild='mode = "binary"\n')
     proc = respin("run", pf, "--json")
-    assert "resolve: added CONFIG_RESPIN_FEATURE_A=y" in proc.stderr
-    config = boot_config(built(json.loads(proc.stdout), "rpm")[0]).splitlines()
+    assert "resolve: added CONFIG_RESPIN_FEATURE_A=y (needed by CONFIG_RESPIN_FEATURE_B=y)" in proc.stderr
+    manifest = json.loads(proc.stdout)
+    config = boot_config(built(manifest, "rpm")[0]).splitlines()
     assert "CONFIG_RESPIN_FEATURE_A=y" in config and "CONFIG_RESPIN_FEATURE_B=y" in config
+    # Listed as added for a dependency, not as asked for: in the manifest and the changelog.
+    (meta,) = [a["meta"] for a in manifest["artifacts"] if a["kind"] == "kconfig-edited"]
+    assert meta["resolved"] == {"CONFIG_RESPIN_FEATURE_A=y": "needed by CONFIG_RESPIN_FEATURE_B=y"}
+    (spec,) = [Path(a["path"]) for a in manifest["artifacts"]
+               if a["kind"] == "spec" and a["stage"] == "inject"]
+    assert "CONFIG_RESPIN_FEATURE_B=y; added for dependencies: CONFIG_RESPIN_FEATURE_A=y" in spec.read_text()
 
 
 def test_fragment_alongside_inline_values(tmp_path: Path, srpm: Path) -> None:
