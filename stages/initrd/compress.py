@@ -279,13 +279,78 @@ class Prefetch:
 
 
 class MemberInfo:
-    """What a decoder learnt about its member (filled in while it runs)."""
+    """What a decoder learnt about its member (filled in while it runs): `detail` for
+    people (the xz check), and the settings a repack should use to come out no larger,
+    `level` and, for xz, `dict_size` (see repack_level)."""
 
-    __slots__ = ("compression", "detail")
+    __slots__ = ("compression", "detail", "dict_size", "level")
 
     def __init__(self, compression: str, detail: str = "") -> None:
         self.compression = compression
         self.detail = detail
+        self.level: int | None = DEFAULT_LEVEL.get(compression)
+        self.dict_size: int | None = None
+
+
+# zstd writes no level into a frame, only the window, which each level sets (for an
+# input of unknown or large size): 2**19 for levels 1 and below, 2**20 for 2, 2**21 for
+# 3-8, 2**22 for 9-16, 2**23 for 17-19, 2**25-2**27 for 20-22. A repack takes the
+# lowest level of the range: 9 for the 2**22 of mkinitramfs's -9 (and dracut's -15).
+_ZSTD_LEVEL_BY_WINDOW_LOG = {19: 1, 20: 2, 21: 3, 22: 9, 23: 19, 24: 19, 25: 20, 26: 21, 27: 22}
+# A window no larger than the content says only that the input was small: such a
+# member repacks at 19, which costs little on a small image and is no larger.
+ZSTD_SMALL_LEVEL = 19
+
+
+def zstd_level(window: int, content_size: int | None) -> int:
+    """The level a zstd frame with this window (and content size, if the header has it)
+    is repacked at; see _ZSTD_LEVEL_BY_WINDOW_LOG."""
+    if content_size is not None and window >= content_size:
+        return ZSTD_SMALL_LEVEL
+    log = max(window, 1).bit_length() - 1
+    return _ZSTD_LEVEL_BY_WINDOW_LOG.get(min(max(log, 19), 27), DEFAULT_LEVEL["zstd"])
+
+
+def _xz_dict_size(head: bytes) -> int | None:
+    """The LZMA2 dictionary size in the first block header of an xz stream, if readable.
+
+    Stream header (12 bytes), then the block header: its size byte, flags (filter count,
+    optional size fields), then each filter's id, property size and properties.
+    """
+    def vli(at: int) -> tuple[int, int]:
+        value = shift = 0
+        for i in range(at, min(at + 9, len(head))):
+            value |= (head[i] & 0x7F) << shift
+            shift += 7
+            if not head[i] & 0x80:
+                return value, i + 1
+        raise IndexError("truncated number")
+
+    try:
+        if head[12] == 0:
+            return None  # no block: an empty stream
+        end = 12 + (head[12] + 1) * 4
+        flags = head[13]
+        at = 14
+        for present in (0x40, 0x80):
+            if flags & present:
+                _, at = vli(at)
+        for _ in range((flags & 3) + 1):
+            fid, at = vli(at)
+            size, at = vli(at)
+            if fid == 0x21 and size == 1 and at < end:
+                bits = head[at] & 0x3F
+                return 0xFFFFFFFF if bits == 40 else (2 | (bits & 1)) << (bits // 2 + 11)
+            at += size
+    except IndexError:
+        return None
+    return None
+
+
+def _xz(src: Stream, info: MemberInfo) -> Iterator[bytes]:
+    # A repack keeps the dictionary: xz -6 to -9 differ in nothing else.
+    info.dict_size = _xz_dict_size(src.peek(12 + 1024))
+    yield from _needs_input_like(src, lzma.LZMADecompressor(format=lzma.FORMAT_XZ), "xz", info)
 
 
 class Budget:
@@ -397,7 +462,7 @@ class _ZstdBlocks:
         return b"".join(parts)
 
 
-def _zstd(src: Stream) -> Iterator[bytes]:
+def _zstd(src: Stream, info: MemberInfo | None = None) -> Iterator[bytes]:
     """One zstd frame, through the binding's stream reader: it decompresses straight
     into each output buffer, at most ZSTD_OUT bytes per read, so memory stays bounded
     (a frame of RLE blocks inflates 40,000-fold) without an extra copy."""
@@ -415,6 +480,16 @@ def _zstd(src: Stream) -> Iterator[bytes]:
     rest = _need(src, (0 if single else 1) + dict_len + fcs_len, "zstd frame header")
     if dict_len and any(rest[(0 if single else 1):(0 if single else 1) + dict_len]):
         raise DataError("zstd frame needs a dictionary, which the kernel does not have")
+    if info is not None:
+        fcs = rest[len(rest) - fcs_len:] if fcs_len else b""
+        content = int.from_bytes(fcs, "little") + (256 if fcs_len == 2 else 0) if fcs else None
+        if single:
+            window = content or 0
+        else:
+            exponent, mantissa = rest[0] >> 3, rest[0] & 7
+            base = 1 << (10 + exponent)
+            window = base + (base // 8) * mantissa
+        info.level = zstd_level(window, content)
     blocks = _ZstdBlocks(src, head + rest, fhd)
     # The binding only calls read() on its source.
     reader = zstandard.ZstdDecompressor().stream_reader(cast("BinaryIO", blocks), read_size=ZSTD_IN,
@@ -533,13 +608,17 @@ def decode(name: str, src: Stream, info: MemberInfo) -> Iterator[bytes]:
     if name == "gzip":
         return _zlib_like(src, zlib.decompressobj(wbits=31), "gzip")
     if name == "xz":
-        return _needs_input_like(src, lzma.LZMADecompressor(format=lzma.FORMAT_XZ), "xz", info)
+        return _xz(src, info)
     if name == "lzma":
         return _needs_input_like(src, lzma.LZMADecompressor(format=lzma.FORMAT_ALONE), "lzma")
     if name == "bzip2":
+        # "BZh1".."BZh9": the block size in 100 kB, which is what bzip2's level sets.
+        head = src.peek(4)
+        if head[3:4].isdigit() and head[3:4] != b"0":
+            info.level = int(head[3:4])
         return _needs_input_like(src, bz2.BZ2Decompressor(), "bzip2")
     if name == "zstd":
-        return _zstd(src)
+        return _zstd(src, info)
     if name == "lz4":
         return _lz4_legacy(src)
     if name == "lz4-frame":
@@ -674,12 +753,17 @@ class _Gzip(_Buffered):
         self.out.write((self._crc & 0xFFFFFFFF).to_bytes(4, "little")
                        + (self._total & 0xFFFFFFFF).to_bytes(4, "little"))
 
-class _Xz(Compressor):
-    """xz with a CRC32 check (the kernel cannot verify CRC64) and a 1 MiB dictionary."""
+# dracut's choice, and what a plain tree gets; a repack keeps the image's own.
+XZ_DICT_SIZE = 1 << 20
 
-    def __init__(self, out: Sink, level: int) -> None:
+
+class _Xz(Compressor):
+    """xz with a CRC32 check (the kernel cannot verify CRC64) and a 1 MiB dictionary
+    unless told otherwise."""
+
+    def __init__(self, out: Sink, level: int, dict_size: int | None = None) -> None:
         super().__init__(out)
-        filters = [{"id": lzma.FILTER_LZMA2, "preset": level, "dict_size": 1 << 20}]
+        filters = [{"id": lzma.FILTER_LZMA2, "preset": level, "dict_size": dict_size or XZ_DICT_SIZE}]
         self._c = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32,
                                       filters=filters)
 
@@ -740,13 +824,14 @@ class _Lz4Legacy(_Buffered):
         self.out.write(data)
 
 
-def compressor(name: str, level: int | None, out: Sink) -> Compressor:
-    """A compressor for `pack` (`name` from PACK_COMPRESSIONS) writing into `out`."""
+def compressor(name: str, level: int | None, out: Sink, dict_size: int | None = None) -> Compressor:
+    """A compressor for `pack` (`name` from PACK_COMPRESSIONS) writing into `out`
+    (`dict_size` for xz only)."""
     lvl = DEFAULT_LEVEL[name] if level is None else level
     if name == "gzip":
         return _Gzip(out, lvl)
     if name == "xz":
-        return _Xz(out, lvl)
+        return _Xz(out, lvl, dict_size)
     if name == "zstd":
         return _Zstd(out, lvl)
     if name == "lz4":

@@ -58,10 +58,19 @@ def split_name(name: bytes) -> tuple[list[str], bool]:
 
 
 def parts_json(parts: list[Part]) -> list[dict[str, Any]]:
-    """The parts of an image as plain JSON data."""
-    return [{"index": p.index, "offset": p.offset, "end": p.end, "compression": p.compression,
-             "detail": p.detail, "format": p.format, "archives": p.archives, "entries": p.entries,
-             "size": p.size} for p in parts]
+    """The parts of an image as plain JSON data (with the level, and xz's dictionary size,
+    that `pack` uses again)."""
+    out: list[dict[str, Any]] = []
+    for p in parts:
+        data = {"index": p.index, "offset": p.offset, "end": p.end, "compression": p.compression,
+                "detail": p.detail, "format": p.format, "archives": p.archives, "entries": p.entries,
+                "size": p.size}
+        if p.level is not None:
+            data["level"] = p.level
+        if p.dict_size is not None:
+            data["dict_size"] = p.dict_size
+        out.append(data)
+    return out
 
 
 @dataclass

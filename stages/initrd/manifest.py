@@ -84,10 +84,16 @@ class Manifest:
     def records(self, tree: str) -> dict[str, Record]:
         return self.trees.setdefault(tree, {})
 
-    def main_compression(self) -> str | None:
-        """The compression of the image's last compressed part, if any."""
-        found = [p["compression"] for p in self.parts if p.get("compression") not in (None, "none")]
-        return str(found[-1]) if found else None
+    def main_compression(self) -> tuple[str, int | None, int | None] | None:
+        """(compression, level, xz dictionary size) of the image's last compressed part,
+        if any; level and size are None where extract did not record them."""
+        found = [p for p in self.parts if p.get("compression") not in (None, "none")]
+        if not found:
+            return None
+        part = found[-1]
+        level, dict_size = part.get("level"), part.get("dict_size")
+        return (str(part["compression"]), level if isinstance(level, int) else None,
+                dict_size if isinstance(dict_size, int) else None)
 
     def to_json(self) -> dict[str, Any]:
         return {

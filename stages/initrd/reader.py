@@ -26,7 +26,8 @@ class Part:
     """One uncompressed archive or one compressed member of the image (filled in
     as the walk goes; a plain class, see Header)."""
 
-    __slots__ = ("archives", "compression", "detail", "end", "entries", "formats", "index", "offset", "size")
+    __slots__ = ("archives", "compression", "detail", "dict_size", "end", "entries", "formats", "index",
+                 "level", "offset", "size")
 
     def __init__(self, index: int, offset: int, compression: str = "none", detail: str = "") -> None:
         self.index = index
@@ -38,6 +39,9 @@ class Part:
         self.entries = 0
         self.size = 0
         self.formats: set[str] = set()
+        # What a repack of this part should use (compress.MemberInfo says how it is told).
+        self.level: int | None = None
+        self.dict_size: int | None = None
 
     def __repr__(self) -> str:
         return (f"Part(index={self.index}, offset={self.offset}, compression={self.compression!r}, "
@@ -174,7 +178,7 @@ class ImageReader:
                             archive = yield from self._member(inner, part, archive)
                 except DataError as exc:
                     raise self._error(str(exc)) from None
-                part.detail = info.detail
+                part.detail, part.level, part.dict_size = info.detail, info.level, info.dict_size
             part.end = top.pos
         if not self.parts:
             raise InputError(f"{self.path}: empty image (no archive in it)")

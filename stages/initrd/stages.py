@@ -32,7 +32,7 @@ class ExtractStage(Stage):
 
     name = "initrd-extract"
     summary = "extract an initrd image (every part, safely) into a tree"
-    version = "1"
+    version = "2"  # 2: the manifest records each part's level; the record of what was written
 
     @dataclass(frozen=True)
     class Options:
@@ -252,7 +252,7 @@ class PackStage(Stage):
 
     name = "initrd-pack"
     summary = "pack a tree into a reproducible, kernel-readable initrd image"
-    version = "1"
+    version = "2"  # 2: an extracted tree keeps its image's level (and xz dictionary)
 
     @dataclass(frozen=True)
     class Options:
@@ -283,7 +283,7 @@ class PackStage(Stage):
                       early=ctx.resolve(self.options.early) if self.options.early else None, epoch=epoch)
         for warning in result.warnings:
             ctx.log.warning("%s", warning)
-        return [Artifact(output, "initrd", meta={"compression": result.compression,
+        return [Artifact(output, "initrd", meta={"compression": result.compression, "level": result.level,
                                                  "entries": result.entries, "size": result.size})]
 
 

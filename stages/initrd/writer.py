@@ -20,7 +20,7 @@ from pipeline import fsutil
 from pipeline.epoch import source_date_epoch as epoch_setting
 from pipeline.errors import ConfigError, InputError, UsageError
 from stages.initrd import newc
-from stages.initrd.compress import LEVEL_RANGE, PACK_COMPRESSIONS, Compressor, compressor
+from stages.initrd.compress import DEFAULT_LEVEL, LEVEL_RANGE, PACK_COMPRESSIONS, Compressor, compressor
 from stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
 
 _READ_CHUNK = 1 << 20
@@ -51,7 +51,9 @@ class PackResult:
 
     output: Path
     compression: str
-    level: int | None
+    level: int
+    dict_size: int | None = None  # xz's dictionary, when it is the extracted image's
+    kept: bool = False  # compression and level are the extracted image's
     entries: int = 0
     early_entries: int = 0
     size: int = 0
@@ -260,20 +262,36 @@ def pack(tree: Path, output: Path, *, compress: str | None = None, level: int | 
     """Write the image for `tree` (and the uncompressed `early` tree before it) to `output`.
 
     `tree` may be a directory `extract` made (main/, early/, manifest) or any plain tree.
+    Without `compress` an extraction keeps its image's compression, else gzip; with the
+    image's compression and no `level`, its recorded level (and xz dictionary) too.
     """
     main, early, manifest = resolve_layout(tree, early)
+    recorded = manifest.main_compression() if manifest else None
+    dict_size: int | None = None
+    kept = False
     if compress is None:
-        found = manifest.main_compression() if manifest else None
-        compress = found if found in PACK_COMPRESSIONS else "gzip"
+        compress = recorded[0] if recorded and recorded[0] in PACK_COMPRESSIONS else "gzip"
+    if recorded and compress == recorded[0] and level is None and recorded[1] is not None:
+        # The extracted image's own settings (see compress.MemberInfo), so a repack comes
+        # out no larger than the original.
+        level, dict_size, kept = recorded[1], recorded[2], True
     if compress not in PACK_COMPRESSIONS:
         raise UsageError(f"unknown compression {compress!r} (choose from {', '.join(PACK_COMPRESSIONS)})")
     if level is not None:
         lo, hi = LEVEL_RANGE[compress]
         if not lo <= level <= hi:
+            if kept:
+                raise InputError(f"{Path(tree) / MANIFEST_NAME}: recorded level {level} is out of range "
+                                 f"for {compress} ({lo}..{hi})")
             raise ConfigError(f"--level {level} is out of range for {compress} ({lo}..{hi})")
+    if dict_size is not None:
+        # What liblzma can write with; the image was read with it, so this only guards the record.
+        dict_size = min(max(dict_size, 4 << 10), 1536 << 20)
     if epoch is None:
         epoch = source_date_epoch()
-    result = PackResult(output=Path(output), compression=compress, level=level)
+    result = PackResult(output=Path(output), compression=compress,
+                        level=DEFAULT_LEVEL[compress] if level is None else level, dict_size=dict_size,
+                        kept=kept)
     main_records = manifest.records("main") if manifest else {}
     items = collect(main, main_records, epoch, result.warnings, first=root_item(main_records, epoch))
     early_items: list[Item] = []
@@ -290,7 +308,7 @@ def pack(tree: Path, output: Path, *, compress: str | None = None, level: int | 
             # The compressed member that follows starts 4-byte aligned, like dracut's.
             pad = newc.pad4(writer.pos)
             counting.write(b"\0" * pad)
-        comp = compressor(compress, level, counting)
+        comp = compressor(compress, level, counting, dict_size)
         writer = ArchiveWriter(comp)
         for item in items:
             writer.add(item)
