@@ -97,6 +97,8 @@ def collect(root: Path, records: dict[str, Record], epoch: int | None,
     items: dict[bytes, Item] = {}
     groups: dict[tuple[int, int], list[Item]] = {}
     subdirs: dict[bytes, int] = {}
+    # What an entry the tree does not hold gets when the manifest has no time for it.
+    tree_mtime = _tree_mtime(root)
     for name, st in _scan(root):
         if len(name) + 1 > newc.PATH_MAX:
             raise InputError(f"{root}: '{os.fsdecode(name)}': name longer than PATH_MAX")
@@ -124,7 +126,8 @@ def collect(root: Path, records: dict[str, Record], epoch: int | None,
                 warnings.append(f"{root}: manifest entry '{path}' has no parent directory; left out")
                 continue
             items[key] = Item(name=key, mode=_KIND_FMT[rec.kind] | (rec.mode or 0), has_data=False,
-                              rdev=rec.rdev or (0, 0), mtime=rec.mtime or 0)
+                              rdev=rec.rdev or (0, 0),
+                              mtime=rec.mtime if rec.mtime is not None else tree_mtime)
     ordered = [items[k] for k in sorted(items)]
     for item in ordered:
         found = records.get(os.fsdecode(item.name))
@@ -132,9 +135,7 @@ def collect(root: Path, records: dict[str, Record], epoch: int | None,
             if found.mode is not None:
                 item.mode = stat.S_IFMT(item.mode) | found.mode
             item.uid, item.gid = found.uid, found.gid
-        if epoch is not None:
-            item.mtime = min(item.mtime, epoch)
-        item.mtime = max(0, item.mtime)
+        item.mtime = _clamp(item.mtime, epoch)
         if stat.S_ISDIR(item.mode):
             item.nlink = 2 + subdirs.get(item.name, 0)
     if first is not None:
@@ -156,16 +157,30 @@ def collect(root: Path, records: dict[str, Record], epoch: int | None,
     return ordered
 
 
-def root_item(records: dict[str, Record], epoch: int | None) -> Item | None:
-    """The "." entry, only when the extracted image had one (it sets the rootfs's root mode)."""
+def _tree_mtime(root: Path) -> int:
+    """The mtime of the tree's own directory: the time of what the manifest alone holds."""
+    try:
+        return int(os.stat(root).st_mtime)
+    except OSError as exc:
+        raise InputError(f"{root}: cannot read: {exc.strerror}") from None
+
+
+def _clamp(mtime: int, epoch: int | None) -> int:
+    """An mtime as written: no later than SOURCE_DATE_EPOCH, no earlier than 1970."""
+    return max(0, mtime if epoch is None else min(mtime, epoch))
+
+
+def root_item(records: dict[str, Record], epoch: int | None, root: Path) -> Item | None:
+    """The "." entry, only when the extracted image had one (it sets the rootfs's root mode).
+
+    Its time is the recorded one, else that of `root` itself, clamped like every other.
+    """
     rec = records.get(".")
     if rec is None:
         return None
-    mtime = rec.mtime or 0
-    if epoch is not None:
-        mtime = min(mtime, epoch)
+    mtime = rec.mtime if rec.mtime is not None else _tree_mtime(root)
     return Item(name=b".", mode=stat.S_IFDIR | (rec.mode if rec.mode is not None else 0o755),
-                uid=rec.uid, gid=rec.gid, mtime=mtime, nlink=2, has_data=False)
+                uid=rec.uid, gid=rec.gid, mtime=_clamp(mtime, epoch), nlink=2, has_data=False)
 
 
 class ArchiveWriter:
@@ -293,7 +308,7 @@ def pack(tree: Path, output: Path, *, compress: str | None = None, level: int | 
                         level=DEFAULT_LEVEL[compress] if level is None else level, dict_size=dict_size,
                         kept=kept)
     main_records = manifest.records("main") if manifest else {}
-    items = collect(main, main_records, epoch, result.warnings, first=root_item(main_records, epoch))
+    items = collect(main, main_records, epoch, result.warnings, first=root_item(main_records, epoch, main))
     early_items: list[Item] = []
     if early is not None:
         early_records = manifest.records("early") if manifest and Path(early) == Path(tree) / "early" else {}
