@@ -1,0 +1,41 @@
+"""Session set-up for the real-kernel tests: one source package, one respin build, shared.
+
+The source package is fixtures/kernel-real made from Debian's Linux 6.1 tree
+(fixtures.realkernel); `respin run` changes three config values and marks the
+release with a buildid, then builds the binary kernel package with rpmbuild
+(--with baseonly). That build is a real kernel compile of a few CPU minutes,
+so it runs once per session and every test here reads its result. The
+compile cache lives in pytest's cache dir (`.pytest_cache`, removed by `make
+clean`): a later session compiles from it, with the same bytes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# The helpers the tests here share (realbuild.py, realvm.py) import as top-level modules.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from realbuild import RealBuild, missing_build_tools, run_real_build
+
+from fixtures.realkernel import build_real_srpm
+
+
+@pytest.fixture(scope="session")
+def real_srpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fixtures/kernel-real built into a source package from Debian's tree, once."""
+    missing = missing_build_tools()
+    if missing:
+        pytest.skip(f"the real-kernel build needs {', '.join(missing)}")
+    return build_real_srpm(tmp_path_factory.mktemp("real-srpm"))
+
+
+@pytest.fixture(scope="session")
+def real_build(real_srpm: Path, tmp_path_factory: pytest.TempPathFactory,
+               pytestconfig: pytest.Config) -> RealBuild:
+    """`respin run` of the whole kernel pipeline on the real-kernel SRPM, once per session."""
+    ccache_dir = pytestconfig.cache.mkdir("respin-real-kernel-ccache")  # type: ignore[union-attr]
+    return run_real_build(real_srpm, tmp_path_factory.mktemp("real-build"), ccache_dir)

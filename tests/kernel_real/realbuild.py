@@ -1,0 +1,95 @@
+"""The real-kernel build the tests here share: what it requests, how it runs, what it gives.
+
+conftest.py runs it once per session (the `real_build` fixture); tests import
+the names below from here (a conftest is no module to import from).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from respin_cli import respin
+
+from fixtures.realkernel import TARBALL
+from stages.kernel.rpmpkg import payload_files, read_package
+
+# The change the build carries: a string, an int and a bool, each visible in the
+# running kernel (its hostname, /proc/config.gz, timestamps on kernel messages) and
+# none opening a symbol the configs leave without a value.
+REQUEST = {"CONFIG_DEFAULT_HOSTNAME": "respin", "CONFIG_LOG_BUF_SHIFT": "16", "CONFIG_PRINTK_TIME": "y"}
+REQUESTED_LINES = ('CONFIG_DEFAULT_HOSTNAME="respin"', "CONFIG_LOG_BUF_SHIFT=16", "CONFIG_PRINTK_TIME=y")
+BUILDID = ".respin"
+# A cold build is minutes of CPU on two cores; under load it has taken longer.
+BUILD_TIMEOUT = 3600.0
+
+_TOOLS = ("rpmbuild", "make", "gcc", "flex", "bison", "bc", "perl", "git", "xz")
+
+
+def missing_build_tools() -> list[str]:
+    """What the real-kernel build needs and this machine lacks."""
+    missing = [] if TARBALL.is_file() else [f"{TARBALL} (linux-source-6.1)"]
+    return missing + [tool for tool in _TOOLS if shutil.which(tool) is None]
+
+
+@dataclass(frozen=True)
+class RealBuild:
+    """The session's respin build of the real kernel."""
+
+    srpm: Path  # the fixture's source package
+    workdir: Path
+    manifest: dict[str, object]
+    rpm: Path  # the kernel binary package
+    kverrel: str  # the uname -r the package names: <version>-<release>.<arch>
+    wall: float  # seconds of the `respin run`
+    cpu: float  # user + system seconds of it and its children
+
+    def payload(self, pattern: str) -> bytes:
+        """The one file of the package's payload whose name matches `pattern`."""
+        found = dict(payload_files(self.rpm, re.compile(pattern)))
+        assert len(found) == 1, (pattern, sorted(found))
+        return next(iter(found.values()))
+
+    def kernel_image(self, where: Path) -> Path:
+        """/boot/vmlinuz-<kverrel> out of the package (through the rpm bindings), into `where`."""
+        image = where / f"vmlinuz-{self.kverrel}"
+        image.write_bytes(self.payload(rf"^/boot/vmlinuz-{re.escape(self.kverrel)}$"))
+        return image
+
+    def boot_config(self) -> str:
+        """/boot/config-<kverrel> from the package."""
+        return self.payload(rf"^/boot/config-{re.escape(self.kverrel)}$").decode()
+
+
+def pipeline_text(srpm: Path, ccache_dir: Path) -> str:
+    """The pipeline file: the request, the buildid, a binary --with baseonly build."""
+    values = ", ".join(f"{key} = {json.dumps(value)}" for key, value in REQUEST.items())
+    return (f'[pipeline]\ntarget = "x86_64"\nworkdir = "work"\n\n'
+            f'[fetch]\nsrpm = "{srpm}"\n\n'
+            f"[config]\nset = {{ {values} }}\n\n"
+            f'[inject]\nbuildid = "{BUILDID}"\n\n'
+            f'[rebuild]\nwith = ["baseonly"]\nmode = "binary"\nccache_dir = "{ccache_dir}"\n')
+
+
+def run_real_build(srpm: Path, where: Path, ccache_dir: Path) -> RealBuild:
+    """`respin run` of the whole kernel pipeline on `srpm` in `where`; what it built."""
+    (where / "kernel.toml").write_text(pipeline_text(srpm, ccache_dir))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    proc = respin("run", "kernel.toml", "--json", cwd=where, timeout=BUILD_TIMEOUT)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # Beside the work dir: what this session's build cost (the cache may have been warm).
+    (where / "timing.txt").write_text(f"wall {wall:.0f} s, cpu {cpu:.0f} s\n{proc.stderr}")
+    manifest = json.loads(proc.stdout)
+    rpms = [Path(a["path"]) for a in manifest["artifacts"] if a["kind"] == "rpm"]
+    assert len(rpms) == 1, rpms
+    pkg = read_package(rpms[0])
+    return RealBuild(srpm=srpm, workdir=where / "work", manifest=manifest, rpm=rpms[0],
+                     kverrel=f"{pkg.version}-{pkg.release}.{pkg.arch}", wall=wall, cpu=cpu)
