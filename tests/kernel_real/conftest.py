@@ -37,5 +37,8 @@ def real_srpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def real_build(real_srpm: Path, tmp_path_factory: pytest.TempPathFactory,
                pytestconfig: pytest.Config) -> RealBuild:
     """`respin run` of the whole kernel pipeline on the real-kernel SRPM, once per session."""
-    ccache_dir = pytestconfig.cache.mkdir("respin-real-kernel-ccache")  # type: ignore[union-attr]
+    # Without pytest's cache (-p no:cacheprovider) the cache starts empty in the session's temp dir.
+    cache = getattr(pytestconfig, "cache", None)
+    ccache_dir = (cache.mkdir("respin-real-kernel-ccache") if cache is not None
+                  else tmp_path_factory.mktemp("ccache"))
     return run_real_build(real_srpm, tmp_path_factory.mktemp("real-build"), ccache_dir)
