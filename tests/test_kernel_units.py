@@ -216,3 +216,13 @@ def test_buildid_goes_under_fedoras_own_commented_line() -> None:
     lines = text.splitlines()
     assert lines[lines.index("# define buildid .local") + 1] == "%define buildid .respin"
     assert lines[0] != "%define buildid .respin"
+
+
+def test_the_reason_names_the_new_symbols_fedoras_check_lists() -> None:
+    from stages.kernel.rpmpkg import rpmbuild_reason
+
+    log = ("+ ./process_configs.sh -w -n -c 6.1.192\nProcessing kernel-6.1.192-x86_64.config ...\n"
+           "Found unset config items in x86_64 , please set them to an appropriate value\n"
+           "CONFIG_PACKET_DIAG=n\nCONFIG_AMT=n\nerror: Bad exit status from /var/tmp/rpm-tmp.x (%prep)\n")
+    assert rpmbuild_reason(log) == ("Found unset config items in x86_64 , please set them to an appropriate "
+                                    "value: CONFIG_PACKET_DIAG, CONFIG_AMT")

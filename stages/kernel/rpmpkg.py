@@ -260,6 +260,12 @@ def rpmbuild_reason(log_text: str) -> str:
     """
     lines = [ln.strip() for ln in log_text.splitlines()]
     useful = [ln for ln in lines if not _BOILERPLATE.match(ln)]
+    # Fedora's process_configs.sh -n: a heading, then the new symbols one per line.
+    for i, line in enumerate(useful):
+        if line.startswith("Found unset config items"):
+            items = [ln.split("=", 1)[0] for ln in useful[i + 1:i + 40] if ln.startswith("CONFIG_")]
+            shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+            return f"{line}: {shown}" if items else line
     for pattern in (re.compile(r"^Found CONFIG_"), _TELLING):
         hits = [ln for ln in useful if pattern.search(ln)]
         if hits:
