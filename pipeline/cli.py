@@ -67,13 +67,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         json.dump(result.manifest, sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif not args.quiet:
-        # The result: of each kind worth showing, what the last stage producing it made.
-        shown = ("spec", "patch", "kernel-local", "srpm", "rpm", "initrd", "netfiles")
+        # The result: of each kind its stage declares worth showing, what the last stage
+        # producing it made.
+        shown = {(stage.name, kind) for stage in runner.pipeline.stages for kind in stage.results}
         latest: dict[str, str] = {}
         for art in result.manifest["artifacts"]:
             latest[art["kind"]] = art["stage"]
         for art in result.manifest["artifacts"]:
-            if art["kind"] in shown and latest[art["kind"]] == art["stage"]:
+            if (art["stage"], art["kind"]) in shown and latest[art["kind"]] == art["stage"]:
                 print(f"{art['kind']:12} {art['path']}")
     return 0
 

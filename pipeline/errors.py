@@ -33,7 +33,7 @@ class ConfigError(RespinError):
 
 
 class InputError(RespinError):
-    """An input (SRPM, spec, archive, address) is unusable as given."""
+    """An input (a package, an archive, an address) is unusable as given."""
 
     exit_code = 4
 
@@ -73,11 +73,11 @@ EXIT_CODES: dict[int, str] = {
     1: "internal error (a bug: please report it with --debug output)",
     UsageError.exit_code: "usage: unknown command, stage, option or selection",
     ConfigError.exit_code: "pipeline or model file invalid (not UTF-8, not TOML, unknown key, wrong type, "
-                           "bad value), or it asks for a change that cannot work (an unknown CONFIG symbol, "
-                           "a value oldconfig or the spec's own checks would refuse)",
-    InputError.exit_code: "bad input (corrupt or wrong SRPM, spec, archive, address), or a file "
+                           "bad value), or it asks for a change that cannot work (a name the input does "
+                           "not know, a value the input's own checks would refuse)",
+    InputError.exit_code: "bad input (a corrupt or wrong package, archive, address), or a file "
                           "that cannot be written (a full disk)",
-    CommandError.exit_code: "an external tool (rpmbuild, patch, ...) failed",
+    CommandError.exit_code: "an external tool failed (its exit status and the line that says why are shown)",
     VerifyError.exit_code: "verification failed: the result lacks a requested change",
     LockedError.exit_code: "the work directory is locked by another run",
     CheckFailed.exit_code: "a check found problems",

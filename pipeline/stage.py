@@ -146,6 +146,9 @@ class Stage:
     name: ClassVar[str]
     summary: ClassVar[str] = ""
     version: ClassVar[str] = "1"
+    # The kinds of artifact `respin run` prints as the run's result when this stage is the
+    # latest to produce them (a stage knows what a user came for; the engine does not).
+    results: ClassVar[tuple[str, ...]] = ()
 
     @dataclass(frozen=True)
     class Options:

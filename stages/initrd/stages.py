@@ -251,6 +251,7 @@ class PackStage(Stage):
     """Pack the latest tree into a reproducible image in stagedir (kind "initrd")."""
 
     name = "initrd-pack"
+    results = ("initrd",)
     summary = "pack a tree into a reproducible, kernel-readable initrd image"
     version = "2"  # 2: an extracted tree keeps its image's level (and xz dictionary)
 

@@ -114,6 +114,7 @@ class ConfigStage(Stage):
     """Edit the kernel-*.config files of the target arch and validate the result."""
 
     name = "config"
+    results = ("kernel-local",)
     summary = "set and unset CONFIG symbols; check with kconfiglib that each value survives oldconfig"
     version = "4"  # 4: only the configs %prep keeps; new symbols and moved values refused
 

@@ -25,6 +25,7 @@ class FetchStage(Stage):
     install it into the work dir."""
 
     name = "fetch"
+    results = ("spec",)
     summary = ("get the kernel SRPM (path, URL or name in a repo; optional sha256 pin) and unpack "
                "spec and sources")
     version = "3"  # 3: the dist macros the SRPM was made for, for every rpm call of the run

@@ -174,6 +174,7 @@ class InjectStage(Stage):
     """Add the PatchN tag, the ApplyPatch line, the release mark and a changelog entry."""
 
     name = "inject"
+    results = ("spec", "patch", "kernel-local")
     summary = "declare and apply the config patch in the spec; mark the release; add a changelog entry"
     version = "2"  # 2: the changelog's EVR as the package will have it; added values listed
 

@@ -31,6 +31,7 @@ class RebuildStage(Stage):
     """rpmbuild -bb|-bs|-ba --target T --with/--without ..., locally, in mock or on koji."""
 
     name = "rebuild"
+    results = ("srpm", "rpm")
     summary = "build the patched spec (--with baseonly, chosen --target) with rpmbuild, mock or koji"
     version = "2"
 

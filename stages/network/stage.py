@@ -73,6 +73,7 @@ class NetworkStage(Stage):
     """Render policy-routing files for a second gateway and stage them."""
 
     name = "network"
+    results = ("netfiles",)
     summary = "render policy-routing files (two gateways on one host) and stage them"
     version = "3"  # 2: the noarch RPM shares the kernel builds' build host; 3: staged files are outputs
 
