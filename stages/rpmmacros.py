@@ -36,8 +36,9 @@ def build_switches(target: str | None, with_: Sequence[str], without: Sequence[s
     return argv
 
 
-# The distribution tag a release ends with, and the macro that names its version.
-_DIST = re.compile(r"\.(fc|el)(\d+)(?:_\d+)*$")
+# The distribution tag a release ends with (.fc37, .el9_2, .eln126), and the macro that
+# names its version where rpm has one.
+DIST_TAG = re.compile(r"\.(fc|eln|el|mga|amzn)(\d+)(?:_\d+)*$")
 _DIST_MACRO = {"fc": "fedora", "el": "rhel"}
 
 
@@ -48,12 +49,12 @@ def dist_defines(release: str, host_dist: str, given: Mapping[str, str]) -> dict
     Without them a Fedora kernel spec quietly builds its RHEL flavour, and the rebuilt
     package loses its .fc37.
     """
-    m = _DIST.search(release)
+    m = DIST_TAG.search(release)
     if m is None or host_dist or "dist" in given:
         return {}
     out = {"dist": m.group(0)}
-    macro = _DIST_MACRO[m.group(1)]
-    if macro not in given:
+    macro = _DIST_MACRO.get(m.group(1))
+    if macro and macro not in given:
         out[macro] = m.group(2)
     return out
 

@@ -21,6 +21,7 @@ from pipeline.stage import Artifact, Context, Stage
 from stages.kernel import topdir
 from stages.kernel.config import requested
 from stages.kernel.spectext import find_prep_point
+from stages.rpmmacros import DIST_TAG
 
 if TYPE_CHECKING:
     from specfile.specfile import Specfile
@@ -29,8 +30,6 @@ _BUILDID_USE = re.compile(r"%\{\??buildid\}")
 _BUILDID_DEF = re.compile(r"^%(define|global)\s+buildid\s+(\S+)\s*$", re.M)
 # Fedora keeps "# define buildid .local" (no %: rpm would expand a commented macro).
 _BUILDID_COMMENTED = re.compile(r"^#\s*%?\s*(define|global)\s+buildid\b.*$", re.M)
-# The distribution tag at the end of a release: .fc37, .el9, .el9_2.
-_DIST = re.compile(r"\.(?:fc|el|eln|mga|amzn)\d+(?:_\d+)*$")
 _PATCH_TAG = re.compile(r"^Patch(\d+)\s*:\s*(\S+)\s*$", re.M | re.I)
 _RELEASE = re.compile(r"^(Release\s*:\s*)(\S.*?)\s*$", re.M | re.I)
 
@@ -144,7 +143,7 @@ def default_patch_name(version: str) -> str:
 def marked_release(release: str, buildid: str, macros: Mapping[str, str]) -> str:
     """The Release the rebuilt package will have: the buildid goes where the spec puts
     it, before the dist tag (200.fc37 -> 200.respin.fc37), replacing an earlier one."""
-    dist = macros.get("dist") or (m.group(0) if (m := _DIST.search(release)) else "")
+    dist = macros.get("dist") or (m.group(0) if (m := DIST_TAG.search(release)) else "")
     base = release.removesuffix(dist) if dist and release.endswith(dist) else release
     old = macros.get("buildid", "")
     if old and base.endswith(old):
