@@ -79,7 +79,7 @@ def measure(argv: list[str], cwd: Path | None = None) -> Run:
 
 def _respin_argv() -> list[str]:
     exe = Path(sys.executable).parent / "respin"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pipeline.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "respin.pipeline.cli"]
 
 
 def respin(*argv: str | Path) -> Run:
@@ -294,7 +294,7 @@ def memory_rows(tree: Path) -> list[Row]:
 _INPROC = (
     "import sys, time, zlib\n"
     "from pathlib import Path\n"
-    "from stages.initrd.reader import ImageReader\n"
+    "from respin.stages.initrd.reader import ImageReader\n"
     "import zstandard\n"
     "path, kind, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
     "def only():\n"

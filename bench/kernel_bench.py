@@ -256,7 +256,7 @@ def shell(cmd: str, cwd: Path, ok: tuple[int, ...] = (0,)) -> float:
 
 def respin_argv() -> list[str]:
     script = REPO / ".venv" / "bin" / "respin"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "respin.pipeline.cli"]
 
 
 def respin(*args: str) -> tuple[Timed, dict[str, float], dict[str, object]]:
@@ -387,7 +387,7 @@ def pipeline_file(srpm: Path, extra: str = "") -> Path:
 
 def config_option_names() -> set[str]:
     """The [config] keys this checkout's config stage takes."""
-    from stages.kernel.config import ConfigStage
+    from respin.stages.kernel.config import ConfigStage
 
     return {f.name for f in dataclasses.fields(ConfigStage.Options)}
 
@@ -459,7 +459,7 @@ def profile_prep(toml: Path) -> list[str]:
     """Where respin's prep spends what rpmbuild does not: cProfile of one `--only prep --force`."""
     out = WORK / "prep.prof"
     settle(WORK / "respin" / "rpmbuild" / "BUILD")
-    cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "pipeline.cli", "run", str(toml),
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "respin.pipeline.cli", "run", str(toml),
            "--only", "prep", "--force", "-q"]
     wall = run(cmd, cwd=WORK).wall
     stats = pstats.Stats(str(out))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import RespinError
+from respin.pipeline.errors import RespinError
 
 if TYPE_CHECKING:
-    from pipeline.stage import Artifact, Context, Stage
+    from respin.pipeline.stage import Artifact, Context, Stage
 
 __all__ = ["Artifact", "Context", "RespinError", "Stage"]
 __version__ = "0.1.0"
@@ -17,7 +17,7 @@ def __getattr__(name: str) -> Any:
     # The stage contract is imported on first use: `respin initrd list` never needs it,
     # and start-up is most of a small image's listing time.
     if name in ("Artifact", "Context", "Stage"):
-        from pipeline import stage
+        from respin.pipeline import stage
 
         return getattr(stage, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

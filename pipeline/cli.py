@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from pipeline import __version__, registry
-from pipeline.errors import EXIT_CODES, InputError, Interrupted, RespinError, UsageError, describe
+from respin.pipeline import __version__, registry
+from respin.pipeline.errors import EXIT_CODES, InputError, Interrupted, RespinError, UsageError, describe
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,9 +43,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_run(args: argparse.Namespace) -> int:
     import json
 
-    from pipeline.config import load
-    from pipeline.progress import Progress
-    from pipeline.runner import Runner
+    from respin.pipeline.config import load
+    from respin.pipeline.progress import Progress
+    from respin.pipeline.runner import Runner
 
     runner: Runner | None = None
     try:
@@ -82,8 +82,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from pipeline.config import load
-    from pipeline.runner import Runner
+    from respin.pipeline.config import load
+    from respin.pipeline.runner import Runner
 
     pipeline = load(args.file, _overrides(args))
     plans = Runner(pipeline).plan()
@@ -171,7 +171,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     if word in _CORE:
         return parser
     if word not in registry.own_entry_points(registry.COMMANDS_GROUP):
-        from pipeline.commands import register as register_builtin  # repro, makefile
+        from respin.pipeline.commands import register as register_builtin  # repro, makefile
 
         register_builtin(sub)
     if word not in _ENGINE_COMMANDS:

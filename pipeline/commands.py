@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import CheckFailed
+from respin.pipeline.errors import CheckFailed
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -16,8 +16,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_repro(args: argparse.Namespace) -> int:
-    from pipeline.progress import Progress
-    from pipeline.repro import repro
+    from respin.pipeline.progress import Progress
+    from respin.pipeline.repro import repro
 
     report = repro(Path(args.file), _overrides(args), base=Path(args.base).resolve() if args.base else None,
                    pause=args.pause, keep=args.keep, progress=Progress(quiet=args.quiet or args.json))
@@ -38,9 +38,9 @@ def _cmd_repro(args: argparse.Namespace) -> int:
 
 
 def _cmd_makefile(args: argparse.Namespace) -> int:
-    from pipeline import fsutil
-    from pipeline.config import load
-    from pipeline.makefile import render
+    from respin.pipeline import fsutil
+    from respin.pipeline.config import load
+    from respin.pipeline.makefile import render
 
     pipeline = load(Path(args.file), _overrides(args))
     out = Path(args.output).absolute() if args.output else None

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import registry
-from pipeline.errors import ConfigError, InputError, RespinError, UsageError
-from pipeline.options import parse_options
-from pipeline.stage import Stage
+from respin.pipeline import registry
+from respin.pipeline.errors import ConfigError, InputError, RespinError, UsageError
+from respin.pipeline.options import parse_options
+from respin.pipeline.stage import Stage
 
 
 @dataclass(frozen=True)

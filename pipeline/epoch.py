@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pipeline.errors import ConfigError
+from respin.pipeline.errors import ConfigError
 
 
 def source_date_epoch(value: str | int | None = None) -> int | None:

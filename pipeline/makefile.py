@@ -16,9 +16,9 @@ import os
 import re
 from pathlib import Path
 
-from pipeline.config import PipelineFile
-from pipeline.errors import RespinError, UsageError
-from pipeline.stage import Context
+from respin.pipeline.config import PipelineFile
+from respin.pipeline.errors import RespinError, UsageError
+from respin.pipeline.stage import Context
 
 STAMPS = "stamps"
 _UNSAFE = re.compile(r"[\s:#;=%*?\[\]\\\"']")

@@ -15,12 +15,12 @@ from functools import cache
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import UsageError
+from respin.pipeline.errors import UsageError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
-    from pipeline.stage import Stage
+    from respin.pipeline.stage import Stage
 
 STAGES_GROUP = "respin.stages"
 PIPELINES_GROUP = "respin.pipelines"
@@ -98,7 +98,7 @@ def _check_stage(name: str, obj: Any, origin: str) -> type[Stage]:
     """Reject a stage class that does not fit the contract, naming the plugin."""
     import dataclasses  # slow to import (inspect, ast); only stage loading needs it
 
-    from pipeline.stage import Stage  # likewise the contract
+    from respin.pipeline.stage import Stage  # likewise the contract
 
     where = f"stage '{name}' from {origin}"
     if not (isinstance(obj, type) and issubclass(obj, Stage)):

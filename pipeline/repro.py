@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import fsutil
-from pipeline.config import load
-from pipeline.errors import RespinError, UsageError, restated
-from pipeline.progress import Progress
-from pipeline.runner import Runner
+from respin.pipeline import fsutil
+from respin.pipeline.config import load
+from respin.pipeline.errors import RespinError, UsageError, restated
+from respin.pipeline.progress import Progress
+from respin.pipeline.runner import Runner
 
 SKIPPED_KINDS = frozenset({"log"})
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from pipeline.errors import CommandError, Interrupted
+from respin.pipeline.errors import CommandError, Interrupted
 
 log = logging.getLogger("respin.run")
 

@@ -26,10 +26,10 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
-from pipeline import fsutil
-from pipeline.config import PipelineFile
-from pipeline.epoch import source_date_epoch
-from pipeline.errors import (
+from respin.pipeline import fsutil
+from respin.pipeline.config import PipelineFile
+from respin.pipeline.epoch import source_date_epoch
+from respin.pipeline.errors import (
     CommandError,
     InputError,
     Interrupted,
@@ -39,9 +39,9 @@ from pipeline.errors import (
     describe,
     restated,
 )
-from pipeline.progress import Progress
-from pipeline.run import OWNER_VAR, end_orphans
-from pipeline.stage import Artifact, Context, Stage
+from respin.pipeline.progress import Progress
+from respin.pipeline.run import OWNER_VAR, end_orphans
+from respin.pipeline.stage import Artifact, Context, Stage
 
 log = logging.getLogger("respin")
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline.errors import UsageError
-from pipeline.options import parse_options
+from respin.pipeline.errors import UsageError
+from respin.pipeline.options import parse_options
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Context:
 
     def __post_init__(self) -> None:
         if self.run is None:
-            from pipeline.run import run
+            from respin.pipeline.run import run
 
             self.run = run
 
@@ -81,7 +81,7 @@ class Context:
     def source_date_epoch(self) -> int | None:
         """SOURCE_DATE_EPOCH for this stage: [pipeline], else the environment, else what an
         earlier stage published (the runner folds that into the settings), else None."""
-        from pipeline.epoch import source_date_epoch
+        from respin.pipeline.epoch import source_date_epoch
 
         value = self.settings.get("source_date_epoch")
         return source_date_epoch(value if isinstance(value, (int, str)) else None)
@@ -114,8 +114,8 @@ class Context:
         before = list(self.produced)
         text = (f"{who} needs a '{kind}' from an earlier stage, and none made one "
                 f"(stages before it: {', '.join(before) or 'none'})")
-        from pipeline import registry
-        from pipeline.errors import RespinError
+        from respin.pipeline import registry
+        from respin.pipeline.errors import RespinError
 
         try:
             templates = registry.pipelines()

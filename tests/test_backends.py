@@ -35,10 +35,10 @@ import pytest
 from respin_cli import assert_one_line_error, respin
 
 from fixtures.build import build_srpm
-from pipeline.stage import Artifact, Context
-from stages.kernel.backends import mock_argv
-from stages.kernel.distgit import DistGitStage
-from stages.kernel.rpmpkg import payload_files, read_package
+from respin.pipeline.stage import Artifact, Context
+from respin.stages.kernel.backends import mock_argv
+from respin.stages.kernel.distgit import DistGitStage
+from respin.stages.kernel.rpmpkg import payload_files, read_package
 
 koji = pytest.importorskip("koji", reason="the koji client library is not installed")
 
@@ -493,7 +493,7 @@ def test_distgit_export_then_koji_build_from_scm_against_local_standin_hub(
     assert head.author.email == "respin@localhost"
     # Dated from the pipeline's time, not the clock: so the same export again, even a
     # second later, gives the same commit id.
-    from stages.kernel.inject import source_date
+    from respin.stages.kernel.inject import source_date
 
     assert head.authored_date == head.committed_date == source_date(ctx)  # not the clock
     again = DistGitStage.from_table({}, "kernel.toml [distgit]").run(ctx)[0]

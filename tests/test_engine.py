@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from respin_cli import assert_one_line_error, respin
 
-from pipeline import registry
-from pipeline.config import load
-from pipeline.epoch import source_date_epoch
-from pipeline.errors import ConfigError, LockedError, UsageError
-from pipeline.runner import Runner
+from respin.pipeline import registry
+from respin.pipeline.config import load
+from respin.pipeline.epoch import source_date_epoch
+from respin.pipeline.errors import ConfigError, LockedError, UsageError
+from respin.pipeline.runner import Runner
 
 
 def write(path: Path, text: str) -> Path:
@@ -61,10 +61,11 @@ def test_short_commands_import_only_what_they_need(tmp_path: Path) -> None:
                       + b"00000000" + b"a\0" + b"070701" + b"00000000" * 11 + b"%08X" % 11
                       + b"00000000" + b"TRAILER!!!\0" + b"\0" * 3)
     code = ("import sys\n"
-            "from pipeline.cli import main\n"
+            "from respin.pipeline.cli import main\n"
             "rc = main(['initrd', 'list', sys.argv[1]])\n"
-            "heavy = {'importlib.metadata', 'dataclasses', 'pipeline.runner', 'pipeline.stage',\n"
-            "         'pipeline.commands', 'stages.kernel', 'stages.network', 'json', 'tempfile',\n"
+            "heavy = {'importlib.metadata', 'dataclasses', 'respin.pipeline.runner',\n"
+            "         'respin.pipeline.stage', 'respin.pipeline.commands', 'respin.stages.kernel',\n"
+            "         'respin.stages.network', 'json', 'tempfile',\n"
             "         'logging', 'pathlib', 'threading'}\n"
             "sys.stderr.write(' '.join(sorted(heavy & set(sys.modules))))\n"
             "sys.exit(rc)\n")
@@ -183,7 +184,7 @@ def test_source_date_epoch_comes_from_settings_then_the_environment(tmp_path: Pa
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
-    from pipeline.stage import Context
+    from respin.pipeline.stage import Context
 
     def ctx(settings: dict[str, object]) -> Context:
         return Context(workdir=tmp_path, source=tmp_path / "p.toml", settings=settings,
@@ -237,7 +238,7 @@ def test_readme_python_example_runs(pfile: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("junk", ["[]", '{"x": 1}', "not json"])
 def test_a_damaged_input_hash_cache_is_no_cache(pfile: Path, junk: str) -> None:
-    from pipeline.runner import STATE_DIR
+    from respin.pipeline.runner import STATE_DIR
 
     Runner(load(pfile)).run()
     (pfile.parent / "_respin" / STATE_DIR / "inputs.json").write_text(junk)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import InputError
-from stages.kernel import kvalidate
-from stages.kernel.kconfig import Request, arch_of, make_arch
+from respin.pipeline.errors import InputError
+from respin.stages.kernel import kvalidate
+from respin.stages.kernel.kconfig import Request, arch_of, make_arch
 
 KCONFIG = """\
 mainmenu "test"
@@ -83,7 +83,7 @@ def test_arch_from_the_first_line() -> None:
 
 
 def test_kconfig_files_follow_sources_for_every_arch(tmp_path: Path) -> None:
-    from stages.kernel.prep import archive_kconfig, kconfig_files
+    from respin.stages.kernel.prep import archive_kconfig, kconfig_files
 
     (tmp_path / "Kconfig").write_text('source "arch/$(SRCARCH)/Kconfig"\nsource "init/Kconfig"\n')
     for arch in ("x86", "arm64"):
@@ -126,7 +126,7 @@ def test_kconfig_that_probes_the_compiler_is_archived_and_read(tmp_path: Path,
     import shutil
     import tarfile
 
-    from stages.kernel.prep import archive_kconfig, kconfig_files
+    from respin.stages.kernel.prep import archive_kconfig, kconfig_files
 
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed: the fixture's Kconfig needs a C compiler, as the kernel's does")

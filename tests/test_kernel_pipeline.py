@@ -15,8 +15,8 @@ import pytest
 from respin_cli import RESPIN, assert_one_line_error, respin
 
 from fixtures.build import build_srpm
-from pipeline.run import run
-from stages.kernel.rpmpkg import payload_files, read_package
+from respin.pipeline.run import run
+from respin.stages.kernel.rpmpkg import payload_files, read_package
 
 pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
 
@@ -111,7 +111,7 @@ def test_end_to_end_baseonly(tmp_path: Path, srpm: Path) -> None:
     assert [s["status"] for s in again["stages"]] == ["up to date"] * 7
     assert again["artifacts"] == manifest["artifacts"]
     # Up to date is decided from fingerprints alone: the heavy libraries stay unloaded.
-    code = ("import sys\nfrom pipeline.cli import main\nrc = main(['run', sys.argv[1], '-q'])\n"
+    code = ("import sys\nfrom respin.pipeline.cli import main\nrc = main(['run', sys.argv[1], '-q'])\n"
             "heavy = {'rpm', 'specfile', 'kconfiglib', 'urllib.request', 'git'}\n"
             "sys.stderr.write(' '.join(sorted(heavy & set(sys.modules))))\nsys.exit(rc)\n")
     noop = subprocess.run([sys.executable, "-c", code, str(pf)], capture_output=True, text=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.kernel import kconfig, kvalidate
-from stages.kernel.kconfig import Request
+from respin.stages.kernel import kconfig, kvalidate
+from respin.stages.kernel.kconfig import Request
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 
@@ -121,8 +121,8 @@ def test_the_oldconfig_fallback_finds_the_same(tree: Path, base: str, kconf: obj
     # Where kconfiglib cannot read a tree, config asks the tree's own make: same answers.
     import logging
 
-    from pipeline.stage import Context
-    from stages.kernel.config import _make_listnewconfig, _make_olddefconfig, _moved
+    from respin.pipeline.stage import Context
+    from respin.stages.kernel.config import _make_listnewconfig, _make_olddefconfig, _moved
 
     ctx = Context(workdir=tmp_path, source=tmp_path / "kernel.toml", settings={}, stagedir=tmp_path,
                   log=logging.getLogger("test"))

@@ -6,12 +6,12 @@ import datetime
 
 import pytest
 
-from pipeline.errors import ConfigError, InputError
-from stages.kernel import kconfig
-from stages.kernel.config import configs_for, used_configs
-from stages.kernel.inject import Injection, default_patch_name, inject_text, marked_release
-from stages.kernel.prep import hooked_spec
-from stages.kernel.spectext import find_prep_point
+from respin.pipeline.errors import ConfigError, InputError
+from respin.stages.kernel import kconfig
+from respin.stages.kernel.config import configs_for, used_configs
+from respin.stages.kernel.inject import Injection, default_patch_name, inject_text, marked_release
+from respin.stages.kernel.prep import hooked_spec
+from respin.stages.kernel.spectext import find_prep_point
 
 SPEC = """\
 Name: kernel
@@ -219,7 +219,7 @@ def test_buildid_goes_under_fedoras_own_commented_line() -> None:
 
 
 def test_the_reason_names_the_new_symbols_fedoras_check_lists() -> None:
-    from stages.kernel.rpmpkg import rpmbuild_reason
+    from respin.stages.kernel.rpmpkg import rpmbuild_reason
 
     log = ("+ ./process_configs.sh -w -n -c 6.1.192\nProcessing kernel-6.1.192-x86_64.config ...\n"
            "Found unset config items in x86_64 , please set them to an appropriate value\n"

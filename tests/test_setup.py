@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,31 @@ def test_readme_first_screen_says_where_respin_is() -> None:
     assert "INSTALL_SERVICES" in first
 
 
+def test_the_wheel_holds_one_package_named_respin(tmp_path: Path) -> None:
+    # The folders stay at the top of the checkout; the wheel maps them under respin/.
+    proc = subprocess.run([str(VENV_PY), "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    with zipfile.ZipFile(next(tmp_path.glob("respin-*.whl"))) as wheel:
+        names = wheel.namelist()
+        entry_points = wheel.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt")))
+    tops = {n.split("/")[0] for n in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"respin"}
+    for module in ("__init__.py", "__main__.py", "py.typed", "pipeline/runner.py", "pipeline/py.typed",
+                   "stages/kernel/config.py", "stages/initrd/newc.py", "stages/network/model.py"):
+        assert f"respin/{module}" in names
+    # Every module of the two folders is in it, and nothing from tests/, fixtures/ or bench/.
+    ours = {f"respin/{p.relative_to(REPO).as_posix()}" for d in ("pipeline", "stages")
+            for p in (REPO / d).rglob("*.py") if "__pycache__" not in p.parts}
+    assert ours <= set(names)
+    assert not [n for n in names if n.split("/")[1:2] in (["tests"], ["fixtures"], ["bench"])]
+    text = entry_points.decode()
+    assert "respin = respin.pipeline.cli:main" in text
+    assert re.findall(r"^\S+ = (\S+):", text, flags=re.M) and all(
+        v.startswith("respin.") for v in re.findall(r"^\S+ = (\S+):", text, flags=re.M))
+
+
 @pytest.mark.slow
 def test_make_install_puts_respin_on_path(tmp_path: Path) -> None:
     prefix = tmp_path / "prefix"
@@ -118,9 +144,23 @@ def test_make_install_puts_respin_on_path(tmp_path: Path) -> None:
                             stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert "fetch" in stages.stdout and "example" not in stages.stdout
     assert shutil.which("respin", path=env["PATH"]) == str(tool)
-    # A regular install, not a path back into this checkout.
+    # A regular install, not a path back into this checkout, under the one name `respin`.
     site = next((prefix / "share/respin/venv/lib").glob("python3*/site-packages"))
-    assert (site / "pipeline" / "runner.py").is_file()
+    runner = site / "respin" / "pipeline" / "runner.py"
+    assert runner.is_file() and not runner.is_symlink() and not (site / "respin" / "pipeline").is_symlink()
+    assert not (site / "pipeline").exists() and not (site / "stages").exists()
+    # The API a script needs, and every entry point, load from the installed copy alone.
+    script = ("import importlib.metadata as md, respin\n"
+              "eps = [ep for g in ('respin.stages', 'respin.commands', 'respin.pipelines')\n"
+              "       for ep in md.entry_points(group=g) if ep.dist.name == 'respin']\n"
+              "assert all(ep.value.startswith('respin.') and ep.load() for ep in eps), eps\n"
+              "print(respin.__file__, respin.Runner.__module__, respin.load.__module__, len(eps),\n"
+              "      respin.RespinError.__module__)\n")
+    api = subprocess.run([str(prefix / "share/respin/venv/bin/python"), "-c", script], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert api.returncode == 0, api.stderr
+    assert api.stdout.split() == [str(site / "respin" / "__init__.py"), "respin.pipeline.runner",
+                                  "respin.pipeline.config", "15", "respin.pipeline.errors"]
     subprocess.run(["make", "-C", str(REPO), "uninstall", f"PREFIX={prefix}"], capture_output=True,
                    env=env, check=True, stdin=subprocess.DEVNULL)
     assert not tool.exists() and not (prefix / "share/respin").exists()

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import fsutil
-from pipeline.errors import InputError, UsageError
-from stages.initrd import newc
-from stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
-from stages.initrd.reader import DEFAULT_MAX_SIZE, Entry, ImageReader, Part
+from respin.pipeline import fsutil
+from respin.pipeline.errors import InputError, UsageError
+from respin.stages.initrd import newc
+from respin.stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
+from respin.stages.initrd.reader import DEFAULT_MAX_SIZE, Entry, ImageReader, Part
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import fsutil
-from pipeline.errors import InputError
+from respin.pipeline import fsutil
+from respin.pipeline.errors import InputError
 
 MANIFEST_NAME = "initrd-manifest.json"
 FORMAT = "respin-initrd-manifest"

@@ -12,10 +12,10 @@ import os
 from collections.abc import Generator, Iterator
 from typing import BinaryIO, NamedTuple
 
-from pipeline.errors import InputError
-from stages.initrd import newc
-from stages.initrd.compress import Budget, DataError, MemberInfo, Prefetch, Stream, decode, detect
-from stages.initrd.newc import Header, HeaderError
+from respin.pipeline.errors import InputError
+from respin.stages.initrd import newc
+from respin.stages.initrd.compress import Budget, DataError, MemberInfo, Prefetch, Stream, decode, detect
+from respin.stages.initrd.newc import Header, HeaderError
 
 # Decompressed bytes allowed per image before it counts as a bomb; real images
 # are well under 1 GiB, and --max-size raises it.

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pipeline import fsutil
-from pipeline.errors import ConfigError, InputError
-from pipeline.stage import Artifact, Context, Stage
-from stages.initrd.cli import parse_size
-from stages.initrd.extract import RECORD_NAME, Refused, extract, split_name
-from stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
-from stages.initrd.writer import pack, source_date_epoch
+from respin.pipeline import fsutil
+from respin.pipeline.errors import ConfigError, InputError
+from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.initrd.cli import parse_size
+from respin.stages.initrd.extract import RECORD_NAME, Refused, extract, split_name
+from respin.stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
+from respin.stages.initrd.writer import pack, source_date_epoch
 
 Compression = Literal["gzip", "xz", "zstd", "lz4", "bzip2", "none"]
 

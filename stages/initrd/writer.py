@@ -16,12 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline import fsutil
-from pipeline.epoch import source_date_epoch as epoch_setting
-from pipeline.errors import ConfigError, InputError, UsageError
-from stages.initrd import newc
-from stages.initrd.compress import DEFAULT_LEVEL, LEVEL_RANGE, PACK_COMPRESSIONS, Compressor, compressor
-from stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
+from respin.pipeline import fsutil
+from respin.pipeline.epoch import source_date_epoch as epoch_setting
+from respin.pipeline.errors import ConfigError, InputError, UsageError
+from respin.stages.initrd import newc
+from respin.stages.initrd.compress import (
+    DEFAULT_LEVEL,
+    LEVEL_RANGE,
+    PACK_COMPRESSIONS,
+    Compressor,
+    compressor,
+)
+from respin.stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
 
 _READ_CHUNK = 1 << 20
 _KIND_FMT = {"chr": stat.S_IFCHR, "blk": stat.S_IFBLK, "sock": stat.S_IFSOCK}

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import fsutil
-from pipeline.errors import CommandError, ConfigError, InputError, UsageError
-from pipeline.run import clean_env
-from stages.kernel.ccache import CompileCache, find_ccache, without_masquerade
-from stages.kernel.rpmpkg import (
+from respin.pipeline import fsutil
+from respin.pipeline.errors import CommandError, ConfigError, InputError, UsageError
+from respin.pipeline.run import clean_env
+from respin.stages.kernel.ccache import CompileCache, find_ccache, without_masquerade
+from respin.stages.kernel.rpmpkg import (
     FIXED_TOPDIR,
     fixed_topdir_available,
     from_fixed,
@@ -31,7 +31,7 @@ from stages.kernel.rpmpkg import (
     to_fixed,
     written_packages,
 )
-from stages.rpmmacros import REPRO_MACROS, build_switches, empty_home
+from respin.stages.rpmmacros import REPRO_MACROS, build_switches, empty_home
 
 log = logging.getLogger("respin.rebuild")
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError
+from respin.pipeline.errors import InputError
 
 # Compiler names worth a link: gcc, g++, cc, c++, clang, clang++, with a
 # target prefix (x86_64-linux-gnu-gcc) and/or a version (gcc-12, clang-16).

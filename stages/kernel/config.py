@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline import fsutil
-from pipeline.errors import ConfigError, InputError
-from pipeline.stage import Artifact, Context, Stage
-from stages.kernel import kconfig
-from stages.kernel.prep import KERNEL_LOCAL
+from respin.pipeline import fsutil
+from respin.pipeline.errors import ConfigError, InputError
+from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.kernel import kconfig
+from respin.stages.kernel.prep import KERNEL_LOCAL
 
 
 def target_arch(ctx: Context) -> str:
@@ -401,7 +401,7 @@ class _Problem:
         return "; set each in [config], or resolve = true to add them"
 
     def fixes(self) -> list[tuple[kconfig.Request, str]]:
-        from stages.kernel import kvalidate
+        from respin.stages.kernel import kvalidate
 
         if self.kind == "unmet":
             need = self.verdict.request.line()
@@ -430,7 +430,7 @@ class _Checker:
         self.baseline: dict[str, tuple[set[str], set[str]]] = {}
 
     def _load(self, name: str, text: str) -> Any:
-        from stages.kernel import kvalidate
+        from respin.stages.kernel import kvalidate
 
         arch = kconfig.arch_of(self.texts[name], target_arch(self.ctx))
         if arch not in self.kconfs:
@@ -441,7 +441,7 @@ class _Checker:
         return kconf
 
     def first_problem(self, reqs: list[kconfig.Request]) -> _Problem | None:
-        from stages.kernel import kvalidate
+        from respin.stages.kernel import kvalidate
 
         asked = {r.name for r in reqs}
         for name, text in self.texts.items():

@@ -7,10 +7,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import fsutil
-from pipeline.errors import CommandError
-from pipeline.stage import Artifact, Context, Stage
-from stages.kernel.config import requested
+from respin.pipeline import fsutil
+from respin.pipeline.errors import CommandError
+from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.kernel.config import requested
 
 
 def unified(ctx: Context, old: Path, new: Path, name: str) -> str:

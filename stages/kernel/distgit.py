@@ -17,10 +17,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import fsutil
-from pipeline.errors import InputError
-from pipeline.stage import Artifact, Context, Stage
-from stages.kernel.inject import source_date
+from respin.pipeline import fsutil
+from respin.pipeline.errors import InputError
+from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.kernel.inject import source_date
 
 # Archives go to the lookaside cache; everything else is committed.
 _LOOKASIDE = re.compile(r"\.(tar(\.[a-z0-9]+)?|tgz|tbz2|txz|zip|src\.rpm|rpm|bz2|gz|xz|zst)$")

@@ -9,12 +9,12 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import fsutil
-from pipeline.errors import InputError
-from pipeline.stage import Artifact, Context, Stage
-from stages.kernel.repo import download_source, local_repomd, repo_url
-from stages.kernel.rpmpkg import read_package
-from stages.rpmmacros import build_switches, dist_defines, empty_home
+from respin.pipeline import fsutil
+from respin.pipeline.errors import InputError
+from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.kernel.repo import download_source, local_repomd, repo_url
+from respin.stages.kernel.rpmpkg import read_package
+from respin.stages.rpmmacros import build_switches, dist_defines, empty_home
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

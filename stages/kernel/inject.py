@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import fsutil
-from pipeline.errors import ConfigError, InputError
-from pipeline.stage import Artifact, Context, Stage
-from stages.kernel import topdir
-from stages.kernel.config import requested
-from stages.kernel.spectext import find_prep_point
-from stages.rpmmacros import DIST_TAG
+from respin.pipeline import fsutil
+from respin.pipeline.errors import ConfigError, InputError
+from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.kernel import topdir
+from respin.stages.kernel.config import requested
+from respin.stages.kernel.spectext import find_prep_point
+from respin.stages.rpmmacros import DIST_TAG
 
 if TYPE_CHECKING:
     from specfile.specfile import Specfile

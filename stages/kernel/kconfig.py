@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.errors import ConfigError
+from respin.pipeline.errors import ConfigError
 
 NAME = re.compile(r"^CONFIG_[A-Za-z0-9_]+$")
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")

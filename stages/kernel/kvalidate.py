@@ -20,9 +20,9 @@ from typing import Any
 
 import kconfiglib
 
-from pipeline.errors import InputError
-from pipeline.run import run
-from stages.kernel.kconfig import SRCARCH, Request, parse
+from respin.pipeline.errors import InputError
+from respin.pipeline.run import run
+from respin.stages.kernel.kconfig import SRCARCH, Request, parse
 
 
 @dataclass

@@ -18,13 +18,13 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pipeline import fsutil
-from pipeline.errors import InputError
-from pipeline.stage import Artifact, Context, Stage
-from stages.kernel import topdir
-from stages.kernel.rpmpkg import rpmbuild_argv, rpmbuild_reason
-from stages.kernel.spectext import find_prep_point
-from stages.rpmmacros import empty_home
+from respin.pipeline import fsutil
+from respin.pipeline.errors import InputError
+from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.kernel import topdir
+from respin.stages.kernel.rpmpkg import rpmbuild_argv, rpmbuild_reason
+from respin.stages.kernel.spectext import find_prep_point
+from respin.stages.rpmmacros import empty_home
 
 SENTINEL = ".respin-hook-reached"
 TREEFILE = ".respin-tree"

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pipeline.errors import ConfigError, UsageError
-from pipeline.run import clean_env
-from pipeline.stage import Artifact, Context, Stage
-from stages.kernel.backends import BuildRequest, KojiJob, koji_build, mock_build, rpmbuild
-from stages.kernel.ccache import CompileCache, find_ccache
-from stages.kernel.inject import source_date
-from stages.kernel.rpmpkg import read_package
-from stages.kernel.topdir import run_defines
+from respin.pipeline.errors import ConfigError, UsageError
+from respin.pipeline.run import clean_env
+from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.kernel.backends import BuildRequest, KojiJob, koji_build, mock_build, rpmbuild
+from respin.stages.kernel.ccache import CompileCache, find_ccache
+from respin.stages.kernel.inject import source_date
+from respin.stages.kernel.rpmpkg import read_package
+from respin.stages.kernel.topdir import run_defines
 
 _SWITCH = re.compile(r"^[A-Za-z0-9_]+$")
 _MODES = {"binary": "-bb", "source": "-bs", "all": "-ba"}

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline import fsutil
-from pipeline.errors import CommandError, ConfigError, InputError
+from respin.pipeline import fsutil
+from respin.pipeline.errors import CommandError, ConfigError, InputError
 
 # A package name, optionally with version(-release), as dnf accepts it; never an option.
 PACKAGE_SPEC = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+~:-]*$")

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError
-from pipeline.run import run
-from stages.rpmmacros import REPRO_MACROS, build_switches
+from respin.pipeline.errors import InputError
+from respin.pipeline.run import run
+from respin.stages.rpmmacros import REPRO_MACROS, build_switches
 
 
 @dataclass(frozen=True)

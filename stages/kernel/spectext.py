@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipeline.errors import InputError
+from respin.pipeline.errors import InputError
 
 # A line that applies a patch. `ApplyPatch()` (the function's definition) is not one.
 _APPLY = re.compile(

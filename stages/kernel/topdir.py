@@ -6,8 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-from pipeline import fsutil
-from pipeline.stage import Context
+from respin.pipeline import fsutil
+from respin.pipeline.stage import Context
 
 
 def lay_out(ctx: Context) -> Path:

@@ -6,12 +6,12 @@ import json
 import re
 from dataclasses import dataclass
 
-from pipeline import fsutil
-from pipeline.errors import VerifyError
-from pipeline.stage import Artifact, Context, Stage
-from stages.kernel import kconfig
-from stages.kernel.config import requested
-from stages.kernel.rpmpkg import payload_files, read_package
+from respin.pipeline import fsutil
+from respin.pipeline.errors import VerifyError
+from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.kernel import kconfig
+from respin.stages.kernel.config import requested
+from respin.stages.kernel.rpmpkg import payload_files, read_package
 
 _BOOT_CONFIG = re.compile(r"^\.?/boot/config-")
 

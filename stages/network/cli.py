@@ -11,12 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.errors import ConfigError
-from stages.network import script
-from stages.network.model import ModelError, load_model
-from stages.network.render import BACKENDS
-from stages.network.root import stage_into_root
-from stages.network.stage import render_for_root
+from respin.pipeline.errors import ConfigError
+from respin.stages.network import script
+from respin.stages.network.model import ModelError, load_model
+from respin.stages.network.render import BACKENDS
+from respin.stages.network.root import stage_into_root
+from respin.stages.network.stage import render_for_root
 
 
 def _render(args: argparse.Namespace) -> int:

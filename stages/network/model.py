@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline import registry
-from pipeline.config import read_toml
-from pipeline.errors import ConfigError
+from respin.pipeline import registry
+from respin.pipeline.config import read_toml
+from respin.pipeline.errors import ConfigError
 
 # Keys of the [network] table that say where and how to stage, not what to render.
 # The model accepts them (a pipeline's [network] table holds both) and leaves them

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from stages.network import render_initscripts, render_networkd, render_nm, render_nmstate
-from stages.network.files import Files
-from stages.network.model import NetworkModel
-from stages.network.render_initscripts import RtTablesMode
+from respin.stages.network import render_initscripts, render_networkd, render_nm, render_nmstate
+from respin.stages.network.files import Files
+from respin.stages.network.model import NetworkModel
+from respin.stages.network.render_initscripts import RtTablesMode
 
 Backend = Literal["initscripts", "networkmanager", "networkd", "nmstate"]
 BACKENDS: tuple[str, ...] = get_args(Backend)

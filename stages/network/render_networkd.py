@@ -8,8 +8,8 @@ must be in the `.network` file, as they are here.
 
 from __future__ import annotations
 
-from stages.network.files import Files, header
-from stages.network.model import NetworkModel
+from respin.stages.network.files import Files, header
+from respin.stages.network.model import NetworkModel
 
 NETWORK_DIR = "etc/systemd/network"
 NETWORKD_CONF_D = "etc/systemd/networkd.conf.d"

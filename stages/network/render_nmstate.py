@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from stages.network.files import Files, header
-from stages.network.model import NetworkModel
+from respin.stages.network.files import Files, header
+from respin.stages.network.model import NetworkModel
 
 NMSTATE_DIR = "etc/nmstate"
 

@@ -26,10 +26,10 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline import fsutil
-from pipeline.errors import InputError
-from stages.network import rt_tables
-from stages.network.files import Files, check_relative
+from respin.pipeline import fsutil
+from respin.pipeline.errors import InputError
+from respin.stages.network import rt_tables
+from respin.stages.network.files import Files, check_relative
 
 log = logging.getLogger("respin.network")
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import fsutil
-from pipeline.epoch import source_date_epoch as epoch_setting
-from pipeline.errors import CommandError, ConfigError
-from pipeline.run import run
-from stages.network.files import Files, check_relative
-from stages.network.root import write_tree
-from stages.rpmmacros import REPRO_MACROS, build_switches
+from respin.pipeline import fsutil
+from respin.pipeline.epoch import source_date_epoch as epoch_setting
+from respin.pipeline.errors import CommandError, ConfigError
+from respin.pipeline.run import run
+from respin.stages.network.files import Files, check_relative
+from respin.stages.network.root import write_tree
+from respin.stages.rpmmacros import REPRO_MACROS, build_switches
 
 # 1980-01-01, the zip epoch: used when neither the pipeline nor the environment sets one.
 DEFAULT_SOURCE_DATE_EPOCH = 315532800

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pipeline.errors import InputError
-from stages.network.model import RouteTable
+from respin.pipeline.errors import InputError
+from respin.stages.network.model import RouteTable
 
 RT_TABLES = "etc/iproute2/rt_tables"
 RT_TABLES_D = "etc/iproute2/rt_tables.d"

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline.errors import ConfigError
-from pipeline.options import parse_options
-from pipeline.stage import Artifact, Context, Stage
-from stages.network import rt_tables
-from stages.network.files import Files
-from stages.network.model import NetworkModel, parse_model
-from stages.network.render import Backend, render
-from stages.network.root import STATE_PATH, read_merge_base, stage_into_root, write_tree
-from stages.network.rpm import RpmOptions, build_rpm
+from respin.pipeline.errors import ConfigError
+from respin.pipeline.options import parse_options
+from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.network import rt_tables
+from respin.stages.network.files import Files
+from respin.stages.network.model import NetworkModel, parse_model
+from respin.stages.network.render import Backend, render
+from respin.stages.network.root import STATE_PATH, read_merge_base, stage_into_root, write_tree
+from respin.stages.network.rpm import RpmOptions, build_rpm
 
 NETFILES_DIR = "netfiles"
 # The kind of each file staged into an image root: listed as an output, a hand edit of

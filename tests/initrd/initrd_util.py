@@ -13,8 +13,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.errors import RespinError
-from stages.initrd import cli, newc
+from respin.pipeline.errors import RespinError
+from respin.stages.initrd import cli, newc
 
 EPOCH = 1_700_000_000
 

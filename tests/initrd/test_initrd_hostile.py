@@ -26,7 +26,7 @@ import pytest
 import zstandard
 from initrd_util import archive, entry, run_cli, snapshot
 
-from stages.initrd import newc
+from respin.stages.initrd import newc
 
 REG = stat.S_IFREG | 0o644
 DIR = stat.S_IFDIR | 0o755
@@ -310,7 +310,7 @@ def _nobody_can_run() -> bool:
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         return False
     probe = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                            sys.executable, "-c", "import stages.initrd.extract"],
+                            sys.executable, "-c", "import respin.stages.initrd.extract"],
                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
                            capture_output=True, check=False)
     return probe.returncode == 0
@@ -338,9 +338,9 @@ def test_hostile_subset_as_non_root_user_nobody(tmp_path: Path) -> None:
             image.write_bytes(case.build(outside))
             image.chmod(0o644)
             before = snapshot(outside)
-            code = ("import sys\nfrom pathlib import Path\nfrom stages.initrd.cli import register\n"
+            code = ("import sys\nfrom pathlib import Path\nfrom respin.stages.initrd.cli import register\n"
                     "import argparse\np = argparse.ArgumentParser(); register(p.add_subparsers())\n"
-                    "from pipeline.errors import RespinError\n"
+                    "from respin.pipeline.errors import RespinError\n"
                     "a = p.parse_args(['initrd', 'extract', sys.argv[1], sys.argv[2]])\n"
                     "try:\n    sys.exit(a.func(a))\n"
                     "except RespinError as e:\n    print('respin: error:', e, file=sys.stderr); "

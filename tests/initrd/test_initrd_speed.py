@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from initrd_util import entry
 
-from pipeline.errors import InputError
-from stages.initrd import newc
-from stages.initrd.compress import OUT_CHUNK, DataError, Prefetch, compressor
-from stages.initrd.reader import ImageReader
+from respin.pipeline.errors import InputError
+from respin.stages.initrd import newc
+from respin.stages.initrd.compress import OUT_CHUNK, DataError, Prefetch, compressor
+from respin.stages.initrd.reader import ImageReader
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,12 +129,13 @@ def test_fast_header_parse_agrees_with_the_strict_rules(field: int) -> None:
 def test_initrd_commands_import_neither_other_providers_nor_the_engine(tmp_path: Path) -> None:
     image = tmp_path / "one.img"
     image.write_bytes(entry("a", data=b"hi") + entry("TRAILER!!!", mode=0, offset=0))
-    code = ("import sys\nfrom pipeline.cli import main\n"
+    code = ("import sys\nfrom respin.pipeline.cli import main\n"
             f"rc = main(['initrd', 'list', {str(image)!r}])\n"
             "bad = sorted(m for m in sys.modules"
             " if m.split('.')[0] in ('rpm', 'specfile', 'git', 'kconfiglib')"
-            " or m.startswith(('stages.network', 'stages.kernel', 'pipeline.runner', 'pipeline.config',"
-            " 'stages.initrd.writer', 'stages.initrd.extract', 'stages.initrd.check')))\n"
+            " or m.startswith(('respin.stages.network', 'respin.stages.kernel', 'respin.pipeline.runner',"
+            " 'respin.pipeline.config', 'respin.stages.initrd.writer', 'respin.stages.initrd.extract',"
+            " 'respin.stages.initrd.check')))\n"
             "print(rc, bad)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from initrd_util import EPOCH, make_tree, run_cli
 
-from pipeline.errors import ConfigError
-from pipeline.stage import Artifact, Context
-from stages.initrd.stages import ExtractStage, ModifyStage, PackStage
-from stages.initrd.writer import pack
+from respin.pipeline.errors import ConfigError
+from respin.pipeline.stage import Artifact, Context
+from respin.stages.initrd.stages import ExtractStage, ModifyStage, PackStage
+from respin.stages.initrd.writer import pack
 
 
 def ctx_for(tmp_path: Path, stage: str, produced: dict[str, list[Artifact]]) -> Context:

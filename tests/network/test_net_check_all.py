@@ -7,7 +7,7 @@ from pathlib import Path
 
 from respin_cli import assert_one_line_error, respin
 
-from pipeline.errors import ConfigError
+from respin.pipeline.errors import ConfigError
 
 # Four problems at the top level and in two aliases, of different kinds.
 MANY = """\

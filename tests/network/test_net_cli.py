@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError, InputError
-from stages.network.cli import register
+from respin.pipeline.errors import ConfigError, InputError
+from respin.stages.network.cli import register
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 NET = FIXTURES / "net.toml"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from respin_cli import assert_one_line_error, respin
 
-from pipeline.errors import InputError
+from respin.pipeline.errors import InputError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 IFCFG = "etc/sysconfig/network-scripts/ifcfg-eth0"

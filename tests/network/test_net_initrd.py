@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stage import Context
-from stages.network.stage import NetworkStage
+from respin.pipeline.stage import Context
+from respin.stages.network.stage import NetworkStage
 
-writer = pytest.importorskip("stages.initrd.writer", reason="the initrd writer is not available")
+writer = pytest.importorskip("respin.stages.initrd.writer", reason="the initrd writer is not available")
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 

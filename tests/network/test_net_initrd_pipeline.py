@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.stage import Artifact, Context
-from stages.initrd.stages import ModifyStage
+from respin.pipeline.errors import ConfigError
+from respin.pipeline.stage import Artifact, Context
+from respin.stages.initrd.stages import ModifyStage
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures" / "network"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from respin_cli import assert_one_line_error, respin
 
-from pipeline.errors import ConfigError, InputError
+from respin.pipeline.errors import ConfigError, InputError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 NET = FIXTURES / "net.toml"

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import ConfigError
-from stages.network.model import load_model
-from stages.network.render import render
-from stages.network.rpm import RpmOptions, build_rpm, spec_text
+from respin.pipeline.errors import ConfigError
+from respin.stages.network.model import load_model
+from respin.stages.network.render import render
+from respin.stages.network.rpm import RpmOptions, build_rpm, spec_text
 
 rpm = pytest.importorskip("rpm", reason="rpm Python bindings (python3-rpm) are not installed")
 

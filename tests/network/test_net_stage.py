@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from pipeline import registry
-from pipeline.config import load
-from pipeline.errors import ConfigError
-from pipeline.runner import Runner
-from pipeline.stage import Context
-from stages.network.root import STATE_PATH
-from stages.network.stage import NetworkStage
+from respin.pipeline import registry
+from respin.pipeline.config import load
+from respin.pipeline.errors import ConfigError
+from respin.pipeline.runner import Runner
+from respin.pipeline.stage import Context
+from respin.stages.network.root import STATE_PATH
+from respin.stages.network.stage import NetworkStage
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 WHERE = "pipe.toml [network]"

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import fsutil
-from pipeline.stage import Artifact, Context, Stage
+from respin.pipeline import fsutil
+from respin.pipeline.stage import Artifact, Context, Stage
 
 PIPELINE = ("example-write", "example-upper")
 

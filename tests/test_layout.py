@@ -1,0 +1,39 @@
+"""The shape of the code, checked from its syntax trees.
+
+One import package: every module imports respin's code as `respin.*`. A bare
+`pipeline` or `stages` import would load a second copy of a module under another
+name (two RespinError classes, two registries) wherever the checkout is on
+sys.path, and would not exist at all in an installed wheel.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OWN = ("pipeline", "stages")
+
+
+def python_files() -> list[Path]:
+    return sorted(p for d in ("pipeline", "stages", "respin", "tests", "fixtures", "bench")
+                  for p in (REPO / d).rglob("*.py")
+                  if "__pycache__" not in p.parts and not (REPO / d).is_symlink()
+                  and "respin/pipeline" not in p.as_posix() and "respin/stages" not in p.as_posix())
+
+
+def imported(tree: ast.AST) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_respin_code_is_imported_only_as_respin() -> None:
+    bare = [f"{p.relative_to(REPO)}:{line}: {name}" for p in python_files()
+            for line, name in imported(ast.parse(p.read_text(), str(p)))
+            if name.split(".")[0] in OWN]
+    assert python_files() and not bare, "\n".join(bare)
