@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from respin import DESCRIPTION
 from respin.pipeline import __version__, registry
 from respin.pipeline.errors import EXIT_CODES, InputError, Interrupted, RespinError, UsageError, describe
 
@@ -37,7 +38,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # The engine (pipeline files, runner, progress) is imported by the commands that
-# use it, so `respin initrd ...` and other provider commands start quickly.
+# use it, so a provider's command (`respin <provider> ...`) starts quickly.
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -133,8 +134,7 @@ def _command_word(argv: Sequence[str] | None) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The whole parser; given `argv`, only the provider of the command it names is loaded
     (when a provider registers that name; otherwise every provider is)."""
-    parser = _Parser(prog="respin", description="Rebuild RPM kernels with config changes, repack "
-                     "initrds and stage network files, reproducibly.")
+    parser = _Parser(prog="respin", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"respin {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command run")
@@ -258,7 +258,7 @@ def _main(argv: list[str], given: set[str]) -> int:
         print("respin: error: interrupted", file=sys.stderr)
         return Interrupted.exit_code
     except BrokenPipeError:
-        # stdout closed early (`respin initrd list X | head`): not an error.
+        # stdout closed early (`respin ... | head`): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:

@@ -20,13 +20,13 @@ from respin.pipeline.stage import Stage
 class Settings:
     """The `[pipeline]` table."""
 
-    target: str | None = None  # rpmbuild --target for every stage that builds
+    target: str | None = None  # the architecture every stage that builds builds for
     workdir: str = "_respin"  # relative to the pipeline file's folder
     stages: tuple[str, ...] | None = None  # explicit stage order
-    template: str | None = None  # a named stage sequence, e.g. "kernel"
-    source_date_epoch: int | None = None  # else the environment, else the input's changelog
+    template: str | None = None  # a named stage sequence a plugin or domain registers
+    source_date_epoch: int | None = None  # else the environment, else what a domain decides
     # Macro definitions every build tool of the run gets (name -> value), the same for each
-    # stage; a domain says which tools (the kernel stages: every rpm and rpmbuild call).
+    # stage; each domain says which of its tools read them.
     define: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,7 +59,7 @@ class PipelineFile:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file (a pipeline file, a network model), turning every failure into one
+    """Parse a TOML file (a pipeline file, a stage's own input), turning every failure into one
     line naming the file."""
     try:
         with open(path, "rb") as fh:

@@ -2,8 +2,8 @@
 
 Each stage gets a phony target named after it and a stamp file in the work
 dir's `stamps/` folder. A stamp depends on the previous stage's stamp, the
-pipeline file and the files outside the work dir the stage reads (the SRPM,
-an initrd image, a model file), so `make` reruns exactly what respin would;
+pipeline file and the files outside the work dir the stage reads (its
+inputs: a package, an image, a model file), so `make` reruns exactly what respin would;
 respin's own fingerprints still decide inside each step. The stages of one
 pipeline form a chain, so `make -j` cannot run two of them at once, and
 `make -n` only prints the respin command lines.

@@ -103,7 +103,7 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
 
 
 def parse_options(cls: type[T], table: Mapping[str, Any], where: str) -> T:
-    """Fill the dataclass `cls` from `table`; `where` names the table, e.g. "kernel.toml [fetch]".
+    """Fill the dataclass `cls` from `table`; `where` names the table, e.g. "build.toml [fetch]".
 
     Keys may be written with dashes or underscores. Lists become tuples so the
     result is hashable and frozen throughout.

@@ -155,7 +155,7 @@ def stage(name: str) -> type[Stage]:
 
 @cache
 def pipelines() -> dict[str, tuple[str, ...]]:
-    """Named stage sequences ("kernel" -> fetch..verify) that pipeline files default to."""
+    """Named stage sequences (template name -> stage names) that pipeline files default to."""
     found: dict[str, tuple[str, ...]] = {}
     for ep in _entry_points(PIPELINES_GROUP):
         value = ep.load()

@@ -1,8 +1,8 @@
 """The one way respin runs an external command.
 
 Every command gets an argv list (never a shell), a small clean environment,
-stdin closed and a session of its own (so no controlling TTY: GNU patch
-cannot stop to ask a question), and is logged. A failure raises CommandError
+stdin closed and a session of its own (so no controlling TTY: no tool
+can stop to ask a question), and is logged. A failure raises CommandError
 with the exit status and the last line of output; the tail of the output and
 a line that can be pasted into a shell go in the error's hint.
 """
@@ -51,7 +51,7 @@ def _tail(text: str, lines: int = 12) -> str:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    # The child leads its own process group: end the whole build, not just rpmbuild.
+    # The child leads its own process group: end the whole build, not just its first process.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -106,7 +106,7 @@ def run(
         except BaseException as exc:
             _kill_group(proc)
             if isinstance(exc, KeyboardInterrupt):
-                # `what` names the real command: argv[0] may be a wrapper (unshare around rpmbuild).
+                # `what` names the real command: argv[0] may be a wrapper (unshare around a build).
                 raise Interrupted(f"interrupted while running {what or args[0]}") from exc
             raise
         out_fh.seek(start)

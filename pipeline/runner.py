@@ -28,7 +28,6 @@ from typing import Any
 
 from respin.pipeline import fsutil
 from respin.pipeline.config import PipelineFile
-from respin.pipeline.epoch import source_date_epoch
 from respin.pipeline.errors import (
     CommandError,
     InputError,
@@ -89,18 +88,11 @@ def _content_hash(path: Path) -> str:
     return _digest(entries)
 
 
-def _settings_for_stage(settings: dict[str, Any], produced: dict[str, list[Artifact]]) -> dict[str, Any]:
-    """The settings a stage sees. With no source_date_epoch in the pipeline file nor in the
-    environment, an earlier stage may supply the default (fetch: the SRPM's newest changelog
-    entry) as `source_date_epoch` in an artifact's meta, so every later stage uses one time."""
-    if settings.get("source_date_epoch") is not None or source_date_epoch() is not None:
-        return settings
-    for arts in produced.values():
-        for art in arts:
-            value = art.meta.get("source_date_epoch")
-            if isinstance(value, int) and value > 0:
-                return {**settings, "source_date_epoch": value}
-    return settings
+def _recorded_date(state: dict[str, Any] | None, name: str, dates: dict[str, int]) -> None:
+    """The default time a stage published when it ran (Context.publish_source_date)."""
+    value = (state or {}).get("source_date")
+    if isinstance(value, int) and not isinstance(value, bool):
+        dates[name] = value
 
 
 @dataclass
@@ -166,12 +158,13 @@ class Runner:
             return None
 
     def _context(self, stage: Stage, produced: dict[str, list[Artifact]],
-                 tools: dict[str, str]) -> Context:
+                 tools: dict[str, str], dates: dict[str, int]) -> Context:
         return Context(workdir=self.workdir, source=self.pipeline.path,
-                       settings=_settings_for_stage(self.pipeline.settings_json(), produced),
+                       settings=self.pipeline.settings_json(),
                        stagedir=self.workdir / "stages" / stage.name,
                        log=logging.getLogger(f"respin.{stage.name}"),
-                       produced=produced, tools=tools, stage=stage.name)
+                       produced=produced, tools=tools, dates=dates,
+                       stage=stage.name)
 
     # --- planning ------------------------------------------------------------
 
@@ -190,7 +183,7 @@ class Runner:
 
     def _input_hash(self, path: Path) -> str | None:
         """An input's content hash, reused while its stat is unchanged (as git's index does):
-        a 100 MB SRPM is hashed once, not on every run."""
+        a 100 MB input is hashed once, not on every run."""
         if not path.exists():
             return None
         if path.is_dir():
@@ -244,14 +237,15 @@ class Runner:
         """Fingerprint every stage in order and say which would run and why."""
         plans: list[Plan] = []
         produced: dict[str, list[Artifact]] = {}
+        dates: dict[str, int] = {}
         prev = ""
         pending: str | None = None
         for stage in self.pipeline.stages:
             state = self._load_state(stage.name)
-            ctx = self._context(stage, produced, {})
+            ctx = self._context(stage, produced, {}, dict(dates))
             inputs = stage.inputs(ctx)
             fp, parts = self._fingerprint(stage, ctx, prev, inputs)
-            # A missing input outside the work dir (the SRPM, an image) is what stops a run:
+            # A missing input outside the work dir (a package, an image) is what stops a run:
             # say so rather than "never ran" or "inputs changed".
             missing = tuple(p for p in inputs if not p.is_relative_to(self.workdir)
                             and not p.exists())
@@ -261,6 +255,7 @@ class Runner:
             pending = pending or (stage.name if reason else None)
             arts = [Artifact.from_json(a) for a in (state or {}).get("artifacts", [])]
             produced[stage.name] = arts
+            _recorded_date(state, stage.name, dates)
             plans.append(Plan(stage, fp, reason, state, missing))
             prev = _chain(fp, arts)
         return plans
@@ -332,6 +327,7 @@ class Runner:
         records = [StageRecord(name) for name in self.names]
         produced: dict[str, list[Artifact]] = {}
         tools: dict[str, str] = {}
+        dates: dict[str, int] = {}
         prev = ""
         total = len(selected)
         index = 0
@@ -340,7 +336,7 @@ class Runner:
             if position > last:
                 break  # after the selection: neither run nor needed
             state = self._load_state(stage.name)
-            ctx = self._context(stage, produced, tools)
+            ctx = self._context(stage, produced, tools, dates)
             fp, parts = self._fingerprint(stage, ctx, prev)
             record.fingerprint = fp
             reason = self._why(state, fp, parts)
@@ -351,6 +347,7 @@ class Runner:
                 assert state is not None
                 produced[stage.name] = [Artifact.from_json(a) for a in state["artifacts"]]
                 tools.update(state.get("tools", {}))
+                _recorded_date(state, stage.name, dates)
                 record.status, record.reason = "up to date", "not selected"
                 prev = _chain(fp, produced[stage.name])
                 continue
@@ -360,6 +357,7 @@ class Runner:
                 assert state is not None
                 produced[stage.name] = [Artifact.from_json(a) for a in state["artifacts"]]
                 tools.update(state.get("tools", {}))
+                _recorded_date(state, stage.name, dates)
                 record.status = "up to date"
                 self.progress.note(f"{label}: up to date")
                 prev = _chain(fp, produced[stage.name])
@@ -370,13 +368,15 @@ class Runner:
             try:
                 self._state_path(stage.name).unlink(missing_ok=True)
                 ctx.stagedir.mkdir(parents=True, exist_ok=True)
-                self._remove_temps(ctx)
+                self._remove_temps(stage, ctx)
                 before = dict(tools)
+                dates.pop(stage.name, None)
                 artifacts = self._finish(stage.run(ctx), state)
                 stage_tools = {k: v for k, v in tools.items() if before.get(k) != v}
                 fsutil.atomic_write(self._state_path(stage.name), json.dumps({
                     "fingerprint": fp, "parts": parts, "tools": stage_tools,
                     "artifacts": [{**a.to_json(), "stat": _stat_sig(a.path)} for a in artifacts],
+                    **({"source_date": dates[stage.name]} if stage.name in dates else {}),
                 }, indent=1, sort_keys=True) + "\n")
             except BaseException as exc:
                 record.seconds = time.monotonic() - started
@@ -387,7 +387,7 @@ class Runner:
                 self.progress.done(f"{label}: failed after {record.seconds:.1f}s")
                 error = _stage_error(stage.name, exc, self.workdir)
                 # What the stage had half built goes (after the free-space check above).
-                self._remove_temps(ctx)
+                self._remove_temps(stage, ctx)
                 message, code = describe(error or exc)
                 self._write_manifest(records, produced, tools,
                                      {"stage": stage.name, "message": message, "exit_code": code})
@@ -404,10 +404,10 @@ class Runner:
         manifest = self._write_manifest(records, produced, tools)
         return RunResult(records, manifest)
 
-    def _remove_temps(self, ctx: Context) -> None:
+    def _remove_temps(self, stage: Stage, ctx: Context) -> None:
         """Temp files and dirs of a stage that was interrupted or failed: in its own dir, in
-        the rpmbuild topdir it lays out, in the state dir."""
-        for directory in (ctx.stagedir, ctx.topdir, self.workdir / STATE_DIR):
+        the workspaces it names, in the state dir."""
+        for directory in (ctx.stagedir, *stage.workspaces(ctx), self.workdir / STATE_DIR):
             fsutil.remove_stale_temps(directory)
 
     def _finish(self, artifacts: list[Artifact], old_state: dict[str, Any] | None) -> list[Artifact]:
@@ -438,7 +438,8 @@ class Runner:
             "stages": [r.to_json() for r in records],
             "artifacts": [{"stage": name, **a.to_json()} for name, arts in produced.items()
                           for a in arts],
-            "tools": {"python": sys.version.split()[0], **_python_versions(), **tools},
+            # Each stage records the tools and libraries it used (ctx.record_tool).
+            "tools": {"python": sys.version.split()[0], **tools},
             "error": error,
         }
         self.manifest = manifest
@@ -469,8 +470,8 @@ def _stage_error(name: str, exc: BaseException, workdir: Path) -> RespinError | 
         return restated(exc, f"stage '{name}': {exc.message}")
     free = fsutil.free_bytes(workdir)
     if isinstance(exc, CommandError) and free is not None and free < _FULL:
-        # Tools rarely say so (rpm -i reports "cpio: write failed - No such file or
-        # directory" on a full disk): the work dir's file system is the likely cause.
+        # Tools rarely say so (some report a failed write of a file that does not
+        # exist on a full disk): the work dir's file system is the likely cause.
         return CommandError(f"stage '{name}': {exc.message}; {workdir}: {_NO_SPACE} "
                             f"({free // 1024} KiB free)", hint=exc.hint)
     return None
@@ -485,7 +486,3 @@ def _version(dist: str) -> str:
         return dist_version(dist)
     except PackageNotFoundError:
         return "unknown"
-
-
-def _python_versions() -> dict[str, str]:
-    return {name: _version(name) for name in ("specfile", "rpm", "GitPython")}

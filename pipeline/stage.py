@@ -17,8 +17,8 @@ from respin.pipeline.options import parse_options
 class Artifact:
     """A file or directory a stage produced, as later stages and the manifest see it.
 
-    `kind` says what it is in the field's words ("srpm", "spec", "patch", "rpm",
-    "log", "kconfig", "initrd", "tree", ...). `sha256` is filled in by the runner.
+    `kind` says what it is, in the words of the stage's domain (each domain lists its
+    kinds); `sha256` is filled in by the runner.
     """
 
     path: Path
@@ -41,7 +41,7 @@ class Context:
 
     Relative paths in options resolve against the pipeline file's folder
     (`resolve`). Each stage owns `stagedir` (workdir/stages/<name>) for its
-    outputs; `topdir` is the run's own rpmbuild tree; `imageroot` an image root.
+    outputs; anything else a domain keeps in the work dir, the domain names.
     """
 
     workdir: Path
@@ -51,6 +51,8 @@ class Context:
     log: logging.Logger
     produced: dict[str, list[Artifact]] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
+    # Times earlier stages published as the run's default (stage -> epoch): see publish_source_date.
+    dates: dict[str, int] = field(default_factory=dict)
     run: Callable[..., Any] = field(default=None)  # type: ignore[assignment]
     stage: str = ""  # the name of the stage this context is for, for its error messages
 
@@ -59,14 +61,6 @@ class Context:
             from respin.pipeline.run import run
 
             self.run = run
-
-    @property
-    def topdir(self) -> Path:
-        return self.workdir / "rpmbuild"
-
-    @property
-    def imageroot(self) -> Path:
-        return self.workdir / "image"
 
     @property
     def logdir(self) -> Path:
@@ -79,12 +73,23 @@ class Context:
 
     @property
     def source_date_epoch(self) -> int | None:
-        """SOURCE_DATE_EPOCH for this stage: [pipeline], else the environment, else what an
-        earlier stage published (the runner folds that into the settings), else None."""
+        """SOURCE_DATE_EPOCH for this stage: [pipeline], else the environment, else the time
+        the latest earlier stage published from its input (publish_source_date), else None."""
         from respin.pipeline.epoch import source_date_epoch
 
         value = self.settings.get("source_date_epoch")
-        return source_date_epoch(value if isinstance(value, (int, str)) else None)
+        given = source_date_epoch(value if isinstance(value, (int, str)) else None)
+        if given is not None:
+            return given
+        return next(reversed(self.dates.values()), None)
+
+    def publish_source_date(self, epoch: int) -> None:
+        """Offer the run a default SOURCE_DATE_EPOCH taken from this stage's input (a
+        package's newest changelog entry): every later stage gets it where the user set none,
+        so one run's outputs carry one time. The runner keeps it with the stage's state."""
+        if epoch < 0:
+            raise ValueError(f"publish_source_date: {epoch} is before 1970")
+        self.dates[self.stage] = epoch
 
     def resolve(self, path: str | Path) -> Path:
         """A path from a pipeline file, relative to that file's folder."""
@@ -168,6 +173,11 @@ class Stage:
 
     def inputs(self, ctx: Context) -> Sequence[Path]:
         """Files outside the work dir whose content decides the output."""
+        return ()
+
+    def workspaces(self, ctx: Context) -> Sequence[Path]:
+        """Directories besides `stagedir` that the stage writes into: the runner removes
+        what a failed or interrupted run left half written there, as in `stagedir`."""
         return ()
 
     def run(self, ctx: Context) -> list[Artifact]:

@@ -24,8 +24,12 @@ if TYPE_CHECKING:
     from respin.pipeline.runner import Runner, RunResult
     from respin.pipeline.stage import Artifact, Context, Stage
 
-__all__ = ["Artifact", "Context", "PipelineFile", "RespinError", "RunResult", "Runner", "Stage",
-           "__version__", "load"]
+# The product in one line (`respin --help`): the engine itself names no domain.
+DESCRIPTION = ("Rebuild RPM kernels with config changes, repack initrds and stage network files, "
+               "reproducibly.")
+
+__all__ = ["DESCRIPTION", "Artifact", "Context", "PipelineFile", "RespinError", "RunResult", "Runner",
+           "Stage", "__version__", "load"]
 
 # Where each lazily imported name lives: every `respin` command imports this package
 # first, and a short one (`respin initrd list`) must not pay for the runner's imports.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from respin.pipeline.config import load
 from respin.pipeline.epoch import source_date_epoch
 from respin.pipeline.errors import ConfigError, LockedError, UsageError
 from respin.pipeline.runner import Runner
+from respin.pipeline.stage import Artifact, Context, Stage
 
 
 def write(path: Path, text: str) -> Path:
@@ -198,6 +200,59 @@ def test_source_date_epoch_comes_from_settings_then_the_environment(tmp_path: Pa
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH='yesterday'"):
         _ = ctx({}).source_date_epoch
+
+
+class _Dated(Stage):
+    """Publishes the time its option names, as a stage that reads it from its input would."""
+
+    name = "dated"
+
+    @dataclass(frozen=True)
+    class Options:
+        when: int = 0
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        if self.options.when:
+            ctx.publish_source_date(self.options.when)
+        out = ctx.stagedir / "dated.txt"
+        out.write_text(str(self.options.when))
+        return [Artifact(out, "dated")]
+
+
+class _Stamp(Stage):
+    """Writes the time it is given."""
+
+    name = "stamp"
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        out = ctx.stagedir / "stamp.txt"
+        out.write_text(str(ctx.source_date_epoch))
+        return [Artifact(out, "stamp")]
+
+
+def test_a_stage_publishes_the_runs_default_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from respin.pipeline.config import PipelineFile, Settings
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+
+    def run(when: int, setting: int | None = None, **select: object) -> str:
+        settings = Settings(workdir=str(tmp_path / "w"), source_date_epoch=setting)
+        stages = (_Dated(_Dated.Options(when)), _Stamp(_Stamp.Options()))
+        pf = PipelineFile(tmp_path / "p.toml", settings, stages)
+        Runner(pf).run(**select)  # type: ignore[arg-type]
+        return (tmp_path / "w/stages/stamp/stamp.txt").read_text()
+
+    assert run(1700000000) == "1700000000"
+    # Kept with the publishing stage's state: a later stage run alone still gets it.
+    assert run(1700000000, only=["stamp"], force=True) == "1700000000"
+    assert run(0) == "None"  # a rerun that publishes nothing takes the old time back
+    assert run(1700000000, setting=5) == "5"  # the user's setting wins
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "7")
+    assert run(1700000000, force=True) == "7"  # and so does the environment
 
 
 @pytest.mark.parametrize("raw", ["abc", "-5", "1.5", "  ", "1e9", "\u0661\u0662"])

@@ -20,7 +20,7 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.inject import source_date
+from respin.stages.kernel import topdir
 
 # Archives go to the lookaside cache; everything else is committed.
 _LOOKASIDE = re.compile(r"\.(tar(\.[a-z0-9]+)?|tgz|tbz2|txz|zip|src\.rpm|rpm|bz2|gz|xz|zst)$")
@@ -65,8 +65,10 @@ class DistGitStage(Stage):
     def run(self, ctx: Context) -> list[Artifact]:
         import git
 
+        ctx.record_tool("GitPython", git.__version__)
+
         spec = ctx.artifact("spec").path
-        sources = ctx.topdir / "SOURCES"
+        sources = topdir.path(ctx) / "SOURCES"
         if not sources.is_dir():
             raise InputError(f"{sources}: no sources to export (run inject first)")
         repo_dir = ctx.stagedir / "repo"
@@ -90,7 +92,7 @@ class DistGitStage(Stage):
                                         + "/.lookaside/\n")
         committed += ["sources", ".gitignore"]
 
-        epoch = source_date(ctx) or 0
+        epoch = topdir.source_date(ctx)
         name, email = _IDENT.match(self.options.author).groups()  # type: ignore[union-attr]
         actor = git.Actor(name, email)
         when = f"{epoch} +0000"

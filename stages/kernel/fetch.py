@@ -28,7 +28,7 @@ class FetchStage(Stage):
     results = ("spec",)
     summary = ("get the kernel SRPM (path, URL or name in a repo; optional sha256 pin) and unpack "
                "spec and sources")
-    version = "3"  # 3: the dist macros the SRPM was made for, for every rpm call of the run
+    version = "4"  # 4: the build time beside the changelog time (the time a rebuild carries)
 
     @dataclass(frozen=True)
     class Options:
@@ -131,9 +131,12 @@ class FetchStage(Stage):
         version = ctx.run(["rpm", "--version"]).stdout.strip()
         ctx.record_tool("rpm", version)
         meta = {"name": pkg.name, "version": pkg.version, "release": pkg.release,
-                "changelog_time": pkg.changelog_time,
-                # The pipeline's SOURCE_DATE_EPOCH when neither the file nor the environment sets one.
-                "source_date_epoch": pkg.changelog_time, "dist_defines": dist}
+                "changelog_time": pkg.changelog_time, "build_time": pkg.build_time,
+                "dist_defines": dist}
+        # The run's time where the user sets none: every later stage dates its outputs by it.
+        when = pkg.changelog_time or pkg.build_time
+        if when:
+            ctx.publish_source_date(when)
         ctx.log.info("fetch: %s is %s, source package", srpm.name, pkg.nvr)
         return [
             Artifact(srpm.absolute(), "source-srpm", meta=meta),

@@ -164,10 +164,6 @@ def change_summary(ctx: Context) -> str:
     return text
 
 
-def source_date(ctx: Context) -> int:
-    """SOURCE_DATE_EPOCH of the run (fetch publishes the SRPM's newest changelog as the default)."""
-    return ctx.source_date_epoch or 0
-
 
 class InjectStage(Stage):
     """Add the PatchN tag, the ApplyPatch line, the release mark and a changelog entry."""
@@ -193,17 +189,23 @@ class InjectStage(Stage):
 
     options: Options
 
+    def workspaces(self, ctx: Context) -> list[Path]:
+        return [topdir.path(ctx)]
+
     def run(self, ctx: Context) -> list[Artifact]:
+        import specfile  # slow to import: only the stage that edits a spec loads it
+
+        ctx.record_tool("specfile", specfile.__version__)
         spec_path = topdir.lay_out(ctx)
         fetched = ctx.artifact("source-srpm").meta
         if ctx.artifact("kconfig-edited").meta.get("mechanism") == "kernel-local":
             return self._kernel_local(ctx, spec_path, fetched)
         patch_name = self.options.patch or default_patch_name(fetched["version"])
         patch = ctx.artifact("patch").path
-        dest = ctx.topdir / "SOURCES" / patch_name
+        dest = topdir.path(ctx) / "SOURCES" / patch_name
         fsutil.atomic_copy(patch, dest)
         summary = change_summary(ctx)
-        when = datetime.datetime.fromtimestamp(source_date(ctx), datetime.UTC).date()
+        when = datetime.datetime.fromtimestamp(topdir.source_date(ctx), datetime.UTC).date()
         inj = Injection(
             patch=patch_name, changelog=f"Add {patch_name} ({summary})", buildid=self.options.buildid,
             packager=self.options.packager, when=when, evr=self._evr(ctx, fetched),
@@ -220,10 +222,10 @@ class InjectStage(Stage):
 
     def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Mapping[str, Any]) -> list[Artifact]:
         """Today's layout: replace the kernel-local Source; the spec only gets the release mark."""
-        dest = ctx.topdir / "SOURCES" / "kernel-local"
+        dest = topdir.path(ctx) / "SOURCES" / "kernel-local"
         fsutil.atomic_copy(ctx.artifact("kernel-local").path, dest)
         summary = change_summary(ctx)
-        when = datetime.datetime.fromtimestamp(source_date(ctx), datetime.UTC).date()
+        when = datetime.datetime.fromtimestamp(topdir.source_date(ctx), datetime.UTC).date()
         where = spec_path.name
         text = _mark_release(spec_path.read_text(), self.options.buildid, where)
         from specfile.exceptions import SpecfileException

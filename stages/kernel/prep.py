@@ -82,6 +82,9 @@ class PrepStage(Stage):
 
     options: Options
 
+    def workspaces(self, ctx: Context) -> list[Path]:
+        return [topdir.path(ctx)]
+
     def run(self, ctx: Context) -> list[Artifact]:
         spec = topdir.lay_out(ctx)
         where = str(topdir.pristine_spec(ctx).name)
@@ -94,9 +97,9 @@ class PrepStage(Stage):
         fsutil.atomic_write(hooked, text)
         log_file = ctx.stagedir / "prep.log"
         log_file.unlink(missing_ok=True)
-        argv = rpmbuild_argv("-bp", hooked, topdir=ctx.topdir, target=ctx.target,
+        argv = rpmbuild_argv("-bp", hooked, topdir=topdir.path(ctx), target=ctx.target,
                              nodeps=self.options.nodeps,
-                             defines={**topdir.run_defines(ctx), "_specdir": str(ctx.topdir / "SPECS")})
+                             defines={**topdir.run_defines(ctx), "_specdir": str(topdir.path(ctx) / "SPECS")})
         ctx.run(argv, log_file=log_file, env=empty_home(ctx.stagedir), what=f"rpmbuild -bp of {where}",
                 summarize=rpmbuild_reason)
         if not (tmp / SENTINEL).exists():
@@ -108,11 +111,11 @@ class PrepStage(Stage):
         for name in (SENTINEL, TREEFILE, MACROS):
             (tmp / name).unlink()
         at_hook = sorted(p.name for p in tmp.iterdir())
-        kernel_local = (ctx.topdir / "SOURCES" / KERNEL_LOCAL).is_file()
+        kernel_local = (topdir.path(ctx) / "SOURCES" / KERNEL_LOCAL).is_file()
         if not at_hook:
             # Today's layout: the configs are Sources copied in after the patches.
             # The shipped ones are what kernel-local is merged into; snapshot those.
-            for src in sorted((ctx.topdir / "SOURCES").glob("kernel-*.config")):
+            for src in sorted((topdir.path(ctx) / "SOURCES").glob("kernel-*.config")):
                 shutil.copyfile(src, tmp / src.name)
         configs = sorted(p.name for p in tmp.iterdir())
         if not configs:

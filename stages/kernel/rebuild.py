@@ -17,11 +17,10 @@ from typing import Literal
 from respin.pipeline.errors import ConfigError, UsageError
 from respin.pipeline.run import clean_env
 from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.kernel import topdir
 from respin.stages.kernel.backends import BuildRequest, KojiJob, koji_build, mock_build, rpmbuild
 from respin.stages.kernel.ccache import CompileCache, find_ccache
-from respin.stages.kernel.inject import source_date
 from respin.stages.kernel.rpmpkg import read_package
-from respin.stages.kernel.topdir import run_defines
 
 _SWITCH = re.compile(r"^[A-Za-z0-9_]+$")
 _MODES = {"binary": "-bb", "source": "-bs", "all": "-ba"}
@@ -76,6 +75,9 @@ class RebuildStage(Stage):
         del data["ccache"], data["ccache_dir"]
         return data
 
+    def workspaces(self, ctx: Context) -> list[Path]:
+        return [topdir.path(ctx)]
+
     def inputs(self, ctx: Context) -> list[Path]:
         config = self.options.koji_config
         return [ctx.resolve(config)] if self.options.backend == "koji" and config else []
@@ -103,12 +105,12 @@ class RebuildStage(Stage):
         spec = ctx.artifact("spec").path
         # Only what this build writes is in RPMS/ and SRPMS/ afterwards.
         for sub in ("RPMS", "SRPMS"):
-            shutil.rmtree(ctx.topdir / sub, ignore_errors=True)
-            (ctx.topdir / sub).mkdir(parents=True)
-        req = BuildRequest(spec=spec, topdir=ctx.topdir, target=ctx.target, with_=self.options.with_,
+            shutil.rmtree(topdir.path(ctx) / sub, ignore_errors=True)
+            (topdir.path(ctx) / sub).mkdir(parents=True)
+        req = BuildRequest(spec=spec, topdir=topdir.path(ctx), target=ctx.target, with_=self.options.with_,
                            without=self.options.without, nodeps=self.options.nodeps,
-                           defines={**run_defines(ctx), **(self.options.define or {})},
-                           epoch=source_date(ctx),
+                           defines={**topdir.run_defines(ctx), **(self.options.define or {})},
+                           epoch=topdir.source_date(ctx),
                            stagedir=ctx.stagedir, run=ctx.run)
         req.log_file.unlink(missing_ok=True)
         opts = self.options

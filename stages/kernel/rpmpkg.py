@@ -30,6 +30,7 @@ class PackageInfo:
     arch: str
     is_source: bool
     changelog_time: int | None
+    build_time: int | None
     files: tuple[str, ...]
     size: int = 0  # of the files it installs, in bytes
 
@@ -112,6 +113,7 @@ def read_package(path: Path) -> PackageInfo:
         arch=_text(hdr[rpm.RPMTAG_ARCH]) if hdr[rpm.RPMTAG_ARCH] else "noarch",
         is_source=bool(hdr.isSource()),
         changelog_time=int(times[0]) if times else None,
+        build_time=int(hdr[rpm.RPMTAG_BUILDTIME]) if hdr[rpm.RPMTAG_BUILDTIME] else None,
         files=tuple(_text(f) for f in (hdr[rpm.RPMTAG_FILENAMES] or [])),
         size=int(hdr[rpm.RPMTAG_LONGSIZE] or 0),
     )

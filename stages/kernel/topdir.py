@@ -1,4 +1,6 @@
-"""The run's own rpmbuild tree (work dir's rpmbuild/), laid out from fetch's pristine copy."""
+"""What every kernel stage of a run shares: its own rpmbuild tree (the work dir's
+rpmbuild/, laid out from fetch's pristine copy), the rpm macros of every call, and
+the one time its dated outputs carry."""
 
 from __future__ import annotations
 
@@ -7,7 +9,13 @@ import shutil
 from pathlib import Path
 
 from respin.pipeline import fsutil
+from respin.pipeline.errors import InputError
 from respin.pipeline.stage import Context
+
+
+def path(ctx: Context) -> Path:
+    """The run's rpmbuild tree (a workspace of each stage that writes it)."""
+    return ctx.workdir / "rpmbuild"
 
 
 def lay_out(ctx: Context) -> Path:
@@ -16,7 +24,7 @@ def lay_out(ctx: Context) -> Path:
     SOURCES are hard links to fetch's copy (cheap for a 60 MB tarball);
     respin only ever replaces files there, never writes through a link.
     """
-    top = ctx.topdir
+    top = path(ctx)
     for sub in ("BUILD", "RPMS", "SRPMS", "SPECS"):
         (top / sub).mkdir(parents=True, exist_ok=True)
     pristine_sources = ctx.artifact("sources").path
@@ -46,3 +54,14 @@ def run_defines(ctx: Context) -> dict[str, str]:
     the SRPM was made for, then [pipeline] define (which wins)."""
     fetched = ctx.artifact("source-srpm").meta
     return {**dict(fetched.get("dist_defines") or {}), **dict(ctx.settings.get("define") or {})}
+
+
+def source_date(ctx: Context) -> int:
+    """The time of every dated output of a kernel run (changelog entries, commits, the
+    build's SOURCE_DATE_EPOCH): the user's ([pipeline] or the environment), else the one
+    fetch published from the SRPM (its newest changelog entry, else its build time)."""
+    given = ctx.source_date_epoch
+    if given is None:
+        raise InputError(f"{ctx.artifact('source-srpm').path}: has neither a changelog nor a build time "
+                         "to date the rebuild by: set source_date_epoch in [pipeline] or SOURCE_DATE_EPOCH")
+    return given
