@@ -81,12 +81,14 @@ def respin_row(name: str, pf: Path, *args: str) -> tuple[Row, dict[str, Any]]:
     wall, cpu, proc = timed([str(RESPIN), "run", str(pf), "--json", *args], pf.parent)
     manifest = json.loads(proc.stdout)
     stage = {s["name"]: s["seconds"] for s in manifest["stages"]}
-    cache = next((a["meta"].get("ccache") for a in manifest["artifacts"]
+    cache = next((a.get("meta", {}).get("ccache") for a in manifest["artifacts"]
                   if a["stage"] == "rebuild" and a["path"].endswith("/rebuild.log")), None) or {}
     rpm = next(Path(a["path"]) for a in manifest["artifacts"] if a["kind"] == "rpm")
     image = next(data for _, data in payload_files(rpm, re.compile(r"^/boot/vmlinuz-")))
-    return Row(name, wall, cpu, stage.get("rebuild", 0.0), cache.get("hits"), cache.get("misses"), image), \
-        manifest
+    row = Row(name, wall, cpu, stage.get("rebuild", 0.0), cache.get("hits"), cache.get("misses"), image)
+    # Each row as it is measured: a run takes most of an hour.
+    print(f"  measured: {row.name}: {row.wall:.0f} s wall, {row.cpu:.0f} s CPU", flush=True)
+    return row, manifest
 
 
 def floor(work: Path, config: str) -> tuple[float, float]:
