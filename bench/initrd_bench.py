@@ -294,7 +294,7 @@ def memory_rows(tree: Path) -> list[Row]:
 _INPROC = (
     "import sys, time, zlib\n"
     "from pathlib import Path\n"
-    "from respin.stages.initrd.reader import ImageReader\n"
+    "from respin.stages.initrd.lib.reader import ImageReader\n"
     "import zstandard\n"
     "path, kind, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
     "def only():\n"

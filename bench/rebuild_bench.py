@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fixtures.realkernel import TARBALL, build_real_srpm
-from respin.stages.kernel.rpmpkg import payload_files
+from respin.stages.kernel.lib.rpmpkg import payload_files
 
 RESPIN = Path(sys.executable).with_name("respin")
 BASE = {"CONFIG_DEFAULT_HOSTNAME": '"respin"'}

@@ -132,6 +132,15 @@ def commit_dir(tmp: Path, path: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def walk(top: Path) -> Iterator[Path]:
+    """Every path under `top` (not `top` itself), each directory's entries in name order, a
+    directory before what it holds; symlinks to directories are listed, not followed."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            yield Path(dirpath) / name
+
+
 def remove_stale_temps(directory: Path) -> None:
     """Remove temp files and dirs left by an interrupted run (names `.X.*.tmp`, `.X.old.N`)."""
     if not directory.is_dir():

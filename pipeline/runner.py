@@ -389,7 +389,7 @@ class Runner:
                 # What the stage had half built goes (after the free-space check above).
                 self._remove_temps(stage, ctx)
                 message, code = describe(error or exc)
-                self._write_manifest(records, produced, tools,
+                self._write_manifest(records, produced, tools, dates,
                                      {"stage": stage.name, "message": message, "exit_code": code})
                 if error is not None:
                     raise error from exc
@@ -401,7 +401,7 @@ class Runner:
             self.progress.done(f"{label}: done in {record.seconds:.1f}s")
         if not any(r.status == "ran" for r in records):
             self.progress.note("nothing to do: every selected stage is up to date")
-        manifest = self._write_manifest(records, produced, tools)
+        manifest = self._write_manifest(records, produced, tools, dates)
         return RunResult(records, manifest)
 
     def _remove_temps(self, stage: Stage, ctx: Context) -> None:
@@ -427,7 +427,8 @@ class Runner:
         return done
 
     def _write_manifest(self, records: list[StageRecord], produced: dict[str, list[Artifact]],
-                        tools: dict[str, str], error: dict[str, Any] | None = None) -> dict[str, Any]:
+                        tools: dict[str, str], dates: dict[str, int],
+                        error: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write the manifest (kept in `self.manifest`); with `error`, that of a failed run,
         whose own error a full disk must not replace."""
         manifest = {
@@ -436,6 +437,8 @@ class Runner:
             "workdir": str(self.workdir),
             "settings": self.pipeline.settings_json(),
             "stages": [r.to_json() for r in records],
+            # The default times stages published (Context.publish_source_date), by stage.
+            "source_dates": dict(dates),
             "artifacts": [{"stage": name, **a.to_json()} for name, arts in produced.items()
                           for a in arts],
             # Each stage records the tools and libraries it used (ctx.record_tool).

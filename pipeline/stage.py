@@ -84,8 +84,8 @@ class Context:
         return next(reversed(self.dates.values()), None)
 
     def publish_source_date(self, epoch: int) -> None:
-        """Offer the run a default SOURCE_DATE_EPOCH taken from this stage's input (a
-        package's newest changelog entry): every later stage gets it where the user set none,
+        """Offer the run a default SOURCE_DATE_EPOCH taken from this stage's input (when the
+        input says it last changed): every later stage gets it where the user set none,
         so one run's outputs carry one time. The runner keeps it with the stage's state."""
         if epoch < 0:
             raise ValueError(f"publish_source_date: {epoch} is before 1970")

@@ -36,9 +36,9 @@ from respin_cli import assert_one_line_error, respin
 
 from fixtures.build import build_srpm
 from respin.pipeline.stage import Artifact, Context
-from respin.stages.kernel.backends import mock_argv
 from respin.stages.kernel.distgit import DistGitStage
-from respin.stages.kernel.rpmpkg import payload_files, read_package
+from respin.stages.kernel.lib.backends import mock_argv
+from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 
 koji = pytest.importorskip("koji", reason="the koji client library is not installed")
 
@@ -468,7 +468,7 @@ def _context_from(manifest: dict[str, Any], tmp_path: Path) -> Context:
     workdir = Path(manifest["workdir"])
     return Context(workdir=workdir, source=tmp_path / "kernel.toml", settings=manifest["settings"],
                    stagedir=workdir / "stages" / "distgit", log=logging.getLogger("test"),
-                   produced=produced)
+                   produced=produced, dates=dict(manifest["source_dates"]))
 
 
 def test_distgit_export_then_koji_build_from_scm_against_local_standin_hub(
@@ -493,7 +493,7 @@ def test_distgit_export_then_koji_build_from_scm_against_local_standin_hub(
     assert head.author.email == "respin@localhost"
     # Dated from the pipeline's time, not the clock: so the same export again, even a
     # second later, gives the same commit id.
-    from respin.stages.kernel.inject import source_date
+    from respin.stages.kernel.lib.topdir import source_date
 
     assert head.authored_date == head.committed_date == source_date(ctx)  # not the clock
     again = DistGitStage.from_table({}, "kernel.toml [distgit]").run(ctx)[0]

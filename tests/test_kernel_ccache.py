@@ -26,9 +26,9 @@ from fixtures.build import build_srpm
 from respin.pipeline.errors import ConfigError, UsageError
 from respin.pipeline.run import run
 from respin.pipeline.stage import Context
-from respin.stages.kernel.ccache import CompileCache, compiler_names, parse_stats_log, without_masquerade
+from respin.stages.kernel.lib.ccache import CompileCache, compiler_names, parse_stats_log, without_masquerade
+from respin.stages.kernel.lib.rpmpkg import fixed_topdir_available, in_fixed_topdir, payload_files
 from respin.stages.kernel.rebuild import RebuildStage
-from respin.stages.kernel.rpmpkg import fixed_topdir_available, in_fixed_topdir, payload_files
 
 REPO = Path(__file__).resolve().parent.parent
 CCACHE = shutil.which("ccache")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from respin.pipeline.errors import InputError
-from respin.stages.kernel import kvalidate
-from respin.stages.kernel.kconfig import Request, arch_of, make_arch
+from respin.stages.kernel.lib import kvalidate
+from respin.stages.kernel.lib.kconfig import Request, arch_of, make_arch
 
 KCONFIG = """\
 mainmenu "test"

@@ -20,7 +20,7 @@ import pytest
 from respin_cli import respin
 
 from fixtures.build import build_srpm
-from respin.stages.kernel.rpmpkg import read_package
+from respin.stages.kernel.lib.rpmpkg import read_package
 
 pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
 

@@ -16,7 +16,7 @@ from respin_cli import RESPIN, assert_one_line_error, respin
 
 from fixtures.build import build_srpm
 from respin.pipeline.run import run
-from respin.stages.kernel.rpmpkg import payload_files, read_package
+from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 
 pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
 
@@ -222,7 +222,7 @@ def test_fetch_by_file_url_with_a_matching_pin(tmp_path: Path, srpm: Path) -> No
     pf = pipeline_file(tmp_path, srpm, extra=f'sha256 = "{pin}"\n')
     pf.write_text(pf.read_text().replace(f'srpm = "{srpm}"', f'srpm = "file://{srpm}"'))
     manifest = json.loads(respin("run", pf, "--until", "fetch", "--json").stdout)
-    spec = built(manifest, "spec")[0]
+    spec = built(manifest, "pristine-spec")[0]
     assert spec.name == "kernel.spec" and "Name: kernel" in spec.read_text()
 
 

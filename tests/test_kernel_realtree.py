@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from respin.stages.kernel import kconfig, kvalidate
-from respin.stages.kernel.kconfig import Request
+from respin.stages.kernel.lib import kconfig, kvalidate
+from respin.stages.kernel.lib.kconfig import Request
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import pytest
 
 from respin.pipeline.errors import ConfigError, InputError
-from respin.stages.kernel import kconfig
 from respin.stages.kernel.config import configs_for, used_configs
 from respin.stages.kernel.inject import Injection, default_patch_name, inject_text, marked_release
+from respin.stages.kernel.lib import kconfig
+from respin.stages.kernel.lib.spectext import find_prep_point
 from respin.stages.kernel.prep import hooked_spec
-from respin.stages.kernel.spectext import find_prep_point
 
 SPEC = """\
 Name: kernel
@@ -219,10 +220,30 @@ def test_buildid_goes_under_fedoras_own_commented_line() -> None:
 
 
 def test_the_reason_names_the_new_symbols_fedoras_check_lists() -> None:
-    from respin.stages.kernel.rpmpkg import rpmbuild_reason
+    from respin.stages.kernel.lib.rpmpkg import rpmbuild_reason
 
     log = ("+ ./process_configs.sh -w -n -c 6.1.192\nProcessing kernel-6.1.192-x86_64.config ...\n"
            "Found unset config items in x86_64 , please set them to an appropriate value\n"
            "CONFIG_PACKET_DIAG=n\nCONFIG_AMT=n\nerror: Bad exit status from /var/tmp/rpm-tmp.x (%prep)\n")
     assert rpmbuild_reason(log) == ("Found unset config items in x86_64 , please set them to an appropriate "
                                     "value: CONFIG_PACKET_DIAG, CONFIG_AMT")
+
+
+def test_a_hand_off_survives_the_state_file_and_a_short_one_is_refused(tmp_path: Path) -> None:
+    import json
+
+    from respin.pipeline.errors import UsageError
+    from respin.pipeline.stage import Artifact
+    from respin.stages.kernel.kinds import SNAPSHOT, Snapshot
+
+    record = Snapshot(tree="/t", configs=["kernel-x86_64.config"], layout="configs-as-sources",
+                      kernel_local=True, kconfig_files=3, macros={"dist": ".fc37"},
+                      release_takes_localversion=False)
+    art = record.artifact(tmp_path / "snap")
+    assert art.kind == SNAPSHOT
+    # Through JSON, as the runner keeps it between runs.
+    again = Artifact.from_json(json.loads(json.dumps(art.to_json())))
+    assert Snapshot.of(again) == record
+    short = Artifact(tmp_path / "snap", SNAPSHOT, meta={"tree": "/t"})
+    with pytest.raises(UsageError, match=r"kconfig-snapshot.*rerun with --force"):
+        Snapshot.of(short)

@@ -52,3 +52,50 @@ def test_the_engine_names_no_domain() -> None:
     found = [f"{p.relative_to(REPO)}:{n}: {line.strip()}" for p in sorted((REPO / "pipeline").glob("*.py"))
              for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not found, "\n".join(found)
+
+
+DOMAINS = ("kernel", "initrd", "network")
+
+
+def _allowed(module: str, domain: str) -> tuple[str, ...]:
+    """What a module of `domain` may import of respin. Its kinds (what its stages hand each
+    other) are the bottom: the engine only. Its helpers (lib/): the engine, the shared
+    helpers, each other and the kinds. Its stages and command: all of those. Nothing of
+    another domain, and no module imports a stage."""
+    if module.endswith(".kinds"):
+        return ("respin.pipeline",)
+    return ("respin.pipeline", "respin.stages.lib", f"respin.stages.{domain}.lib",
+            f"respin.stages.{domain}.kinds")
+
+
+def test_imports_point_one_way_inside_each_domain() -> None:
+    wrong = []
+    for domain in DOMAINS:
+        for path in sorted((REPO / "stages" / domain).rglob("*.py")):
+            rel = path.relative_to(REPO / "stages").with_suffix("")
+            module = "respin.stages." + ".".join(p for p in rel.parts if p != "__init__")
+            allowed = _allowed(module, domain)
+            for line, name in imported(ast.parse(path.read_text(), str(path))):
+                if name == "respin" or not name.startswith("respin."):
+                    continue
+                if not any(name == a or name.startswith(a + ".") for a in allowed) \
+                        and name != f"respin.stages.{domain}":
+                    wrong.append(f"{path.relative_to(REPO)}:{line}: {module} imports {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_each_domain_keeps_stages_at_its_top_and_helpers_in_lib() -> None:
+    from respin.pipeline import registry
+
+    for info in registry.stages().values():
+        module = info.cls.__module__
+        if info.origin != "respin":
+            continue
+        domain = module.split(".")[2]
+        # One module per stage, named after it (initrd-pack -> respin.stages.initrd.pack).
+        assert module == f"respin.stages.{domain}.{info.name.removeprefix(domain + '-')}", module
+    for domain in DOMAINS:
+        top = {p.stem for p in (REPO / "stages" / domain).glob("*.py")} - {"__init__", "cli", "kinds"}
+        stages = {i.name.removeprefix(domain + "-") for i in registry.stages().values()
+                  if i.cls.__module__.startswith(f"respin.stages.{domain}.")}
+        assert top == stages, f"stages/{domain}: modules that are not stages belong in lib/: {top - stages}"

@@ -13,7 +13,7 @@ import pytest
 from respin_cli import assert_one_line_error, respin
 
 from fixtures.build import build_srpm
-from respin.stages.kernel.repo import REPO_ID, dnf_download_argv
+from respin.stages.kernel.lib.repo import REPO_ID, dnf_download_argv
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(t) is None for t in ("rpmbuild", "createrepo_c", "dnf")),

@@ -20,7 +20,7 @@ from respin_cli import assert_one_line_error, respin
 
 from fixtures.build import build_srpm
 from respin.pipeline.repro import compare_manifests
-from respin.stages.initrd.writer import pack
+from respin.stages.initrd.lib.writer import pack
 
 pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
 
@@ -169,7 +169,7 @@ def test_repro_bad_pause_is_one_line_and_a_named_base_stays(tmp_path: Path) -> N
 
 
 def test_repro_paths_map_between_work_dir_and_fixed_topdir(tmp_path: Path) -> None:
-    from respin.stages.kernel.rpmpkg import FIXED_TOPDIR, from_fixed, in_fixed_topdir, to_fixed
+    from respin.stages.kernel.lib.rpmpkg import FIXED_TOPDIR, from_fixed, in_fixed_topdir, to_fixed
 
     top = tmp_path / "work/rpmbuild"
     spec = top / "SPECS/kernel.spec"
@@ -187,7 +187,7 @@ def test_repro_without_mount_namespace_still_builds_and_warns(
         caplog: pytest.LogCaptureFixture) -> None:
     """Where unshare is refused (some container sandboxes), rpmbuild runs with the real
     path: the build works, and a warning says the bytes now depend on the work dir."""
-    import respin.stages.kernel.backends as backends
+    import respin.stages.kernel.lib.backends as backends
     from respin.pipeline.config import load
     from respin.pipeline.runner import Runner
 

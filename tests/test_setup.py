@@ -117,7 +117,7 @@ def test_the_wheel_holds_one_package_named_respin(tmp_path: Path) -> None:
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"respin"}
     for module in ("__init__.py", "__main__.py", "py.typed", "pipeline/runner.py", "pipeline/py.typed",
-                   "stages/kernel/config.py", "stages/initrd/newc.py", "stages/network/model.py"):
+                   "stages/kernel/config.py", "stages/initrd/lib/newc.py", "stages/network/lib/model.py"):
         assert f"respin/{module}" in names
     # Every module of the two folders is in it, and nothing from tests/, fixtures/ or bench/.
     ours = {f"respin/{p.relative_to(REPO).as_posix()}" for d in ("pipeline", "stages")

@@ -8,35 +8,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import stat
 import sys
 import time
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-from respin.pipeline.errors import CheckFailed, ConfigError, InputError
-from respin.stages.initrd import newc
-from respin.stages.initrd.compress import PACK_COMPRESSIONS
-from respin.stages.initrd.reader import DEFAULT_MAX_SIZE, ImageReader
+from respin.pipeline.errors import CheckFailed, InputError
+from respin.stages.initrd.lib import newc
+from respin.stages.initrd.lib.compress import PACK_COMPRESSIONS
+from respin.stages.initrd.lib.reader import ImageReader, parse_size
 
 if TYPE_CHECKING:
-    from respin.stages.initrd.tree import ImageTree
+    from respin.stages.initrd.lib.tree import ImageTree
 
 # check, extract and writer are imported by the commands that use them: `list`
 # and `cat` start faster without them.
-
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(text: str | None) -> int:
-    """A byte count like 512M or 4G (binary units); ConfigError when malformed."""
-    if text is None:
-        return DEFAULT_MAX_SIZE
-    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", text.lower())
-    if not m or int(m.group(1)) == 0:
-        raise ConfigError(f"--max-size {text!r}: want a positive size such as 512M or 4G")
-    return int(m.group(1)) * _UNITS[m.group(2)]
-
 
 def _warn(lines: list[str]) -> None:
     for line in lines:
@@ -85,7 +71,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _spool(reader: ImageReader, want: list[str], spool: IO[bytes], tree: ImageTree | None) -> str | None:
     """Walk the image: copy the data of the file at `want` (as the last entry of that name
     leaves it) into `spool`, record every entry in `tree`; the kind found at `want`, if any."""
-    from respin.stages.initrd.extract import Refused, split_name
+    from respin.stages.initrd.lib.extract import Refused, split_name
 
     found_kind: str | None = None
     link_key: tuple[int, int, int, int] | None = None
@@ -125,8 +111,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
     """
     import tempfile  # only `cat` spools
 
-    from respin.stages.initrd.extract import Refused, split_name
-    from respin.stages.initrd.tree import ImageTree, Unresolved
+    from respin.stages.initrd.lib.extract import Refused, split_name
+    from respin.stages.initrd.lib.tree import ImageTree, Unresolved
 
     try:
         want, _ = split_name(os.fsencode(args.path))
@@ -166,7 +152,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     """Extract every part safely into DIR/main (and DIR/early) with a manifest."""
     from pathlib import Path  # pathlib is left out of `list` and `cat`, which start faster
 
-    from respin.stages.initrd.extract import extract
+    from respin.stages.initrd.lib.extract import extract
 
     result = extract(Path(args.image), Path(args.dir), privileged=args.privileged,
                      max_size=parse_size(args.max_size), force=args.force)
@@ -181,7 +167,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     """Pack DIR (a plain tree or an extraction) into a reproducible image."""
     from pathlib import Path
 
-    from respin.stages.initrd.writer import pack
+    from respin.stages.initrd.lib.writer import pack
 
     result = pack(Path(args.dir), Path(args.output), compress=args.compress, level=args.level,
                   early=Path(args.early) if args.early else None)
@@ -200,7 +186,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Report what would go wrong booting the image; CheckFailed if anything would."""
     from pathlib import Path
 
-    from respin.stages.initrd.check import check_image
+    from respin.stages.initrd.lib.check import check_image
 
     findings = check_image(Path(args.image), root=args.root,
                            kernel_config=Path(args.kernel_config) if args.kernel_config else None,

@@ -23,8 +23,8 @@ from typing import Any, Literal
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel import kconfig
-from respin.stages.kernel.prep import KERNEL_LOCAL
+from respin.stages.kernel.kinds import KCONFIG_TREE, KERNEL_LOCAL, LOCAL, SOURCES, Edited, Mechanism, Snapshot
+from respin.stages.kernel.lib import kconfig
 
 
 def target_arch(ctx: Context) -> str:
@@ -66,7 +66,7 @@ def used_configs(names: list[str], arch: str, macros: dict[str, str]) -> tuple[l
     return chosen, f"every {arch} config"
 
 
-def check_localversion(reqs: list[kconfig.Request], snapshot_meta: dict[str, Any], where: str) -> None:
+def check_localversion(reqs: list[kconfig.Request], snapshot: Snapshot, where: str) -> None:
     """Refuse CONFIG_LOCALVERSION where the package would not find its own modules.
 
     A spec that names the module directory from its release (KVERREL
@@ -78,9 +78,8 @@ def check_localversion(reqs: list[kconfig.Request], snapshot_meta: dict[str, Any
     req = next((r for r in reqs if r.name == "CONFIG_LOCALVERSION"), None)
     if req is None or req.value in (None, '""'):
         return
-    macros = dict(snapshot_meta.get("macros") or {})
-    kverrel, release = macros.get("KVERREL", ""), macros.get("release", "")
-    if release and release in kverrel and snapshot_meta.get("release_takes_localversion"):
+    kverrel, release = snapshot.macros.get("KVERREL", ""), snapshot.macros.get("release", "")
+    if release and release in kverrel and snapshot.release_takes_localversion:
         raise ConfigError(
             f"{where}: CONFIG_LOCALVERSION={req.value} cannot work with this spec: it installs the "
             f"modules under /lib/modules/{kverrel}, named from the package release, while the kernel "
@@ -88,10 +87,10 @@ def check_localversion(reqs: list[kconfig.Request], snapshot_meta: dict[str, Any
             "\".respin\") to mark the rebuild in both")
 
 
-def choose_mechanism(wanted: str, snapshot_meta: dict[str, Any], where: str) -> str:
+def choose_mechanism(wanted: str, snapshot: Snapshot, where: str) -> Mechanism:
     """Pick "patch" or "kernel-local" for this spec, or explain why the forced one cannot work."""
-    before = snapshot_meta.get("layout") == "configs-before-patches"
-    has_local = bool(snapshot_meta.get("kernel_local"))
+    before = snapshot.layout == "configs-before-patches"
+    has_local = snapshot.kernel_local
     if wanted == "auto":
         if before:
             return "patch"
@@ -107,14 +106,14 @@ def choose_mechanism(wanted: str, snapshot_meta: dict[str, Any], where: str) -> 
     if wanted == "kernel-local" and not has_local:
         raise ConfigError(f"{where} mechanism: 'kernel-local' cannot work on this spec: it ships no "
                           "kernel-local Source; use 'patch' (or 'auto')")
-    return wanted
+    return "patch" if wanted == "patch" else "kernel-local"
 
 
 class ConfigStage(Stage):
     """Edit the kernel-*.config files of the target arch and validate the result."""
 
     name = "config"
-    results = ("kernel-local",)
+    results = (LOCAL,)
     summary = "set and unset CONFIG symbols; check with kconfiglib that each value survives oldconfig"
     version = "4"  # 4: only the configs %prep keeps; new symbols and moved values refused
 
@@ -175,9 +174,9 @@ class ConfigStage(Stage):
 
     def run(self, ctx: Context) -> list[Artifact]:
         where = f"{ctx.source} [config]"
-        snap = ctx.artifact("kconfig-snapshot")
-        mechanism = choose_mechanism(self.options.mechanism, dict(snap.meta), where)
-        names = sorted(p.name for p in snap.path.iterdir())
+        snap_path, snap = Snapshot.read(ctx)
+        mechanism = choose_mechanism(self.options.mechanism, snap, where)
+        names = sorted(p.name for p in snap_path.iterdir())
         if self.options.files:
             chosen = sorted({n for n in names for g in self.options.files if fnmatch.fnmatch(n, g)})
             if not chosen:
@@ -185,24 +184,24 @@ class ConfigStage(Stage):
                                   f"{', '.join(names)}")
         else:
             arch = target_arch(ctx)
-            chosen, why = used_configs(names, arch, dict(snap.meta.get("macros") or {}))
+            chosen, why = used_configs(names, arch, snap.macros)
             if not chosen:
                 raise ConfigError(f"{where}: no kernel-*.config for target {arch} among "
                                   f"{', '.join(names)}; set [pipeline] target or [config] files")
             ctx.log.info("config: checking %s: %s (built or not, %%prep checks each)",
                          ", ".join(chosen), why)
-        texts = {n: (snap.path / n).read_text() for n in chosen}
+        texts = {n: (snap_path / n).read_text() for n in chosen}
         current: dict[str, str | None] = {}
         for text in texts.values():
             current.update(kconfig.parse(text))
         frag_set, frag_unset = self._fragment(ctx, where)
         reqs = kconfig.requests({**frag_set, **self.options.set}, [*frag_unset, *self.options.unset],
                                 current, where)
-        check_localversion(reqs, dict(snap.meta), where)
+        check_localversion(reqs, snap, where)
         edited = ctx.stagedir / "edited"
         tmp = fsutil.fresh_dir(edited)
         for name in names:
-            shutil.copy2(snap.path / name, tmp / name)
+            shutil.copy2(snap_path / name, tmp / name)
         added: dict[str, str] = {}  # line -> why respin added it
         verdicts: dict[str, str] = {}
         with contextlib.ExitStack() as stack:
@@ -231,7 +230,7 @@ class ConfigStage(Stage):
                 raise ConfigError(f"{where}: {unknown[0]} is not a symbol of {chosen[0]} (or any chosen "
                                   "config): unknown CONFIG symbol; set allow_new = true to add it")
         if self.options.validate and validator == "oldconfig":
-            verdicts = self._validate_with_make(ctx, Path(snap.meta["tree"]), texts, reqs, where,
+            verdicts = self._validate_with_make(ctx, Path(snap.tree), texts, reqs, where,
                                                 strict=self.options.validator == "oldconfig")
         changed = []
         for name in chosen:
@@ -251,10 +250,10 @@ class ConfigStage(Stage):
                      else "configs are Sources merged with kernel-local after the patches")
         for line, why in added.items():
             ctx.log.info("config: resolve: added %s (%s)", line, why)
-        meta = {"requests": {r.name: r.value for r in reqs}, "chosen": chosen, "changed": changed,
-                "mechanism": mechanism, "resolved": added, "validation": verdicts,
-                "validator": validator if self.options.validate else "none"}
-        return [Artifact(edited, "kconfig-edited", meta=meta), *artifacts]
+        record = Edited(requests={r.name: r.value for r in reqs}, chosen=chosen, changed=changed,
+                        mechanism=mechanism, resolved=added, validation=verdicts,
+                        validator=validator if self.options.validate else "none")
+        return [record.artifact(edited), *artifacts]
 
     def _validate(self, ctx: Context, tree: Path, scratch: Path, texts: dict[str, str],
                   reqs: list[kconfig.Request], where: str
@@ -285,7 +284,7 @@ class ConfigStage(Stage):
     @staticmethod
     def _kconfig_dir(ctx: Context, stack: contextlib.ExitStack) -> Path | None:
         """prep's Kconfig archive, unpacked in a scratch dir for this stage's run."""
-        arts = ctx.artifacts("kconfig-tree")
+        arts = ctx.artifacts(KCONFIG_TREE)
         if not arts:
             return None
         if arts[0].path.is_dir():
@@ -352,20 +351,14 @@ class ConfigStage(Stage):
     def _kernel_local(self, ctx: Context, reqs: list[kconfig.Request], scratch: Path) -> Artifact:
         """kernel-local as shipped, plus the requested lines (later lines win in the merge)."""
         # The shipped file from fetch: SOURCES/ holds inject's edited copy after a run.
-        original = (ctx.artifact("sources").path / KERNEL_LOCAL).read_text()
+        original = (ctx.artifact(SOURCES).path / KERNEL_LOCAL).read_text()
         lines = [ln for ln in original.splitlines() if ln.strip()]
         ours = {r.name for r in reqs}
         kept = [ln for ln in lines if not (kconfig.parse(ln) and next(iter(kconfig.parse(ln))) in ours)]
         text = "\n".join([*kept, "# respin: requested values", *(r.line() for r in reqs)]) + "\n"
         out = ctx.stagedir / KERNEL_LOCAL
         fsutil.atomic_write(out, text)
-        return Artifact(out, "kernel-local")
-
-
-def requested(ctx: Context) -> list[kconfig.Request]:
-    """The validated requests the config stage recorded."""
-    art = ctx.artifact("kconfig-edited")
-    return [kconfig.Request(k, v) for k, v in sorted(art.meta["requests"].items())]
+        return Artifact(out, LOCAL)
 
 
 @dataclass
@@ -401,7 +394,7 @@ class _Problem:
         return "; set each in [config], or resolve = true to add them"
 
     def fixes(self) -> list[tuple[kconfig.Request, str]]:
-        from respin.stages.kernel import kvalidate
+        from respin.stages.kernel.lib import kvalidate
 
         if self.kind == "unmet":
             need = self.verdict.request.line()
@@ -430,7 +423,7 @@ class _Checker:
         self.baseline: dict[str, tuple[set[str], set[str]]] = {}
 
     def _load(self, name: str, text: str) -> Any:
-        from respin.stages.kernel import kvalidate
+        from respin.stages.kernel.lib import kvalidate
 
         arch = kconfig.arch_of(self.texts[name], target_arch(self.ctx))
         if arch not in self.kconfs:
@@ -441,7 +434,7 @@ class _Checker:
         return kconf
 
     def first_problem(self, reqs: list[kconfig.Request]) -> _Problem | None:
-        from respin.stages.kernel import kvalidate
+        from respin.stages.kernel.lib import kvalidate
 
         asked = {r.name for r in reqs}
         for name, text in self.texts.items():

@@ -10,7 +10,8 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import CommandError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.config import requested
+from respin.stages.kernel.kinds import KERNEL_LOCAL, LOCAL, LOCAL_DIFF, PATCH, SNAPSHOT, SOURCES, Edited
+from respin.stages.kernel.lib import kconfig
 
 
 def unified(ctx: Context, old: Path, new: Path, name: str) -> str:
@@ -35,14 +36,14 @@ class DiffStage(Stage):
         pass
 
     def run(self, ctx: Context) -> list[Artifact]:
-        snapshot = ctx.artifact("kconfig-snapshot").path
-        edited_art = ctx.artifact("kconfig-edited")
-        if edited_art.meta.get("mechanism") == "kernel-local":
+        snapshot = ctx.artifact(SNAPSHOT).path
+        edited_path, edited = Edited.read(ctx)
+        if edited.mechanism == "kernel-local":
             return self._kernel_local(ctx)
         parts = []
-        for name in sorted(edited_art.meta["changed"]):
-            parts.append(unified(ctx, snapshot / name, edited_art.path / name, name))
-        reqs = requested(ctx)
+        for name in sorted(edited.changed):
+            parts.append(unified(ctx, snapshot / name, edited_path / name, name))
+        reqs = kconfig.recorded(edited.requests)
         header = "respin config patch:\n" + "".join(f"  {r.line()}\n" for r in reqs) + "\n"
         text = header + "".join(parts)
         with tempfile.TemporaryDirectory(dir=ctx.stagedir) as scratch:
@@ -55,12 +56,12 @@ class DiffStage(Stage):
         out = ctx.stagedir / "config.patch"
         fsutil.atomic_write(out, text)
         ctx.log.info("diff: %d config(s) in the patch", len(parts))
-        return [Artifact(out, "patch", meta={"files": sorted(edited_art.meta["changed"])})]
+        return [Artifact(out, PATCH, meta={"files": sorted(edited.changed)})]
 
     def _kernel_local(self, ctx: Context) -> list[Artifact]:
         """Today's layout: the change is the kernel-local Source; its diff is kept for review."""
-        new = ctx.artifact("kernel-local").path
-        old = ctx.artifact("sources").path / "kernel-local"
+        new = ctx.artifact(LOCAL).path
+        old = ctx.artifact(SOURCES).path / KERNEL_LOCAL
         text = unified(ctx, old, new, "kernel-local")
         with tempfile.TemporaryDirectory(dir=ctx.stagedir) as scratch:
             shutil.copy(old, Path(scratch) / "kernel-local")
@@ -71,4 +72,4 @@ class DiffStage(Stage):
         fsutil.atomic_write(out, text)
         ctx.log.info("diff: kernel-local gains %d line(s)",
                      sum(1 for ln in text.splitlines() if ln.startswith("+") and not ln.startswith("+++")))
-        return [Artifact(out, "kernel-local-diff")]
+        return [Artifact(out, LOCAL_DIFF)]

@@ -20,7 +20,8 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel import topdir
+from respin.stages.kernel.kinds import DISTGIT, SPEC
+from respin.stages.kernel.lib import topdir
 
 # Archives go to the lookaside cache; everything else is committed.
 _LOOKASIDE = re.compile(r"\.(tar(\.[a-z0-9]+)?|tgz|tbz2|txz|zip|src\.rpm|rpm|bz2|gz|xz|zst)$")
@@ -67,7 +68,7 @@ class DistGitStage(Stage):
 
         ctx.record_tool("GitPython", git.__version__)
 
-        spec = ctx.artifact("spec").path
+        spec = ctx.artifact(SPEC).path
         sources = topdir.path(ctx) / "SOURCES"
         if not sources.is_dir():
             raise InputError(f"{sources}: no sources to export (run inject first)")
@@ -113,7 +114,7 @@ class DistGitStage(Stage):
                      repo_dir, sha[:12], self.options.branch, len(committed), len(index))
         meta = {"commit": sha, "branch": self.options.branch,
                 "scm_url": f"git+file://{repo_dir}#{sha}", "lookaside": str(repo_dir / ".lookaside")}
-        return [Artifact(repo_dir, "distgit", meta=meta)]
+        return [Artifact(repo_dir, DISTGIT, meta=meta)]
 
 
 def _message(spec_text: str, name: str) -> str:

@@ -12,9 +12,10 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.repo import download_source, local_repomd, repo_url
-from respin.stages.kernel.rpmpkg import read_package
-from respin.stages.rpmmacros import build_switches, dist_defines, empty_home
+from respin.stages.kernel.kinds import PRISTINE_SPEC, SOURCES, Fetched
+from respin.stages.kernel.lib.repo import download_source, local_repomd, repo_url
+from respin.stages.kernel.lib.rpmpkg import read_package
+from respin.stages.lib.rpmmacros import build_switches, dist_defines, empty_home
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -25,10 +26,10 @@ class FetchStage(Stage):
     install it into the work dir."""
 
     name = "fetch"
-    results = ("spec",)
+    results = (PRISTINE_SPEC,)
     summary = ("get the kernel SRPM (path, URL or name in a repo; optional sha256 pin) and unpack "
                "spec and sources")
-    version = "4"  # 4: the build time beside the changelog time (the time a rebuild carries)
+    version = "5"  # 5: typed hand-offs: the pristine spec is its own kind
 
     @dataclass(frozen=True)
     class Options:
@@ -130,16 +131,13 @@ class FetchStage(Stage):
         fsutil.commit_dir(tmp, pristine)
         version = ctx.run(["rpm", "--version"]).stdout.strip()
         ctx.record_tool("rpm", version)
-        meta = {"name": pkg.name, "version": pkg.version, "release": pkg.release,
-                "changelog_time": pkg.changelog_time, "build_time": pkg.build_time,
-                "dist_defines": dist}
+        fetched = Fetched(name=pkg.name, version=pkg.version, release=pkg.release,
+                          changelog_time=pkg.changelog_time, build_time=pkg.build_time, dist_defines=dist)
         # The run's time where the user sets none: every later stage dates its outputs by it.
         when = pkg.changelog_time or pkg.build_time
         if when:
             ctx.publish_source_date(when)
         ctx.log.info("fetch: %s is %s, source package", srpm.name, pkg.nvr)
-        return [
-            Artifact(srpm.absolute(), "source-srpm", meta=meta),
-            Artifact(pristine / "SPECS" / f"{pkg.name}.spec", "spec", meta=meta),
-            Artifact(pristine / "SOURCES", "sources", meta=meta),
-        ]
+        return [fetched.artifact(srpm.absolute()),
+                Artifact(pristine / "SPECS" / f"{pkg.name}.spec", PRISTINE_SPEC),
+                Artifact(pristine / "SOURCES", SOURCES)]

@@ -13,15 +13,15 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel import topdir
-from respin.stages.kernel.config import requested
-from respin.stages.kernel.spectext import find_prep_point
-from respin.stages.rpmmacros import DIST_TAG
+from respin.stages.kernel.kinds import KERNEL_LOCAL, LOCAL, PATCH, SPEC, Edited, Fetched, Injected, Snapshot
+from respin.stages.kernel.lib import kconfig, topdir
+from respin.stages.kernel.lib.spectext import find_prep_point
+from respin.stages.lib.rpmmacros import DIST_TAG
 
 if TYPE_CHECKING:
     from specfile.specfile import Specfile
@@ -155,9 +155,9 @@ def marked_release(release: str, buildid: str, macros: Mapping[str, str]) -> str
 
 def change_summary(ctx: Context) -> str:
     """The requested values, then those respin added for them (listed as such)."""
-    art = ctx.artifact("kconfig-edited")
-    added = dict(art.meta.get("resolved") or {})
-    asked = [r.line().lstrip("# ") for r in requested(ctx) if r.line() not in added]
+    _, edited = Edited.read(ctx)
+    added = edited.resolved
+    asked = [r.line().lstrip("# ") for r in kconfig.recorded(edited.requests) if r.line() not in added]
     text = ", ".join(asked)
     if added:
         text += "; added for dependencies: " + ", ".join(line.lstrip("# ") for line in added)
@@ -169,7 +169,7 @@ class InjectStage(Stage):
     """Add the PatchN tag, the ApplyPatch line, the release mark and a changelog entry."""
 
     name = "inject"
-    results = ("spec", "patch", "kernel-local")
+    results = (SPEC, PATCH, LOCAL)
     summary = "declare and apply the config patch in the spec; mark the release; add a changelog entry"
     version = "2"  # 2: the changelog's EVR as the package will have it; added values listed
 
@@ -197,11 +197,11 @@ class InjectStage(Stage):
 
         ctx.record_tool("specfile", specfile.__version__)
         spec_path = topdir.lay_out(ctx)
-        fetched = ctx.artifact("source-srpm").meta
-        if ctx.artifact("kconfig-edited").meta.get("mechanism") == "kernel-local":
+        _, fetched = Fetched.read(ctx)
+        if Edited.read(ctx)[1].mechanism == "kernel-local":
             return self._kernel_local(ctx, spec_path, fetched)
-        patch_name = self.options.patch or default_patch_name(fetched["version"])
-        patch = ctx.artifact("patch").path
+        patch_name = self.options.patch or default_patch_name(fetched.version)
+        patch = ctx.artifact(PATCH).path
         dest = topdir.path(ctx) / "SOURCES" / patch_name
         fsutil.atomic_copy(patch, dest)
         summary = change_summary(ctx)
@@ -213,17 +213,17 @@ class InjectStage(Stage):
         text, number = inject_text(spec_path.read_text(), inj, spec_path.name)
         fsutil.atomic_write(spec_path, text)
         ctx.log.info("inject: Patch%d: %s applied after the last patch in %%prep", number, patch_name)
-        meta = {"patch": patch_name, "number": number, "buildid": self.options.buildid}
-        return [Artifact(spec_path, "spec", meta=meta), Artifact(dest, "patch", meta=meta)]
+        injected = Injected(buildid=self.options.buildid, patch=patch_name, number=number)
+        return [injected.artifact(spec_path), injected.artifact(dest, PATCH)]
 
-    def _evr(self, ctx: Context, fetched: Mapping[str, Any]) -> str:
-        macros = dict(ctx.artifact("kconfig-snapshot").meta.get("macros") or {})
-        return f"{fetched['version']}-{marked_release(fetched['release'], self.options.buildid, macros)}"
+    def _evr(self, ctx: Context, fetched: Fetched) -> str:
+        macros = Snapshot.read(ctx)[1].macros
+        return f"{fetched.version}-{marked_release(fetched.release, self.options.buildid, macros)}"
 
-    def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Mapping[str, Any]) -> list[Artifact]:
+    def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Fetched) -> list[Artifact]:
         """Today's layout: replace the kernel-local Source; the spec only gets the release mark."""
-        dest = topdir.path(ctx) / "SOURCES" / "kernel-local"
-        fsutil.atomic_copy(ctx.artifact("kernel-local").path, dest)
+        dest = topdir.path(ctx) / "SOURCES" / KERNEL_LOCAL
+        fsutil.atomic_copy(ctx.artifact(LOCAL).path, dest)
         summary = change_summary(ctx)
         when = datetime.datetime.fromtimestamp(topdir.source_date(ctx), datetime.UTC).date()
         where = spec_path.name
@@ -244,5 +244,5 @@ class InjectStage(Stage):
                                  ) from exc
         fsutil.atomic_write(spec_path, text)
         ctx.log.info("inject: kernel-local carries the change; release marked %s", self.options.buildid)
-        meta = {"kernel_local": "kernel-local", "buildid": self.options.buildid}
-        return [Artifact(spec_path, "spec", meta=meta), Artifact(dest, "kernel-local", meta=meta)]
+        injected = Injected(buildid=self.options.buildid, kernel_local=KERNEL_LOCAL)
+        return [injected.artifact(spec_path), injected.artifact(dest, LOCAL)]

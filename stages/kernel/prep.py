@@ -21,14 +21,14 @@ from pathlib import Path, PurePosixPath
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel import topdir
-from respin.stages.kernel.rpmpkg import rpmbuild_argv, rpmbuild_reason
-from respin.stages.kernel.spectext import find_prep_point
-from respin.stages.rpmmacros import empty_home
+from respin.stages.kernel.kinds import KCONFIG_TREE, KERNEL_LOCAL, LOG, Layout, Snapshot
+from respin.stages.kernel.lib import topdir
+from respin.stages.kernel.lib.rpmpkg import rpmbuild_argv, rpmbuild_reason
+from respin.stages.kernel.lib.spectext import find_prep_point
+from respin.stages.lib.rpmmacros import empty_home
 
 SENTINEL = ".respin-hook-reached"
 TREEFILE = ".respin-tree"
-KERNEL_LOCAL = "kernel-local"  # the Source today's kernel specs merge into every config
 MACROS = ".respin-macros"
 # Spec macros recorded at the hook, as rpmbuild evaluated them for this run (defines,
 # target): which configs %prep keeps (primary_target), how the release and the
@@ -126,16 +126,15 @@ class PrepStage(Stage):
         kconfig_tar = ctx.stagedir / "kconfig.tar"
         copied = archive_kconfig(tree, kconfig_tar)
         fsutil.commit_dir(tmp, snapshot)
-        layout = "configs-before-patches" if at_hook else "configs-as-sources"
+        layout: Layout = "configs-before-patches" if at_hook else "configs-as-sources"
         ctx.log.info("prep: hook reached in %s; %d kernel-*.config snapshotted (%s); %d Kconfig files "
                      "and scripts kept",
                      tree.name, len(configs), layout, copied)
-        meta = {"tree": str(tree), "configs": configs, "layout": layout, "kernel_local": kernel_local,
-                "kconfig_files": copied, "macros": macros,
-                "release_takes_localversion": release_takes_localversion(tree)}
-        return [Artifact(snapshot, "kconfig-snapshot", meta=meta),
-                Artifact(kconfig_tar, "kconfig-tree", meta={"files": copied}),
-                Artifact(log_file, "log")]
+        record = Snapshot(tree=str(tree), configs=configs, layout=layout, kernel_local=kernel_local,
+                          kconfig_files=copied, macros=macros,
+                          release_takes_localversion=release_takes_localversion(tree))
+        return [record.artifact(snapshot), Artifact(kconfig_tar, KCONFIG_TREE, meta={"files": copied}),
+                Artifact(log_file, LOG)]
 
 
 def release_takes_localversion(tree: Path) -> bool:

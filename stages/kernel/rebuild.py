@@ -17,10 +17,11 @@ from typing import Literal
 from respin.pipeline.errors import ConfigError, UsageError
 from respin.pipeline.run import clean_env
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel import topdir
-from respin.stages.kernel.backends import BuildRequest, KojiJob, koji_build, mock_build, rpmbuild
-from respin.stages.kernel.ccache import CompileCache, find_ccache
-from respin.stages.kernel.rpmpkg import read_package
+from respin.stages.kernel.kinds import LOG, RPM, SPEC, SRPM
+from respin.stages.kernel.lib import topdir
+from respin.stages.kernel.lib.backends import BuildRequest, KojiJob, koji_build, mock_build, rpmbuild
+from respin.stages.kernel.lib.ccache import CompileCache, find_ccache
+from respin.stages.kernel.lib.rpmpkg import read_package
 
 _SWITCH = re.compile(r"^[A-Za-z0-9_]+$")
 _MODES = {"binary": "-bb", "source": "-bs", "all": "-ba"}
@@ -30,7 +31,7 @@ class RebuildStage(Stage):
     """rpmbuild -bb|-bs|-ba --target T --with/--without ..., locally, in mock or on koji."""
 
     name = "rebuild"
-    results = ("srpm", "rpm")
+    results = (SRPM, RPM)
     summary = "build the patched spec (--with baseonly, chosen --target) with rpmbuild, mock or koji"
     version = "2"
 
@@ -102,7 +103,7 @@ class RebuildStage(Stage):
         return CompileCache(ccache=ccache, cache_dir=cache_dir, workspace=ctx.stagedir.absolute() / "ccache")
 
     def run(self, ctx: Context) -> list[Artifact]:
-        spec = ctx.artifact("spec").path
+        spec = ctx.artifact(SPEC).path
         # Only what this build writes is in RPMS/ and SRPMS/ afterwards.
         for sub in ("RPMS", "SRPMS"):
             shutil.rmtree(topdir.path(ctx) / sub, ignore_errors=True)
@@ -137,13 +138,13 @@ class RebuildStage(Stage):
             stats = cache.stats()
             log_meta["ccache"] = {**stats.to_json(), "dir": str(cache.cache_dir)}
             cached = f"; ccache: {stats.summary()} in {cache.cache_dir}"
-        artifacts = [Artifact(req.log_file, "log", meta=log_meta)] if req.log_file.exists() else []
+        artifacts = [Artifact(req.log_file, LOG, meta=log_meta)] if req.log_file.exists() else []
         for path in built:
             if path.name.endswith(".log"):
-                artifacts.append(Artifact(path, "log", meta={"backend": opts.backend}))
+                artifacts.append(Artifact(path, LOG, meta={"backend": opts.backend}))
                 continue
             pkg = read_package(path)
-            kind = "srpm" if pkg.is_source else "rpm"
+            kind = SRPM if pkg.is_source else RPM
             artifacts.append(Artifact(path, kind, meta={"name": pkg.name, "nvr": pkg.nvr,
                                                         "arch": pkg.arch, "backend": opts.backend}))
         ctx.log.info("rebuild (%s): wrote %s%s", opts.backend,

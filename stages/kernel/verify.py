@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from respin.pipeline import fsutil
 from respin.pipeline.errors import VerifyError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel import kconfig
-from respin.stages.kernel.config import requested
-from respin.stages.kernel.rpmpkg import payload_files, read_package
+from respin.stages.kernel.kinds import REPORT, RPM, SRPM, Edited, Injected
+from respin.stages.kernel.lib import kconfig
+from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 
 _BOOT_CONFIG = re.compile(r"^\.?/boot/config-")
 
@@ -33,15 +33,15 @@ class VerifyStage(Stage):
         pass
 
     def run(self, ctx: Context) -> list[Artifact]:
-        reqs = requested(ctx)
-        inj = ctx.artifact("spec").meta
+        reqs = kconfig.recorded(Edited.read(ctx)[1].requests)
+        _, inj = Injected.read(ctx)
         report: dict[str, object] = {"requests": {r.name: r.value for r in reqs}, "packages": []}
         packages: list[dict[str, object]] = []
         kernels = 0
-        for art in ctx.artifacts("rpm") + ctx.artifacts("srpm"):
+        for art in ctx.artifacts(RPM) + ctx.artifacts(SRPM):
             pkg = read_package(art.path)
             entry: dict[str, object] = {"file": art.path.name, "nvr": pkg.nvr}
-            if pkg.is_source and inj.get("kernel_local"):
+            if pkg.is_source and inj.kernel_local:
                 local = dict(payload_files(art.path, re.compile(r"(^|/)kernel-local$")))
                 text = next(iter(local.values()), b"").decode(errors="replace")
                 missing = [r for r in reqs if r.line() not in text.splitlines()]
@@ -49,7 +49,7 @@ class VerifyStage(Stage):
                     raise VerifyError(f"{art.path.name}: its kernel-local lacks {missing[0].line()}")
                 entry["kernel_local"] = "kernel-local"
             elif pkg.is_source:
-                patch = inj.get("patch")
+                patch = inj.patch
                 if patch not in pkg.files:
                     raise VerifyError(f"{art.path.name}: the source package lacks {patch}")
                 entry["patch"] = patch
@@ -71,7 +71,7 @@ class VerifyStage(Stage):
                             f"{want} (oldconfig dropped it: check what {req.name} depends on)")
                 entry["configs"] = sorted(n.lstrip(".") for n in configs)
             packages.append(entry)
-        if kernels == 0 and not ctx.artifacts("srpm"):
+        if kernels == 0 and not ctx.artifacts(SRPM):
             raise VerifyError("the build produced no kernel package with a /boot/config-* file")
         flavours = sorted(str(p["flavour"]) for p in packages if "flavour" in p)
         report["packages"] = packages
@@ -80,4 +80,4 @@ class VerifyStage(Stage):
         fsutil.atomic_write(out, json.dumps(report, indent=1, sort_keys=True) + "\n")
         ctx.log.info("verify: %d requested value(s) present; flavours built: %s", len(reqs),
                      ", ".join(flavours) or "none (source only)")
-        return [Artifact(out, "report", meta={"flavours": flavours})]
+        return [Artifact(out, REPORT, meta={"flavours": flavours})]

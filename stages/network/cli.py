@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 from respin.pipeline.errors import ConfigError
-from respin.stages.network import script
-from respin.stages.network.model import ModelError, load_model
-from respin.stages.network.render import BACKENDS
-from respin.stages.network.root import stage_into_root
-from respin.stages.network.stage import render_for_root
+from respin.stages.network.lib import script
+from respin.stages.network.lib.model import ModelError, load_model
+from respin.stages.network.lib.render import BACKENDS, render_for_root
+from respin.stages.network.lib.root import stage_into_root
 
 
 def _render(args: argparse.Namespace) -> int:

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from respin.pipeline.errors import RespinError
-from respin.stages.initrd import cli, newc
+from respin.stages.initrd import cli
+from respin.stages.initrd.lib import newc
 
 EPOCH = 1_700_000_000
 

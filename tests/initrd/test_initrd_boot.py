@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from respin.stages.initrd.manifest import MANIFEST_NAME
-from respin.stages.initrd.writer import pack
+from respin.stages.initrd.lib.manifest import MANIFEST_NAME
+from respin.stages.initrd.lib.writer import pack
 
 QEMU = shutil.which("qemu-system-x86_64")
 KERNELS = sorted(glob.glob("/boot/vmlinuz-*"))

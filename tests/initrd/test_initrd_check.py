@@ -9,7 +9,7 @@ from pathlib import Path
 from initrd_util import archive, run_cli
 from respin_cli import assert_one_line_error, respin
 
-from respin.stages.initrd.writer import pack
+from respin.stages.initrd.lib.writer import pack
 
 NASH_INIT = """#!/bin/nash
 mount -t proc /proc /proc

@@ -11,7 +11,7 @@ import pytest
 from initrd_util import make_tree, parser, respin_has_initrd, run_cli
 from respin_cli import RESPIN, assert_one_line_error, respin
 
-from respin.stages.initrd.writer import pack
+from respin.stages.initrd.lib.writer import pack
 
 
 def test_register_adds_every_sub_command() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from initrd_util import make_tree, run_cli, sh, tool
 
-from respin.stages.initrd.compress import MemberInfo, Stream, decode, detect
-from respin.stages.initrd.reader import ImageReader
+from respin.stages.initrd.lib.compress import MemberInfo, Stream, decode, detect
+from respin.stages.initrd.lib.reader import ImageReader
 
 TOOLS = {
     "gzip": "gzip -9 -n",
@@ -149,7 +149,7 @@ def test_zstd_output_is_bounded_per_chunk() -> None:
     # memory stays flat while they stream (a decoder that inflated it all first would not).
     import tracemalloc
 
-    from respin.stages.initrd.compress import ZSTD_OUT
+    from respin.stages.initrd.lib.compress import ZSTD_OUT
 
     member = _zstd_cli(b"\0" * (64 << 20))
     assert len(member) < 64 << 10
@@ -171,7 +171,7 @@ def test_zstd_output_is_bounded_per_chunk() -> None:
     (lambda m: m[:12] + bytes(b ^ 0x5A for b in m[12:40]) + m[40:], "corrupt zstd data|zstd block"),
 ])
 def test_damaged_zstd_is_a_data_error(damage: object, message: str) -> None:
-    from respin.stages.initrd.compress import DataError
+    from respin.stages.initrd.lib.compress import DataError
 
     member = _zstd_cli(bytes(range(256)) * 4000, "-19")
     with pytest.raises(DataError, match=message):
@@ -191,7 +191,7 @@ def _first_block_at(member: bytes) -> int:
     (0, (128 << 10) + 1, "over the 128 KiB maximum"),
 ])
 def test_zstd_block_headers_are_checked(block_type: int, size: int, message: str) -> None:
-    from respin.stages.initrd.compress import DataError
+    from respin.stages.initrd.lib.compress import DataError
 
     member = _zstd_cli(bytes(range(256)) * 4000, "-19")
     at = _first_block_at(member)

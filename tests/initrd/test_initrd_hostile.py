@@ -26,7 +26,7 @@ import pytest
 import zstandard
 from initrd_util import archive, entry, run_cli, snapshot
 
-from respin.stages.initrd import newc
+from respin.stages.initrd.lib import newc
 
 REG = stat.S_IFREG | 0o644
 DIR = stat.S_IFDIR | 0o755
@@ -310,7 +310,7 @@ def _nobody_can_run() -> bool:
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         return False
     probe = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                            sys.executable, "-c", "import respin.stages.initrd.extract"],
+                            sys.executable, "-c", "import respin.stages.initrd.lib.extract"],
                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
                            capture_output=True, check=False)
     return probe.returncode == 0

@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from respin.stages.initrd import newc
-from respin.stages.initrd.newc import HeaderError
+from respin.stages.initrd.lib import newc
+from respin.stages.initrd.lib.newc import HeaderError
 
 
 def test_format_then_parse_round_trips() -> None:

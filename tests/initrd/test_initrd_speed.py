@@ -16,9 +16,9 @@ import pytest
 from initrd_util import entry
 
 from respin.pipeline.errors import InputError
-from respin.stages.initrd import newc
-from respin.stages.initrd.compress import OUT_CHUNK, DataError, Prefetch, compressor
-from respin.stages.initrd.reader import ImageReader
+from respin.stages.initrd.lib import newc
+from respin.stages.initrd.lib.compress import OUT_CHUNK, DataError, Prefetch, compressor
+from respin.stages.initrd.lib.reader import ImageReader
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -134,8 +134,8 @@ def test_initrd_commands_import_neither_other_providers_nor_the_engine(tmp_path:
             "bad = sorted(m for m in sys.modules"
             " if m.split('.')[0] in ('rpm', 'specfile', 'git', 'kconfiglib')"
             " or m.startswith(('respin.stages.network', 'respin.stages.kernel', 'respin.pipeline.runner',"
-            " 'respin.pipeline.config', 'respin.stages.initrd.writer', 'respin.stages.initrd.extract',"
-            " 'respin.stages.initrd.check')))\n"
+            " 'respin.pipeline.config', 'respin.stages.initrd.lib.writer',"
+            " 'respin.stages.initrd.lib.extract', 'respin.stages.initrd.lib.check')))\n"
             "print(rc, bad)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})

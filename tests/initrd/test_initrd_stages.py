@@ -10,8 +10,10 @@ from initrd_util import EPOCH, make_tree, run_cli
 
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.stage import Artifact, Context
-from respin.stages.initrd.stages import ExtractStage, ModifyStage, PackStage
-from respin.stages.initrd.writer import pack
+from respin.stages.initrd.extract import ExtractStage
+from respin.stages.initrd.lib.writer import pack
+from respin.stages.initrd.modify import ModifyStage
+from respin.stages.initrd.pack import PackStage
 
 
 def ctx_for(tmp_path: Path, stage: str, produced: dict[str, list[Artifact]]) -> Context:

@@ -17,7 +17,7 @@ from pathlib import Path
 from respin_cli import respin
 
 from fixtures.realkernel import TARBALL
-from respin.stages.kernel.rpmpkg import payload_files, read_package
+from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 
 # The change the build carries: a string, an int and a bool, each visible in the
 # running kernel (its hostname, /proc/config.gz, timestamps on kernel messages) and

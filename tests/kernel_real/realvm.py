@@ -25,7 +25,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from respin.stages.initrd.manifest import MANIFEST_NAME
+from respin.stages.initrd.lib.manifest import MANIFEST_NAME
 
 QEMU = shutil.which("qemu-system-x86_64")
 BUSYBOX = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if os.path.exists(p)), None)

@@ -21,7 +21,7 @@ import pytest
 from realbuild import BUILD_TIMEOUT, RealBuild, pipeline_text
 from respin_cli import respin
 
-from respin.stages.kernel.rpmpkg import payload_files
+from respin.stages.kernel.lib.rpmpkg import payload_files
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("ccache") is None, reason="ccache is not installed")]

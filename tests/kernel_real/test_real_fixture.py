@@ -19,7 +19,7 @@ import pytest
 from realbuild import REQUEST
 
 from fixtures.realkernel import ARCH, DIST_MACROS
-from respin.stages.kernel.rpmpkg import payload_files
+from respin.stages.kernel.lib.rpmpkg import payload_files
 
 pytestmark = pytest.mark.slow
 

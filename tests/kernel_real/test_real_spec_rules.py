@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from respin_cli import assert_one_line_error, respin
 
-from respin.stages.kernel.rpmpkg import read_package
+from respin.stages.kernel.lib.rpmpkg import read_package
 
 pytestmark = pytest.mark.slow
 

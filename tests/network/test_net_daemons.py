@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from respin.stages.network.model import NetworkModel, load_model
-from respin.stages.network.render import render
-from respin.stages.network.root import write_tree
+from respin.stages.network.lib.model import NetworkModel, load_model
+from respin.stages.network.lib.render import render
+from respin.stages.network.lib.root import write_tree
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from respin.stages.network import script
-from respin.stages.network.files import Files
-from respin.stages.network.model import load_model
-from respin.stages.network.render import BACKENDS, render
+from respin.stages.network.lib import script
+from respin.stages.network.lib.files import Files
+from respin.stages.network.lib.model import load_model
+from respin.stages.network.lib.render import BACKENDS, render
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parents[1] / "fixtures" / "network"

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from respin.pipeline.stage import Context
-from respin.stages.network.stage import NetworkStage
+from respin.stages.network.network import NetworkStage
 
-writer = pytest.importorskip("respin.stages.initrd.writer", reason="the initrd writer is not available")
+writer = pytest.importorskip("respin.stages.initrd.lib.writer", reason="the initrd writer is not available")
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 

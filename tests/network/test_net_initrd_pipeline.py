@@ -21,7 +21,7 @@ import pytest
 
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.stage import Artifact, Context
-from respin.stages.initrd.stages import ModifyStage
+from respin.stages.initrd.modify import ModifyStage
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures" / "network"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from respin.pipeline.errors import ConfigError, InputError
-from respin.stages.network.model import load_model
+from respin.stages.network.lib.model import load_model
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from respin.stages.network import script
-from respin.stages.network.model import load_model
-from respin.stages.network.render import render
-from respin.stages.network.root import stage_into_root
+from respin.stages.network.lib import script
+from respin.stages.network.lib.model import load_model
+from respin.stages.network.lib.render import render
+from respin.stages.network.lib.root import stage_into_root
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "network" / "net.toml"
 SCRIPTS = "etc/sysconfig/network-scripts"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from respin.pipeline.errors import ConfigError
-from respin.stages.network.model import load_model
-from respin.stages.network.render import render
-from respin.stages.network.rpm import RpmOptions, build_rpm, spec_text
+from respin.stages.network.lib.model import load_model
+from respin.stages.network.lib.render import render
+from respin.stages.network.lib.rpm import RpmOptions, build_rpm, spec_text
 
 rpm = pytest.importorskip("rpm", reason="rpm Python bindings (python3-rpm) are not installed")
 

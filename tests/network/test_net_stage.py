@@ -15,8 +15,8 @@ from respin.pipeline.config import load
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.runner import Runner
 from respin.pipeline.stage import Context
-from respin.stages.network.root import STATE_PATH
-from respin.stages.network.stage import NetworkStage
+from respin.stages.network.lib.root import STATE_PATH
+from respin.stages.network.network import NetworkStage
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 WHERE = "pipe.toml [network]"

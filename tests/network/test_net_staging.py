@@ -10,11 +10,10 @@ import pytest
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError
-from respin.stages.network import rt_tables
-from respin.stages.network.model import load_model
-from respin.stages.network.render import render
-from respin.stages.network.root import STATE_PATH, stage_into_root, write_tree
-from respin.stages.network.stage import render_for_root
+from respin.stages.network.lib import rt_tables
+from respin.stages.network.lib.model import load_model
+from respin.stages.network.lib.render import render, render_for_root
+from respin.stages.network.lib.root import STATE_PATH, stage_into_root, write_tree
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 IFCFG_ALIAS = "etc/sysconfig/network-scripts/ifcfg-eth0:1"

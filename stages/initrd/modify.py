@@ -1,9 +1,7 @@
-"""Pipeline stages: initrd-extract, initrd-modify, initrd-pack.
+"""initrd-modify: add, replace or remove files in the latest extracted tree.
 
-A Makefile rebuilds an initrd after a kernel rebuild with these three in a
-row: extract the image into a tree (kind "tree"), add, replace or remove
-files (also files other stages produced, named "@kind"), pack it again
-(kind "initrd"). Each stage writes only inside its own stagedir.
+`add` sources may be files beside the pipeline file or "@kind" artifacts other
+stages made (the network stage's "netfiles", a kernel's modules).
 """
 
 from __future__ import annotations
@@ -11,55 +9,15 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.initrd.cli import parse_size
-from respin.stages.initrd.extract import RECORD_NAME, Refused, extract, split_name
-from respin.stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
-from respin.stages.initrd.writer import pack, source_date_epoch
-
-Compression = Literal["gzip", "xz", "zstd", "lz4", "bzip2", "none"]
-
-
-class ExtractStage(Stage):
-    """Extract every part of an image safely into stagedir/tree (main/, early/, manifest)."""
-
-    name = "initrd-extract"
-    summary = "extract an initrd image (every part, safely) into a tree"
-    version = "2"  # 2: the manifest records each part's level; the record of what was written
-
-    @dataclass(frozen=True)
-    class Options:
-        image: str | None = None  # default: the "initrd" an earlier stage produced
-        max_size: str | None = None
-        privileged: bool = False
-
-    def _image(self, ctx: Context) -> Path:
-        if self.options.image is not None:
-            return ctx.resolve(self.options.image)
-        return ctx.artifact("initrd").path
-
-    def inputs(self, ctx: Context) -> Sequence[Path]:
-        return [ctx.resolve(self.options.image)] if self.options.image is not None else []
-
-    def run(self, ctx: Context) -> list[Artifact]:
-        out = ctx.stagedir / "tree"
-        # The tree is this stage's output in the work dir, which respin owns: the runner
-        # reruns the stage when it was touched (`respin status` says so) and it is replaced.
-        # Changes to the image belong in [initrd-modify].
-        result = extract(self._image(ctx), out, privileged=self.options.privileged,
-                         max_size=parse_size(self.options.max_size), force=True)
-        for warning in result.warnings:
-            ctx.log.warning("%s", warning)
-        ctx.log.info("extracted %d entries from %d part(s)", result.entries, len(result.parts))
-        return [Artifact(out, "tree", meta={"entries": result.entries, "parts": len(result.parts),
-                                            "trees": result.trees})]
+from respin.stages.initrd.lib.extract import RECORD_NAME, Refused, split_name
+from respin.stages.initrd.lib.manifest import MANIFEST_NAME, Manifest, Record
 
 
 def _checked_rel(value: str, where: str, allow_root: bool = False) -> list[str]:
@@ -97,13 +55,6 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _walk_files(src: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(src):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            yield Path(dirpath) / name
-
-
 def _copy_in(src: Path, dst: Path, root: Path | None = None) -> None:
     """Copy a file, symlink or directory (merged) from outside the tree (`root`) to `dst`."""
     if src.is_symlink():
@@ -114,7 +65,7 @@ def _copy_in(src: Path, dst: Path, root: Path | None = None) -> None:
         if dst.exists() and not dst.is_dir():
             _remove(dst)
         dst.mkdir(mode=0o755, exist_ok=True)
-        for child in _walk_files(src):
+        for child in fsutil.walk(src):
             target = dst / child.relative_to(src)
             if child.is_symlink() or not child.is_dir():
                 _copy_in(child, target)
@@ -169,7 +120,7 @@ class ModifyStage(Stage):
             if src.startswith("@"):
                 continue
             p = ctx.resolve(src)
-            found.extend([x for x in _walk_files(p) if x.is_file()] if p.is_dir() else [p])
+            found.extend([x for x in fsutil.walk(p) if x.is_file()] if p.is_dir() else [p])
         return found
 
     def run(self, ctx: Context) -> list[Artifact]:
@@ -212,7 +163,7 @@ class ModifyStage(Stage):
                     for s in sources:
                         if s.is_dir() and not s.is_symlink():
                             _copy_in(s, target, root)
-                            copied += [str(p.relative_to(s)) for p in _walk_files(s)
+                            copied += [str(p.relative_to(s)) for p in fsutil.walk(s)
                                        if p.is_symlink() or not p.is_dir()]
                         else:
                             _copy_in(s, target / s.name)
@@ -245,47 +196,3 @@ class ModifyStage(Stage):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return [Artifact(out, "tree")]
-
-
-class PackStage(Stage):
-    """Pack the latest tree into a reproducible image in stagedir (kind "initrd")."""
-
-    name = "initrd-pack"
-    results = ("initrd",)
-    summary = "pack a tree into a reproducible, kernel-readable initrd image"
-    version = "2"  # 2: an extracted tree keeps its image's level (and xz dictionary)
-
-    @dataclass(frozen=True)
-    class Options:
-        output: str = "initrd.img"  # relative: inside the stage's own directory
-        compress: Compression | None = None  # default: the extracted image's, else gzip
-        level: int | None = None
-        early: str | None = None  # a tree to put first, uncompressed (relative to the pipeline file)
-        source_date_epoch: int | None = None
-
-    def inputs(self, ctx: Context) -> Sequence[Path]:
-        if self.options.early is None:
-            return []
-        early = ctx.resolve(self.options.early)
-        return [p for p in _walk_files(early) if p.is_file()] if early.is_dir() else [early]
-
-    def run(self, ctx: Context) -> list[Artifact]:
-        tree = ctx.artifact("tree").path
-        output = Path(self.options.output)
-        if not output.is_absolute():
-            output = ctx.stagedir / output
-        try:
-            epoch = source_date_epoch(self.options.source_date_epoch)
-        except ConfigError as exc:  # say where the bad value is: this table, not the environment
-            raise ConfigError(f"{ctx.source} [{self.name}] source_date_epoch: {exc}") from None
-        if epoch is None:
-            epoch = source_date_epoch(ctx.source_date_epoch)
-        result = pack(tree, output, compress=self.options.compress, level=self.options.level,
-                      early=ctx.resolve(self.options.early) if self.options.early else None, epoch=epoch)
-        for warning in result.warnings:
-            ctx.log.warning("%s", warning)
-        return [Artifact(output, "initrd", meta={"compression": result.compression, "level": result.level,
-                                                 "entries": result.entries, "size": result.size})]
-
-
-STAGES: tuple[type[Stage], ...] = (ExtractStage, ModifyStage, PackStage)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import uuid
 
-from respin.stages.network.files import Files, header
-from respin.stages.network.model import NetworkModel
+from respin.stages.network.lib.files import Files, header
+from respin.stages.network.lib.model import NetworkModel
 
 CONNECTIONS_DIR = "etc/NetworkManager/system-connections"
 # A fixed namespace makes the profile uuid a function of the device name, so

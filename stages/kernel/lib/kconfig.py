@@ -27,6 +27,11 @@ class Request:
         return f"# {self.name} is not set" if self.value is None else f"{self.name}={self.value}"
 
 
+def recorded(requests: Mapping[str, str | None]) -> list[Request]:
+    """Requests as the config stage recorded them (name -> value), in name order."""
+    return [Request(k, v) for k, v in sorted(requests.items())]
+
+
 def parse(text: str) -> dict[str, str | None]:
     """Symbol -> value ("y", "m", "1000", '"str"') or None when not set. Later lines win."""
     values: dict[str, str | None] = {}

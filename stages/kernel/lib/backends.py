@@ -20,8 +20,8 @@ from typing import Any
 from respin.pipeline import fsutil
 from respin.pipeline.errors import CommandError, ConfigError, InputError, UsageError
 from respin.pipeline.run import clean_env
-from respin.stages.kernel.ccache import CompileCache, find_ccache, without_masquerade
-from respin.stages.kernel.rpmpkg import (
+from respin.stages.kernel.lib.ccache import CompileCache, find_ccache, without_masquerade
+from respin.stages.kernel.lib.rpmpkg import (
     FIXED_TOPDIR,
     fixed_topdir_available,
     from_fixed,
@@ -31,7 +31,7 @@ from respin.stages.kernel.rpmpkg import (
     to_fixed,
     written_packages,
 )
-from respin.stages.rpmmacros import REPRO_MACROS, build_switches, empty_home
+from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches, empty_home
 
 log = logging.getLogger("respin.rebuild")
 

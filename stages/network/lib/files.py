@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 
-from respin.stages.network.model import NetworkModel
+from respin.stages.network.lib.model import NetworkModel
 
 # {"etc/sysconfig/network-scripts/ifcfg-eth0": (b"...", 0o644), ...}
 Files = Mapping[str, tuple[bytes, int]]

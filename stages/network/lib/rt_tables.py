@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from respin.pipeline.errors import InputError
-from respin.stages.network.model import RouteTable
+from respin.stages.network.lib.model import RouteTable
 
 RT_TABLES = "etc/iproute2/rt_tables"
 RT_TABLES_D = "etc/iproute2/rt_tables.d"

@@ -17,7 +17,7 @@ from typing import Any
 
 from respin.pipeline.errors import InputError
 from respin.pipeline.run import run
-from respin.stages.rpmmacros import REPRO_MACROS, build_switches
+from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches
 
 
 @dataclass(frozen=True)

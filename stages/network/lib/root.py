@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError
-from respin.stages.network import rt_tables
-from respin.stages.network.files import Files, check_relative
+from respin.stages.network.lib import rt_tables
+from respin.stages.network.lib.files import Files, check_relative
 
 log = logging.getLogger("respin.network")
 

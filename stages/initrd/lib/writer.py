@@ -19,15 +19,15 @@ from typing import BinaryIO
 from respin.pipeline import fsutil
 from respin.pipeline.epoch import source_date_epoch as epoch_setting
 from respin.pipeline.errors import ConfigError, InputError, UsageError
-from respin.stages.initrd import newc
-from respin.stages.initrd.compress import (
+from respin.stages.initrd.lib import newc
+from respin.stages.initrd.lib.compress import (
     DEFAULT_LEVEL,
     LEVEL_RANGE,
     PACK_COMPRESSIONS,
     Compressor,
     compressor,
 )
-from respin.stages.initrd.manifest import MANIFEST_NAME, Manifest, Record
+from respin.stages.initrd.lib.manifest import MANIFEST_NAME, Manifest, Record
 
 _READ_CHUNK = 1 << 20
 _KIND_FMT = {"chr": stat.S_IFCHR, "blk": stat.S_IFBLK, "sock": stat.S_IFSOCK}

@@ -11,6 +11,7 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError
 from respin.pipeline.stage import Context
+from respin.stages.kernel.kinds import PRISTINE_SPEC, SOURCE_SRPM, SOURCES, Fetched
 
 
 def path(ctx: Context) -> Path:
@@ -27,7 +28,7 @@ def lay_out(ctx: Context) -> Path:
     top = path(ctx)
     for sub in ("BUILD", "RPMS", "SRPMS", "SPECS"):
         (top / sub).mkdir(parents=True, exist_ok=True)
-    pristine_sources = ctx.artifact("sources").path
+    pristine_sources = ctx.artifact(SOURCES).path
     tmp = fsutil.fresh_dir(top / "SOURCES")
     for entry in sorted(pristine_sources.iterdir()):
         try:
@@ -35,7 +36,7 @@ def lay_out(ctx: Context) -> Path:
         except OSError:
             shutil.copy2(entry, tmp / entry.name)
     fsutil.commit_dir(tmp, top / "SOURCES")
-    spec = ctx.artifacts("spec")[0].path
+    spec = pristine_spec(ctx)
     dest = top / "SPECS" / spec.name
     fsutil.atomic_copy(spec, dest)
     return dest
@@ -43,17 +44,14 @@ def lay_out(ctx: Context) -> Path:
 
 def pristine_spec(ctx: Context) -> Path:
     """The spec as it came in the SRPM (fetch's copy)."""
-    for art in ctx.produced.get("fetch", []):
-        if art.kind == "spec":
-            return art.path
-    return ctx.artifacts("spec")[0].path
+    return ctx.artifact(PRISTINE_SPEC).path
 
 
 def run_defines(ctx: Context) -> dict[str, str]:
     """The macros every rpm and rpmbuild call of the run gets: the dist macros fetch found
     the SRPM was made for, then [pipeline] define (which wins)."""
-    fetched = ctx.artifact("source-srpm").meta
-    return {**dict(fetched.get("dist_defines") or {}), **dict(ctx.settings.get("define") or {})}
+    _, fetched = Fetched.read(ctx)
+    return {**fetched.dist_defines, **dict(ctx.settings.get("define") or {})}
 
 
 def source_date(ctx: Context) -> int:
@@ -62,6 +60,6 @@ def source_date(ctx: Context) -> int:
     fetch published from the SRPM (its newest changelog entry, else its build time)."""
     given = ctx.source_date_epoch
     if given is None:
-        raise InputError(f"{ctx.artifact('source-srpm').path}: has neither a changelog nor a build time "
+        raise InputError(f"{ctx.artifact(SOURCE_SRPM).path}: has neither a changelog nor a build time "
                          "to date the rebuild by: set source_date_epoch in [pipeline] or SOURCE_DATE_EPOCH")
     return given

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from respin.stages.network import rt_tables
-from respin.stages.network.files import Files, header
-from respin.stages.network.model import Alias, NetworkModel
+from respin.stages.network.lib import rt_tables
+from respin.stages.network.lib.files import Files, header
+from respin.stages.network.lib.model import Alias, NetworkModel
 
 SCRIPTS_DIR = "etc/sysconfig/network-scripts"
 

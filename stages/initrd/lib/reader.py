@@ -9,17 +9,30 @@ reads each entry's data in bounded chunks, so memory stays flat.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Generator, Iterator
 from typing import BinaryIO, NamedTuple
 
-from respin.pipeline.errors import InputError
-from respin.stages.initrd import newc
-from respin.stages.initrd.compress import Budget, DataError, MemberInfo, Prefetch, Stream, decode, detect
-from respin.stages.initrd.newc import Header, HeaderError
+from respin.pipeline.errors import ConfigError, InputError
+from respin.stages.initrd.lib import newc
+from respin.stages.initrd.lib.compress import Budget, DataError, MemberInfo, Prefetch, Stream, decode, detect
+from respin.stages.initrd.lib.newc import Header, HeaderError
 
 # Decompressed bytes allowed per image before it counts as a bomb; real images
 # are well under 1 GiB, and --max-size raises it.
 DEFAULT_MAX_SIZE = 4 << 30
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str | None) -> int:
+    """A byte count like 512M or 4G (binary units); ConfigError when malformed."""
+    if text is None:
+        return DEFAULT_MAX_SIZE
+    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m or int(m.group(1)) == 0:
+        raise ConfigError(f"--max-size {text!r}: want a positive size such as 512M or 4G")
+    return int(m.group(1)) * _UNITS[m.group(2)]
 
 
 class Part:

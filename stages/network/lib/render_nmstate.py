@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from respin.stages.network.files import Files, header
-from respin.stages.network.model import NetworkModel
+from respin.stages.network.lib.files import Files, header
+from respin.stages.network.lib.model import NetworkModel
 
 NMSTATE_DIR = "etc/nmstate"
 

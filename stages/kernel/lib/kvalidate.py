@@ -22,7 +22,7 @@ import kconfiglib
 
 from respin.pipeline.errors import InputError
 from respin.pipeline.run import run
-from respin.stages.kernel.kconfig import SRCARCH, Request, parse
+from respin.stages.kernel.lib.kconfig import SRCARCH, Request, parse
 
 
 @dataclass

@@ -10,9 +10,9 @@ alias off for a moment); a route no longer in the model stays until removed.
 
 from __future__ import annotations
 
-from respin.stages.network.files import header
-from respin.stages.network.model import NetworkModel
-from respin.stages.network.render_initscripts import route_lines, rule_lines
+from respin.stages.network.lib.files import header
+from respin.stages.network.lib.model import NetworkModel
+from respin.stages.network.lib.render_initscripts import route_lines, rule_lines
 
 
 def render(model: NetworkModel) -> str:

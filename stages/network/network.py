@@ -21,12 +21,10 @@ from typing import Any, Literal
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.options import parse_options
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.network import rt_tables
-from respin.stages.network.files import Files
-from respin.stages.network.model import NetworkModel, parse_model
-from respin.stages.network.render import Backend, render
-from respin.stages.network.root import STATE_PATH, read_merge_base, stage_into_root, write_tree
-from respin.stages.network.rpm import RpmOptions, build_rpm
+from respin.stages.network.lib.model import parse_model
+from respin.stages.network.lib.render import Backend, render_for_root
+from respin.stages.network.lib.root import STATE_PATH, stage_into_root, write_tree
+from respin.stages.network.lib.rpm import RpmOptions, build_rpm
 
 NETFILES_DIR = "netfiles"
 # The kind of each file staged into an image root: listed as an output, a hand edit of
@@ -36,37 +34,6 @@ STAGED_KIND = "staged"
 # does not mean "overwrite my edits", so a stage option must say so.
 PIPELINE_REPLACE_HINT = ("set force = true in [network] to replace it; "
                          "`respin run --force` only reruns the stage")
-
-
-def render_for_root(model: NetworkModel, backend: Backend, rt_tables_mode: Literal["d", "merge"],
-                    root: Path | None) -> tuple[Files, frozenset[str]]:
-    """Render, reading the image's rt_tables when merging; also return the merged paths."""
-    if rt_tables_mode == "merge" and backend == "initscripts":
-        if root is None:
-            raise ConfigError(f"{model.source}: rt_tables: 'merge' needs an image root to merge into")
-        base, source = read_merge_base(root)
-        files = render(model, backend, rt_tables_mode="merge", rt_tables_base=base,
-                       rt_tables_source=source)
-        merged = frozenset({rt_tables.RT_TABLES}) & frozenset(files)
-        return files, merged
-    files = render(model, backend)
-    if backend == "initscripts" and root is not None:
-        check_image_rt_tables(model, root, files)
-    return files, frozenset()
-
-
-def check_image_rt_tables(model: NetworkModel, root: Path, files: Files) -> None:
-    """Refuse drop-ins whose id or name the image's rt_tables (or another drop-in) means otherwise."""
-    tables = [a.table for a in model.aliases]
-    base, source = read_merge_base(root)
-    if base is not None:
-        rt_tables.check_clashes(base, tables, source)
-    dropins = root / rt_tables.RT_TABLES_D
-    if dropins.is_dir():
-        for conf in sorted(dropins.glob("*.conf")):
-            rel = f"{rt_tables.RT_TABLES_D}/{conf.name}"
-            if rel not in files and conf.is_file():
-                rt_tables.check_clashes(conf.read_text(errors="surrogateescape"), tables, str(conf))
 
 
 class NetworkStage(Stage):

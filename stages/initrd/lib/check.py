@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from respin.pipeline.errors import InputError
-from respin.stages.initrd import newc
-from respin.stages.initrd.compress import NOT_BOOTABLE
-from respin.stages.initrd.extract import Refused, split_name
-from respin.stages.initrd.reader import DEFAULT_MAX_SIZE, ImageReader
-from respin.stages.initrd.tree import ImageTree, Unresolved
+from respin.stages.initrd.lib import newc
+from respin.stages.initrd.lib.compress import NOT_BOOTABLE
+from respin.stages.initrd.lib.extract import Refused, split_name
+from respin.stages.initrd.lib.reader import DEFAULT_MAX_SIZE, ImageReader
+from respin.stages.initrd.lib.tree import ImageTree, Unresolved
 
 # Files whose content the check reads (bounded: init scripts and config are small).
 _CAPTURE_MAX = 1 << 20

@@ -8,8 +8,8 @@ must be in the `.network` file, as they are here.
 
 from __future__ import annotations
 
-from respin.stages.network.files import Files, header
-from respin.stages.network.model import NetworkModel
+from respin.stages.network.lib.files import Files, header
+from respin.stages.network.lib.model import NetworkModel
 
 NETWORK_DIR = "etc/systemd/network"
 NETWORKD_CONF_D = "etc/systemd/networkd.conf.d"

@@ -22,9 +22,9 @@ from respin.pipeline import fsutil
 from respin.pipeline.epoch import source_date_epoch as epoch_setting
 from respin.pipeline.errors import CommandError, ConfigError
 from respin.pipeline.run import run
-from respin.stages.network.files import Files, check_relative
-from respin.stages.network.root import write_tree
-from respin.stages.rpmmacros import REPRO_MACROS, build_switches
+from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches
+from respin.stages.network.lib.files import Files, check_relative
+from respin.stages.network.lib.root import write_tree
 
 # 1980-01-01, the zip epoch: used when neither the pipeline nor the environment sets one.
 DEFAULT_SOURCE_DATE_EPOCH = 315532800

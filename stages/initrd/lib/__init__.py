@@ -1,0 +1,1 @@
+"""The initrd stages' and commands' helpers: cpio newc, compression, reading, writing, checking."""

@@ -1,0 +1,56 @@
+"""initrd-pack: the latest tree packed into a reproducible image (kind "initrd")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from respin.pipeline import fsutil
+from respin.pipeline.errors import ConfigError
+from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.initrd.lib.writer import pack, source_date_epoch
+
+Compression = Literal["gzip", "xz", "zstd", "lz4", "bzip2", "none"]
+
+
+class PackStage(Stage):
+    """Pack the latest tree into a reproducible image in stagedir (kind "initrd")."""
+
+    name = "initrd-pack"
+    results = ("initrd",)
+    summary = "pack a tree into a reproducible, kernel-readable initrd image"
+    version = "2"  # 2: an extracted tree keeps its image's level (and xz dictionary)
+
+    @dataclass(frozen=True)
+    class Options:
+        output: str = "initrd.img"  # relative: inside the stage's own directory
+        compress: Compression | None = None  # default: the extracted image's, else gzip
+        level: int | None = None
+        early: str | None = None  # a tree to put first, uncompressed (relative to the pipeline file)
+        source_date_epoch: int | None = None
+
+    def inputs(self, ctx: Context) -> Sequence[Path]:
+        if self.options.early is None:
+            return []
+        early = ctx.resolve(self.options.early)
+        return [p for p in fsutil.walk(early) if p.is_file()] if early.is_dir() else [early]
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        tree = ctx.artifact("tree").path
+        output = Path(self.options.output)
+        if not output.is_absolute():
+            output = ctx.stagedir / output
+        try:
+            epoch = source_date_epoch(self.options.source_date_epoch)
+        except ConfigError as exc:  # say where the bad value is: this table, not the environment
+            raise ConfigError(f"{ctx.source} [{self.name}] source_date_epoch: {exc}") from None
+        if epoch is None:
+            epoch = source_date_epoch(ctx.source_date_epoch)
+        result = pack(tree, output, compress=self.options.compress, level=self.options.level,
+                      early=ctx.resolve(self.options.early) if self.options.early else None, epoch=epoch)
+        for warning in result.warnings:
+            ctx.log.warning("%s", warning)
+        return [Artifact(output, "initrd", meta={"compression": result.compression, "level": result.level,
+                                                 "entries": result.entries, "size": result.size})]

@@ -1,0 +1,119 @@
+"""What the kernel stages hand each other.
+
+Every kind one kernel stage publishes for another is named here once, and what
+its meta carries is a frozen dataclass: the publishing stage builds it
+(`Snapshot(...).artifact(path)`), a later stage reads it back typed
+(`Snapshot.read(ctx)`), so mypy sees a hand-off that no longer fits. This module
+is the bottom of the domain: stages and helpers import it, it imports neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+from respin.pipeline.errors import UsageError
+from respin.pipeline.stage import Artifact, Context
+
+KERNEL_LOCAL = "kernel-local"  # the Source today's kernel specs merge into every config
+
+# The kinds, in the manifest's words.
+SOURCE_SRPM = "source-srpm"  # fetch: the SRPM as given
+PRISTINE_SPEC = "pristine-spec"  # fetch: its spec, as it came
+SOURCES = "sources"  # fetch: its Sources, as they came
+SNAPSHOT = "kconfig-snapshot"  # prep: the kernel-*.config files as %prep leaves them at the hook
+KCONFIG_TREE = "kconfig-tree"  # prep: the tree's Kconfig files and scripts (an archive)
+EDITED = "kconfig-edited"  # config: the edited configs
+LOCAL = "kernel-local"  # config: the new kernel-local; inject: it, in the rpmbuild tree
+PATCH = "patch"  # diff: the config patch; inject: it, in the rpmbuild tree
+LOCAL_DIFF = "kernel-local-diff"  # diff: what changed in kernel-local
+SPEC = "spec"  # inject: the spec that builds the change
+SRPM = "srpm"  # rebuild
+RPM = "rpm"  # rebuild
+LOG = "log"
+REPORT = "report"  # verify
+DISTGIT = "distgit"  # distgit: the repository
+
+Mechanism = Literal["patch", "kernel-local"]
+Layout = Literal["configs-before-patches", "configs-as-sources"]
+
+
+class _Handoff:
+    """A frozen dataclass carried as an artifact's meta (JSON in the stage's state)."""
+
+    kind: ClassVar[str]
+
+    def artifact(self, path: Path, kind: str | None = None) -> Artifact:
+        """An artifact carrying this record: of this record's kind unless `kind` says otherwise
+        (inject's patch carries what its spec does)."""
+        return Artifact(path, kind or self.kind, meta=dataclasses.asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def of(cls, art: Artifact) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        try:
+            return cls(**{k: v for k, v in art.meta.items() if k in names})
+        except TypeError as exc:  # a state written by a stage version that published less
+            raise UsageError(f"{art.path}: its '{art.kind}' record lacks what this respin needs "
+                             f"({exc}); rerun with --force") from None
+
+    @classmethod
+    def read(cls, ctx: Context) -> tuple[Path, Self]:
+        """The one artifact of this kind an earlier stage published, and what it carries."""
+        art = ctx.artifact(cls.kind)
+        return art.path, cls.of(art)
+
+
+@dataclass(frozen=True)
+class Fetched(_Handoff):
+    """fetch: the source package (on its SOURCE_SRPM artifact)."""
+
+    kind: ClassVar[str] = SOURCE_SRPM
+    name: str
+    version: str
+    release: str
+    changelog_time: int | None
+    build_time: int | None
+    # %dist and %fedora/%rhel the SRPM was made for, where this host's rpm has none.
+    dist_defines: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot(_Handoff):
+    """prep: the configs at the hook, and what %prep showed of the spec."""
+
+    kind: ClassVar[str] = SNAPSHOT
+    tree: str  # the unpacked kernel tree at the hook
+    configs: list[str]
+    layout: Layout
+    kernel_local: bool  # the spec has a kernel-local Source
+    kconfig_files: int
+    macros: dict[str, str]  # the spec's macros as rpmbuild evaluated them
+    release_takes_localversion: bool
+
+
+@dataclass(frozen=True)
+class Edited(_Handoff):
+    """config: what was asked, what it changed, and how the build will carry it."""
+
+    kind: ClassVar[str] = EDITED
+    requests: dict[str, str | None]  # CONFIG_X -> value, None for "is not set"
+    chosen: list[str]  # the configs checked and edited
+    changed: list[str]
+    mechanism: Mechanism
+    resolved: dict[str, str]  # a line respin added for a dependency -> why
+    validation: dict[str, Any]
+    validator: str
+
+
+@dataclass(frozen=True)
+class Injected(_Handoff):
+    """inject: how the spec now carries the change."""
+
+    kind: ClassVar[str] = SPEC
+    buildid: str
+    patch: str | None = None  # the Patch file, on the 2010 layout
+    number: int | None = None  # its Patch tag number
+    kernel_local: str | None = None  # the kernel-local Source, on today's layout

@@ -1,0 +1,1 @@
+"""The kernel stages' helpers: reading packages, running builds, Kconfig, spec text."""
