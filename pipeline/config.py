@@ -42,7 +42,7 @@ class PipelineFile:
 
     path: Path
     settings: Settings
-    stages: tuple[Stage, ...]
+    stages: tuple[Stage[Any], ...]
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -131,7 +131,7 @@ def load(file: str | os.PathLike[str], overrides: Mapping[str, Any] | None = Non
         if name not in order:
             raise ConfigError(f"{where}: [{name}] is not a stage of this pipeline "
                               f"(stages: {', '.join(order)})")
-    built: list[Stage] = []
+    built: list[Stage[Any]] = []
     for name in order:
         try:
             cls = registry.stage(name)

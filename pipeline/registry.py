@@ -75,7 +75,7 @@ class StageInfo:
 
     __slots__ = ("cls", "name", "origin")
 
-    def __init__(self, name: str, cls: type[Stage], origin: str) -> None:
+    def __init__(self, name: str, cls: type[Stage[Any]], origin: str) -> None:
         self.name = name
         self.cls = cls
         self.origin = origin  # distribution name, "respin" for built-ins
@@ -94,7 +94,7 @@ def _origin(ep: EntryPoint) -> str:
     return ep.dist.name if ep.dist is not None else "?"
 
 
-def _check_stage(name: str, obj: Any, origin: str) -> type[Stage]:
+def _check_stage(name: str, obj: Any, origin: str) -> type[Stage[Any]]:
     """Reject a stage class that does not fit the contract, naming the plugin."""
     import dataclasses  # slow to import (inspect, ast); only stage loading needs it
 
@@ -148,7 +148,7 @@ def stage_info(name: str) -> StageInfo:
     return _load_stage(name, eps[name])
 
 
-def stage(name: str) -> type[Stage]:
+def stage(name: str) -> type[Stage[Any]]:
     """The stage class called `name`, or a usage error listing the known ones."""
     return stage_info(name).cls
 

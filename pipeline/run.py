@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from respin.pipeline.errors import CommandError, Interrupted
 
@@ -55,6 +55,15 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+class Runs(Protocol):
+    """What runs a command for a stage (`ctx.run`): `run` below, or a test's stand-in."""
+
+    def __call__(self, argv: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None,
+                 env: Mapping[str, str] | None = None, log_file: Path | None = None, check: bool = True,
+                 what: str | None = None, input_bytes: bytes | None = None,
+                 summarize: Callable[[str], str] | None = None) -> subprocess.CompletedProcess[str]: ...
 
 
 def run(

@@ -114,7 +114,7 @@ class StageRecord:
 class Plan:
     """One stage's fingerprint and why it would run (empty reason: up to date)."""
 
-    stage: Stage
+    stage: Stage[Any]
     fingerprint: str
     reason: str
     state: dict[str, Any] | None = None
@@ -157,7 +157,7 @@ class Runner:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def _context(self, stage: Stage, produced: dict[str, list[Artifact]],
+    def _context(self, stage: Stage[Any], produced: dict[str, list[Artifact]],
                  tools: dict[str, str], dates: dict[str, int]) -> Context:
         return Context(workdir=self.workdir, source=self.pipeline.path,
                        settings=self.pipeline.settings_json(),
@@ -168,7 +168,7 @@ class Runner:
 
     # --- planning ------------------------------------------------------------
 
-    def _fingerprint(self, stage: Stage, ctx: Context, prev: str,
+    def _fingerprint(self, stage: Stage[Any], ctx: Context, prev: str,
                      inputs: Sequence[Path] | None = None) -> tuple[str, dict[str, str]]:
         inputs = stage.inputs(ctx) if inputs is None else inputs
         parts = {
@@ -404,7 +404,7 @@ class Runner:
         manifest = self._write_manifest(records, produced, tools, dates)
         return RunResult(records, manifest)
 
-    def _remove_temps(self, stage: Stage, ctx: Context) -> None:
+    def _remove_temps(self, stage: Stage[Any], ctx: Context) -> None:
         """Temp files and dirs of a stage that was interrupted or failed: in its own dir, in
         the workspaces it names, in the state dir."""
         for directory in (ctx.stagedir, *stage.workspaces(ctx), self.workdir / STATE_DIR):

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from respin.pipeline.errors import UsageError
 from respin.pipeline.options import parse_options
+
+if TYPE_CHECKING:
+    from respin.pipeline.run import Runs
+
+OptionsT = TypeVar("OptionsT")
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class Context:
     tools: dict[str, str] = field(default_factory=dict)
     # Times earlier stages published as the run's default (stage -> epoch): see publish_source_date.
     dates: dict[str, int] = field(default_factory=dict)
-    run: Callable[..., Any] = field(default=None)  # type: ignore[assignment]
+    run: Runs = field(default=None)  # type: ignore[assignment]
     stage: str = ""  # the name of the stage this context is for, for its error messages
 
     def __post_init__(self) -> None:
@@ -139,13 +144,20 @@ class Context:
         self.tools[name] = version
 
 
-class Stage:
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a stage that takes none: its table must be empty."""
+
+
+class Stage(Generic[OptionsT]):
     """Base class of every stage, built-in or plugin.
 
     Subclasses set `name`, `summary`, `version` (bump it when output would
     change for the same inputs) and `Options` (a frozen dataclass; its fields
-    are the keys of the stage's `[name]` table). The runner decides whether
-    to run; `run` just does the work and returns what it produced.
+    are the keys of the stage's `[name]` table), and name that class as the
+    type argument, `class Fetch(Stage["Fetch.Options"])`, so `self.options` is
+    typed. The runner decides whether to run; `run` just does the work and
+    returns what it produced.
     """
 
     name: ClassVar[str]
@@ -155,21 +167,20 @@ class Stage:
     # latest to produce them (a stage knows what a user came for; the engine does not).
     results: ClassVar[tuple[str, ...]] = ()
 
-    @dataclass(frozen=True)
-    class Options:
-        pass
+    Options: ClassVar[type[Any]] = NoOptions
 
-    def __init__(self, options: Any) -> None:
+    def __init__(self, options: OptionsT) -> None:
         self.options = options
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any], where: str) -> Stage:
+    def from_table(cls, table: Mapping[str, Any], where: str) -> Stage[Any]:
         """Build the stage from its TOML table; unknown keys are an error naming `where`."""
         return cls(parse_options(cls.Options, table, where))
 
     def options_json(self) -> dict[str, Any]:
         """The options as plain JSON data (for the fingerprint)."""
-        return dataclasses.asdict(self.options)
+        data: dict[str, Any] = dataclasses.asdict(self.options)  # type: ignore[call-overload]
+        return data
 
     def inputs(self, ctx: Context) -> Sequence[Path]:
         """Files outside the work dir whose content decides the output."""

@@ -16,7 +16,7 @@ from respin.stages.initrd.lib.extract import extract
 from respin.stages.initrd.lib.reader import parse_size
 
 
-class ExtractStage(Stage):
+class ExtractStage(Stage["ExtractStage.Options"]):
     """Extract every part of an image safely into stagedir/tree (main/, early/, manifest)."""
 
     name = "initrd-extract"

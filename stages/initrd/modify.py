@@ -82,7 +82,7 @@ def _copy_in(src: Path, dst: Path, root: Path | None = None) -> None:
         fsutil.atomic_copy(src, dst)
 
 
-class ModifyStage(Stage):
+class ModifyStage(Stage["ModifyStage.Options"]):
     """Copy the tree, then remove and add files; `add` sources may be "@kind" artifacts."""
 
     name = "initrd-modify"

@@ -15,7 +15,7 @@ from respin.stages.initrd.lib.writer import pack, source_date_epoch
 Compression = Literal["gzip", "xz", "zstd", "lz4", "bzip2", "none"]
 
 
-class PackStage(Stage):
+class PackStage(Stage["PackStage.Options"]):
     """Pack the latest tree into a reproducible image in stagedir (kind "initrd")."""
 
     name = "initrd-pack"

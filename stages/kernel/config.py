@@ -109,7 +109,7 @@ def choose_mechanism(wanted: str, snapshot: Snapshot, where: str) -> Mechanism:
     return "patch" if wanted == "patch" else "kernel-local"
 
 
-class ConfigStage(Stage):
+class ConfigStage(Stage["ConfigStage.Options"]):
     """Edit the kernel-*.config files of the target arch and validate the result."""
 
     name = "config"

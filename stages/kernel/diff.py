@@ -24,7 +24,7 @@ def unified(ctx: Context, old: Path, new: Path, name: str) -> str:
     return str(result.stdout)
 
 
-class DiffStage(Stage):
+class DiffStage(Stage["DiffStage.Options"]):
     """Write the config patch: only configs that changed, applicable with patch -p1."""
 
     name = "diff"

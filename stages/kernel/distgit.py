@@ -41,7 +41,7 @@ def lookaside(name: str, size: int, limit: int) -> bool:
     return bool(_LOOKASIDE.search(name)) or size > limit
 
 
-class DistGitStage(Stage):
+class DistGitStage(Stage["DistGitStage.Options"]):
     """Commit the spec and sources as a dist-git checkout; archives listed in `sources`."""
 
     name = "distgit"

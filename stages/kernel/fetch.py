@@ -21,7 +21,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-class FetchStage(Stage):
+class FetchStage(Stage["FetchStage.Options"]):
     """Fetch an SRPM (path, file:// or http(s):// URL, or by name from a repository), check it,
     install it into the work dir."""
 

@@ -165,7 +165,7 @@ def change_summary(ctx: Context) -> str:
 
 
 
-class InjectStage(Stage):
+class InjectStage(Stage["InjectStage.Options"]):
     """Add the PatchN tag, the ApplyPatch line, the release mark and a changelog entry."""
 
     name = "inject"

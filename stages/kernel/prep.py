@@ -69,7 +69,7 @@ def hooked_spec(text: str, snapdir: Path, where: str) -> tuple[str, int]:
     return "\n".join(lines[:at] + hook_lines(snapdir) + lines[at:]) + "\n", at
 
 
-class PrepStage(Stage):
+class PrepStage(Stage["PrepStage.Options"]):
     """rpmbuild -bp with a clean stop hook; snapshots the kernel-*.config files."""
 
     name = "prep"

@@ -27,7 +27,7 @@ _SWITCH = re.compile(r"^[A-Za-z0-9_]+$")
 _MODES = {"binary": "-bb", "source": "-bs", "all": "-ba"}
 
 
-class RebuildStage(Stage):
+class RebuildStage(Stage["RebuildStage.Options"]):
     """rpmbuild -bb|-bs|-ba --target T --with/--without ..., locally, in mock or on koji."""
 
     name = "rebuild"

@@ -21,7 +21,7 @@ def flavour(name: str) -> str:
     return "base" if name == "kernel" else name.removeprefix("kernel-")
 
 
-class VerifyStage(Stage):
+class VerifyStage(Stage["VerifyStage.Options"]):
     """Check /boot/config-* in every built kernel package, and the patch in the built SRPM."""
 
     name = "verify"

@@ -36,7 +36,7 @@ PIPELINE_REPLACE_HINT = ("set force = true in [network] to replace it; "
                          "`respin run --force` only reruns the stage")
 
 
-class NetworkStage(Stage):
+class NetworkStage(Stage["NetworkStage.Options"]):
     """Render policy-routing files for a second gateway and stage them."""
 
     name = "network"
@@ -56,9 +56,9 @@ class NetworkStage(Stage):
         force: bool = False
         rpm: RpmOptions | None = None
 
-    def __init__(self, options: Any, where: str = "[network]") -> None:
+    def __init__(self, options: NetworkStage.Options, where: str = "[network]") -> None:
         super().__init__(options)
-        opts: NetworkStage.Options = options
+        opts = options
         table = {"device": opts.device, "address": opts.address, "gateway": opts.gateway,
                  "alias": [dict(a) for a in opts.alias]}
         self.model = parse_model(table, where, prefix="")
@@ -67,7 +67,7 @@ class NetworkStage(Stage):
                               "to the iproute package); use the default 'd'")
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any], where: str) -> Stage:
+    def from_table(cls, table: Mapping[str, Any], where: str) -> Stage[Any]:
         """Check the model first (its errors name nested keys), then the staging keys."""
         parse_model(table, where, prefix="")
         rpm_table = table.get("rpm")
@@ -79,19 +79,19 @@ class NetworkStage(Stage):
 
     def options_json(self) -> dict[str, Any]:
         """The normalised model plus the staging keys."""
-        opts: NetworkStage.Options = self.options
+        opts = self.options
         data = self.model.to_json()
         data.update({k: v for k, v in dataclasses.asdict(opts).items()
                      if k not in ("device", "address", "gateway", "alias")})
         return data
 
     def _root(self, ctx: Context) -> Path | None:
-        opts: NetworkStage.Options = self.options
+        opts = self.options
         return ctx.resolve(opts.root) if opts.root is not None else None
 
     def run(self, ctx: Context) -> list[Artifact]:
         """Render once; write the netfiles tree, then the root and the RPM if asked for."""
-        opts: NetworkStage.Options = self.options
+        opts = self.options
         root = self._root(ctx)
         files, merged = render_for_root(self.model, opts.backend, opts.rt_tables, root)
         paths = sorted(files)
