@@ -1,10 +1,11 @@
-"""Session set-up shared by every test: the example plugin, for the tests only.
+"""Session set-up shared by every test: the plugins the engine tests load.
 
-tests/plugin_dist is a third-party stage distribution the engine tests load
-through entry points.  It is installed (a real `pip install`, so its entry
-points are real dist-info) into a temp directory of this test run's own, put on
-sys.path and on PYTHONPATH for the `respin` subprocesses: the user's venv
-never lists its stages or commands.
+examples/plugin (the README's example) and tests/plugin_squatter (a plugin
+that tries to take a built-in command's name) are third-party distributions
+the engine tests load through entry points.  They are installed (a real `pip
+install`, so their entry points are real dist-info) into a temp directory of
+this test run's own, put on sys.path and on PYTHONPATH for the `respin`
+subprocesses: the user's venv never lists their stages or commands.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PLUGIN_SRC = REPO / "tests" / "plugin_dist"
+PLUGINS = (REPO / "examples" / "plugin", REPO / "tests" / "plugin_squatter")
 # One per session (test runs may overlap), readable by the unprivileged CI-mode user.
 PLUGIN_DIR = Path(os.environ.get("RESPIN_TEST_PLUGINS") or tempfile.mkdtemp(prefix="respin-test-plugins-"))
 
@@ -27,12 +28,13 @@ PLUGIN_DIR = Path(os.environ.get("RESPIN_TEST_PLUGINS") or tempfile.mkdtemp(pref
 def _install_plugin() -> None:
     # --no-build-isolation: the venv's own setuptools builds it, no index needed.
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    "--no-deps", "--no-build-isolation", "--target", str(PLUGIN_DIR), str(PLUGIN_SRC)],
+                    "--no-deps", "--no-build-isolation", "--target", str(PLUGIN_DIR), *map(str, PLUGINS)],
                    check=True, stdin=subprocess.DEVNULL)
     # pip leaves a build/ beside the sources; the checkout stays as it was.
-    shutil.rmtree(PLUGIN_SRC / "build", ignore_errors=True)
-    for info in PLUGIN_SRC.glob("*.egg-info"):
-        shutil.rmtree(info, ignore_errors=True)
+    for src in PLUGINS:
+        shutil.rmtree(src / "build", ignore_errors=True)
+        for info in src.glob("*.egg-info"):
+            shutil.rmtree(info, ignore_errors=True)
     PLUGIN_DIR.chmod(0o755)
 
 

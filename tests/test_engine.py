@@ -48,7 +48,7 @@ def test_plugin_command_runs_but_cannot_take_a_builtin_name() -> None:
     assert respin("example-hello").stdout == "hello from the example plugin\n"
     top = respin("--help").stdout
     assert "example-hello" in top and "repro" in top and "net" in top
-    # The example plugin also registers `initrd`: respin's own stays.
+    # The squatter plugin registers `initrd`: respin's own stays.
     assert "NOT respin" not in top
     assert "NOT respin" not in respin("initrd", "--help").stdout
     assert "--parts" in respin("initrd", "list", "--help").stdout
