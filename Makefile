@@ -1,6 +1,7 @@
 # respin: every target sets up what it needs on a fresh machine.
 #   make demo   run the kernel pipeline on the built-in fixture (no network needed)
 #   make test   install what the tests need, then run them
+#   make check  lint and the quick tests (no package built, no root, under a minute)
 #   make bench  benchmarks against the tools a user would use instead
 #   make lint   ruff and mypy
 
@@ -39,7 +40,7 @@ APT_SERVICES := network-manager
 DNF_SERVICES := NetworkManager
 INSTALL_SERVICES ?= $(shell test -d /run/systemd/system || echo 1)
 
-.PHONY: all demo test bench lint sysdeps venv install uninstall clean
+.PHONY: all demo test check bench lint sysdeps venv install uninstall clean
 
 all: test
 
@@ -103,6 +104,12 @@ demo: $(VENV)/.stamp
 
 test: $(VENV)/.stamp-test
 	@$(PY) -m pytest -q tests
+
+# What a change is checked with before `make test`: tests marked neither slow nor root.
+check: $(VENV)/.stamp-test
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy
+	@$(PY) -m pytest -q -m "not slow and not root" tests
 
 # respin on PATH: its own venv under $(PREFIX)/share/respin (a regular, non-editable
 # install of this checkout) and a link in $(PREFIX)/bin.  `make uninstall` removes both.

@@ -14,8 +14,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # The stage contract is imported on first use: a provider's short command never
-    # needs it, and start-up is most of such a command's time.
+    # The stage contract is imported on first use: deferred, pipeline/startup.py.
     if name in ("Artifact", "Context", "Stage"):
         from respin.pipeline import stage
 

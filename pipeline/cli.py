@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Any
 
 from respin import DESCRIPTION
-from respin.pipeline import __version__, registry
+from respin.pipeline import __version__, registry, startup
 from respin.pipeline.errors import EXIT_CODES, InputError, Interrupted, RespinError, UsageError, describe
 
 
@@ -38,7 +38,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # The engine (pipeline files, runner, progress) is imported by the commands that
-# use it, so a provider's command (`respin <provider> ...`) starts quickly.
+# use it: deferred, pipeline/startup.py.
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -165,12 +165,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("exit-codes", help="what each exit status means")
     p.set_defaults(func=_cmd_exit_codes)
 
-    # Only what the command line needs is imported: a short command's start-up is
-    # most of its run. With no command word, or an unknown one, everything is.
+    # Only the provider of the command word is imported (pipeline/startup.py); with no
+    # command word, or an unknown one, every provider is.
     word = _command_word(argv)
     if word in _CORE:
         return parser
-    if word not in registry.own_entry_points(registry.COMMANDS_GROUP):
+    if word not in startup.own_entry_points(registry.COMMANDS_GROUP):
         from respin.pipeline.commands import register as register_builtin  # repro, makefile
 
         register_builtin(sub)
@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging(given: set[str]) -> None:
-    import logging  # with threading and traceback, a good part of a short command's start-up
+    import logging  # deferred: pipeline/startup.py
 
     debug = "--debug" in given
     logging.basicConfig(level=logging.DEBUG if debug or given & {"-v", "--verbose"}

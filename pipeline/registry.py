@@ -9,13 +9,14 @@ Set RESPIN_DISABLE_PLUGIN_AUTOLOAD=1 to load only respin's own entries.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from functools import cache
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from respin.pipeline.errors import UsageError
+from respin.pipeline.startup import OWN_DIST as _OWN_DIST
+from respin.pipeline.startup import own_entry_points
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -25,53 +26,10 @@ if TYPE_CHECKING:
 STAGES_GROUP = "respin.stages"
 PIPELINES_GROUP = "respin.pipelines"
 COMMANDS_GROUP = "respin.commands"
-_OWN_DIST = "respin"
-
-def own_entry_points(group: str) -> dict[str, str]:
-    """respin's own entry points of `group` (name -> "module:attr"), read straight from
-    its installed metadata: the first respin-*.dist-info on sys.path, as importlib.metadata
-    would pick. importlib.metadata itself, and reading every installed distribution, is
-    most of a short command's start-up. Empty when respin is not installed."""
-    return _own_entry_points().get(group, {})
-
-
-@cache
-def _own_entry_points() -> dict[str, dict[str, str]]:
-    for entry in sys.path:
-        try:
-            names = sorted(os.listdir(entry or "."))
-        except OSError:
-            continue
-        for name in names:
-            # dist-info names are normalized: respin-X, never respin_plugin-X for respin.
-            if name.startswith(f"{_OWN_DIST}-") and name.endswith(".dist-info"):
-                try:
-                    with open(os.path.join(entry or ".", name, "entry_points.txt"), encoding="utf-8") as fh:
-                        text = fh.read()
-                except OSError:
-                    return {}
-                return _parse_entry_points(text)
-    return {}
-
-
-def _parse_entry_points(text: str) -> dict[str, dict[str, str]]:
-    groups: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = groups.setdefault(line[1:-1].strip(), {})
-        elif current is not None and "=" in line:
-            key, _, value = line.partition("=")
-            current[key.strip()] = value.strip()
-    return groups
-
 
 class StageInfo:
-    """A loaded stage class and where it came from (a plain class: every `respin`
-    call imports this module, and class factories cost start-up)."""
+    """A loaded stage class and where it came from (a plain class, not a dataclass:
+    every `respin` call imports this module; see pipeline/startup.py)."""
 
     __slots__ = ("cls", "name", "origin")
 
@@ -82,7 +40,7 @@ class StageInfo:
 
 
 def _entry_points(group: str) -> list[EntryPoint]:
-    from importlib.metadata import entry_points  # slow to import; see own_entry_points
+    from importlib.metadata import entry_points  # deferred: pipeline/startup.py
 
     eps = sorted(entry_points(group=group), key=lambda e: e.name)
     if os.environ.get("RESPIN_DISABLE_PLUGIN_AUTOLOAD"):
@@ -96,9 +54,9 @@ def _origin(ep: EntryPoint) -> str:
 
 def _check_stage(name: str, obj: Any, origin: str) -> type[Stage[Any]]:
     """Reject a stage class that does not fit the contract, naming the plugin."""
-    import dataclasses  # slow to import (inspect, ast); only stage loading needs it
+    import dataclasses  # deferred, as the stage contract: pipeline/startup.py
 
-    from respin.pipeline.stage import Stage  # likewise the contract
+    from respin.pipeline.stage import Stage
 
     where = f"stage '{name}' from {origin}"
     if not (isinstance(obj, type) and issubclass(obj, Stage)):

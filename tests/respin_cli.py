@@ -37,3 +37,10 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *ne
 @pytest.fixture
 def run_respin() -> object:
     return respin
+
+
+def skip_by_design(request: pytest.FixtureRequest, reason: str) -> None:
+    """Skip a test that may not run even in CI, by design (a package `make test` leaves out
+    on purpose): CI fails a root test that skips for any other reason."""
+    request.node.add_marker(pytest.mark.skips_by_design)
+    pytest.skip(reason)

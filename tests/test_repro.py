@@ -22,8 +22,8 @@ from fixtures.build import build_srpm
 from respin.pipeline.repro import compare_manifests
 from respin.stages.initrd.lib.writer import pack
 
-pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
-
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")]
 BASE_EPOCH = 1600000000
 KINDS = {"patch", "spec", "srpm", "rpm", "initrd", "netfiles"}
 

@@ -59,7 +59,7 @@ def test_demo_installs_only_what_the_demo_needs(fresh: Path) -> None:
 
 
 def test_no_target_touches_a_service(fresh: Path) -> None:
-    for target in ("demo", "test", "install", "bench"):
+    for target in ("demo", "test", "check", "install", "bench"):
         out = dry_run(target, cwd=fresh)
         assert "systemctl" not in out, target
         assert "policy-rc.d" not in out, target
@@ -73,6 +73,7 @@ def test_tests_install_the_daemon_only_off_a_systemd_host(fresh: Path) -> None:
     assert "make test INSTALL_SERVICES=1" in out
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="faking a systemd-booted /run needs a mount namespace (root)")
 def test_a_host_booted_with_systemd_is_detected(fresh: Path) -> None:
     # A private /run holding what systemd makes at boot: the Makefile's own test of the host.
@@ -86,6 +87,7 @@ def test_a_host_booted_with_systemd_is_detected(fresh: Path) -> None:
     assert "qemu-system-x86" in apt_packages(proc.stdout)
 
 
+@pytest.mark.slow
 def test_the_example_plugin_is_not_in_the_users_venv() -> None:
     # The tests put it on PYTHONPATH for themselves; without that, respin lists only its own.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -105,10 +107,19 @@ def test_readme_first_screen_says_where_respin_is() -> None:
     assert "INSTALL_SERVICES" in first
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_one_package_named_respin(tmp_path: Path) -> None:
-    # The folders stay at the top of the checkout; the wheel maps them under respin/.
+    # The folders stay at the top of the checkout; the wheel maps them under respin/. Built
+    # from a copy: setuptools leaves build/ and *.egg-info beside the sources.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for name in ("respin", "pipeline", "stages"):
+        shutil.copytree(REPO / name, src / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     proc = subprocess.run([str(VENV_PY), "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True,
+                           "-w", str(tmp_path), str(src)], capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     with zipfile.ZipFile(next(tmp_path.glob("respin-*.whl"))) as wheel:

@@ -21,8 +21,8 @@ from respin.stages.initrd.lib.reader import ImageReader, parse_size
 if TYPE_CHECKING:
     from respin.stages.initrd.lib.tree import ImageTree
 
-# check, extract and writer are imported by the commands that use them: `list`
-# and `cat` start faster without them.
+# check, extract and writer are imported by the commands that use them: deferred,
+# pipeline/startup.py.
 
 def _warn(lines: list[str]) -> None:
     for line in lines:
@@ -150,7 +150,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """Extract every part safely into DIR/main (and DIR/early) with a manifest."""
-    from pathlib import Path  # pathlib is left out of `list` and `cat`, which start faster
+    from pathlib import Path  # deferred: pipeline/startup.py
 
     from respin.stages.initrd.lib.extract import extract
 

@@ -71,7 +71,7 @@ class FetchStage(Stage["FetchStage.Options"]):
         dest = ctx.stagedir / "download" / name
         ctx.log.info("fetch: downloading %s", self.options.srpm)
         try:
-            from urllib.request import urlopen  # only a URL needs it; slow to import
+            from urllib.request import urlopen  # only a URL needs it
 
             with urlopen(self.options.srpm, timeout=60) as resp, \
                     fsutil.atomic_open(dest) as out:

@@ -193,7 +193,7 @@ class InjectStage(Stage["InjectStage.Options"]):
         return [topdir.path(ctx)]
 
     def run(self, ctx: Context) -> list[Artifact]:
-        import specfile  # slow to import: only the stage that edits a spec loads it
+        import specfile  # only the stage that edits a spec needs it
 
         ctx.record_tool("specfile", specfile.__version__)
         spec_path = topdir.lay_out(ctx)

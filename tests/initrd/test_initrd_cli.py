@@ -69,6 +69,7 @@ def test_bad_source_date_epoch_is_a_config_error(tmp_path: Path, monkeypatch: py
 @pytest.mark.skipif(not respin_has_initrd(),
                     reason="the installed respin does not know `initrd` yet (entry point "
                            "respin.commands: initrd = stages.initrd.cli:register not registered)")
+@pytest.mark.slow
 def test_end_to_end_through_the_installed_respin(tmp_path: Path) -> None:
     exe = str(Path(sys.executable).with_name("respin"))
     tree = make_tree(tmp_path / "tree")
@@ -96,6 +97,7 @@ def test_end_to_end_through_the_installed_respin(tmp_path: Path) -> None:
     assert not (tmp_path / "y").exists()
 
 
+@pytest.mark.slow
 def test_cat_follows_symlinks_inside_a_merged_usr_image(tmp_path: Path) -> None:
     """bin -> usr/bin and usr/bin/sh -> bash, as in Debian's and Fedora's images: cat reads
     what the kernel's root would show, says on stderr which path it read, never leaves the

@@ -322,6 +322,7 @@ NON_ROOT = ["absolute_symlink_then_write_through", "hardlink_after_symlink_swap"
             "symlink_replaces_dir_then_write_through"]
 
 
+@pytest.mark.root
 @pytest.mark.skipif(not _nobody_can_run(), reason="needs root to drop to the user nobody with setpriv")
 def test_hostile_subset_as_non_root_user_nobody(tmp_path: Path) -> None:
     """The same cases, really unprivileged: setpriv drops to nobody in a subprocess."""

@@ -18,9 +18,7 @@ import pytest
 from initrd_util import sh, tool
 from respin_cli import respin
 
-pytestmark = pytest.mark.skipif(not tool("cpio"), reason="needs GNU cpio")
-
-
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not tool("cpio"), reason="needs GNU cpio")]
 def _text_tree(root: Path, budget: int = 1_500_000) -> Path:
     """Real text (this Python's own standard library modules, up to `budget` bytes): it
     compresses better the harder the compressor tries. (Made-up text can be a poor judge:

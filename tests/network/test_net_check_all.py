@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from respin_cli import assert_one_line_error, respin
 
 from respin.pipeline.errors import ConfigError
@@ -48,6 +49,7 @@ def test_net_check_lists_every_problem_one_line_each(tmp_path: Path) -> None:
     )]
 
 
+@pytest.mark.slow
 def test_net_one_line_commands_name_the_first_problem_and_count_the_rest(tmp_path: Path) -> None:
     model = tmp_path / "many.toml"
     model.write_text(MANY)

@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from respin_cli import RESPIN
 
 from respin.pipeline.errors import ConfigError, InputError
 from respin.stages.network.cli import register
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 NET = FIXTURES / "net.toml"
-RESPIN = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "respin"
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from respin_cli import assert_one_line_error, respin
 
 from respin.pipeline.errors import InputError
+
+pytestmark = pytest.mark.slow  # builds packages or runs whole pipelines
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 IFCFG = "etc/sysconfig/network-scripts/ifcfg-eth0"

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from respin_cli import RESPIN
 
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.stage import Artifact, Context
@@ -26,7 +27,6 @@ from respin.stages.initrd.modify import ModifyStage
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures" / "network"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "net" / "initscripts"
-RESPIN = REPO / ".venv" / "bin" / "respin"
 PIPELINE = "initrd-pipeline.toml"
 EPOCH = "1700000000"
 
@@ -42,8 +42,8 @@ BASE = ["init", "etc/hostname", "etc/sysconfig/network-scripts/ifcfg-lo", "dev",
 BASE_NODES = {"dev/console": "crw-------", "dev/null": "crw-rw-rw-"}
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(shutil.which("cpio") is None, reason="GNU cpio is not installed"),
-    pytest.mark.skipif(not RESPIN.exists(), reason="respin is not installed in .venv"),
     pytest.mark.skipif(shutil.which("busybox") is None,
                        reason="the example copies in the host's busybox (busybox-static)"),
 ]

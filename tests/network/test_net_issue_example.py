@@ -15,11 +15,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from respin_cli import RESPIN
+
+pytestmark = pytest.mark.slow  # builds packages or runs whole pipelines
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures" / "network"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "net"
-RESPIN = REPO / ".venv" / "bin" / "respin"
 
 ISSUE_EXAMPLE = """\
 [network]
@@ -41,7 +43,6 @@ WITH_STAGING = ISSUE_EXAMPLE.replace('gateway = "192.0.2.1"\n', 'gateway = "192.
 RENDERED = sorted(str(p.relative_to(GOLDEN / "initscripts")) for p in (GOLDEN / "initscripts").rglob("*")
                   if p.is_file() and p.name != "MODES")
 
-pytestmark = pytest.mark.skipif(not RESPIN.exists(), reason="respin is not installed in .venv")
 
 
 def _respin(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:

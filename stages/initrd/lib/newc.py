@@ -39,8 +39,8 @@ def pad4(n: int) -> int:
 class Header(NamedTuple):
     """One newc header with its name (bytes, without the NUL).
 
-    A named tuple rather than a dataclass: it is built once per entry, and
-    `dataclasses` alone costs a short command more start-up than it runs.
+    A named tuple rather than a dataclass: `dataclasses` is deferred
+    (pipeline/startup.py), and it is built once per entry.
     """
 
     ino: int

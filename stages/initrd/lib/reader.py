@@ -100,7 +100,7 @@ class ImageReader:
 
     def __init__(self, path: str | os.PathLike[str], *, max_size: int = DEFAULT_MAX_SIZE,
                  prefetch: bool = True) -> None:
-        # A str, not a Path: pathlib is a noticeable part of `respin initrd list`'s start-up.
+        # A str, not a Path: pathlib is deferred (pipeline/startup.py).
         self.path = os.fspath(path)
         # Decompress on a worker thread: a gain when the consumer does real work per
         # byte (extracting, summing); a walk over headers alone gains nothing from it

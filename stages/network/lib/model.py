@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from respin.pipeline import registry
+from respin.pipeline import registry, startup
 from respin.pipeline.config import read_toml
 from respin.pipeline.errors import ConfigError
 
@@ -437,7 +437,7 @@ def _is_pipeline_file(data: Mapping[str, Any]) -> bool:
     """A [pipeline] table, or stage tables ([fetch], [config], ...) and no model key."""
     if isinstance(data.get("pipeline"), Mapping):
         return True
-    stage_names = registry.own_entry_points(registry.STAGES_GROUP)
+    stage_names = startup.own_entry_points(registry.STAGES_GROUP)
     return not any(k in data for k in MODEL_KEYS) and any(
         isinstance(v, Mapping) and k in stage_names for k, v in data.items())
 

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 from realbuild import BUILDID, REQUESTED_LINES, RealBuild
 from realvm import BUSYBOX, between, boot, busybox_tree, marked, missing_boot_tools
-from respin_cli import respin
+from respin_cli import REPO, respin
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "fixtures" / "network" / "initrd-pipeline.toml"
 SCRIPTS = "etc/sysconfig/network-scripts"
 

@@ -15,11 +15,9 @@ from respin_cli import assert_one_line_error, respin
 from fixtures.build import build_srpm
 from respin.stages.kernel.lib.repo import REPO_ID, dnf_download_argv
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     any(shutil.which(t) is None for t in ("rpmbuild", "createrepo_c", "dnf")),
-    reason="rpmbuild, createrepo_c and dnf are needed")
-
-
+    reason="rpmbuild, createrepo_c and dnf are needed")]
 @pytest.fixture(scope="module")
 def srpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_srpm("kernel-2010", tmp_path_factory.mktemp("srpm"))

@@ -22,9 +22,8 @@ from respin_cli import respin
 from fixtures.build import build_srpm
 from respin.stages.kernel.lib.rpmpkg import read_package
 
-pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
-
-
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")]
 @pytest.fixture(scope="module")
 def fc37(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture kernel as Fedora 37 made it: kernel-6.1.0-200.fc37.src.rpm."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from respin_cli import respin
+from respin_cli import REPO, respin
 
 from fixtures.build import build_srpm
 from respin.pipeline.errors import ConfigError, UsageError
@@ -30,7 +30,8 @@ from respin.stages.kernel.lib.ccache import CompileCache, compiler_names, parse_
 from respin.stages.kernel.lib.rpmpkg import fixed_topdir_available, in_fixed_topdir, payload_files
 from respin.stages.kernel.rebuild import RebuildStage
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # builds packages or runs whole pipelines
+
 CCACHE = shutil.which("ccache")
 
 needs_build = pytest.mark.skipif(

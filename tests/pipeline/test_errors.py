@@ -96,6 +96,7 @@ def test_a_stage_without_the_stage_it_needs_names_both(tmp_path: Path) -> None:
                           "in the kernel pipeline fetch comes before prep")
 
 
+@pytest.mark.slow
 def test_a_file_as_work_dir_is_not_a_directory(tmp_path: Path) -> None:
     afile = write(tmp_path / "afile", "mine\n")
     pf = write(tmp_path / "kernel.toml", '[pipeline]\nstages = ["fetch"]\n\n[fetch]\nsrpm = "k.src.rpm"\n')
@@ -123,6 +124,7 @@ def test_a_bad_command_line_is_one_clean_line(args: list[str], words: str) -> No
     assert proc.stderr.count("respin") == 1 + proc.stderr.count("see respin"), proc.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_rebuild_names_rpmbuild_and_the_stage(tmp_path: Path, srpm: Path) -> None:
     pf = kernel_toml(tmp_path, str(srpm), extra='\n[rebuild]\nmode = "binary"\n')
     respin("run", pf, "--until", "inject")
@@ -153,6 +155,7 @@ def test_status_names_a_missing_srpm_and_fails(tmp_path: Path) -> None:
     assert rows[0]["missing"] == [f"{tmp_path}/gone.src.rpm"] and not rows[0]["up_to_date"]
 
 
+@pytest.mark.slow
 def test_a_failed_run_json_prints_the_manifest_with_the_failed_stage_and_error(tmp_path: Path) -> None:
     pf = kernel_toml(tmp_path, "gone.src.rpm")
     proc = respin("run", pf, "--json", check=False)
@@ -188,6 +191,7 @@ def in_small_fs(tmp_path: Path, size: str, script: str) -> dict[str, str]:
     return {p.name: p.read_text() for p in out.iterdir()}
 
 
+@pytest.mark.root
 def test_a_full_disk_at_fetch_names_stage_path_and_no_space(tmp_path: Path, srpm: Path) -> None:
     pf = kernel_toml(tmp_path, str(srpm)).read_text().replace('workdir = "work"', 'workdir = "fs/work"')
     write(tmp_path / "kernel.toml", pf)
@@ -201,6 +205,7 @@ def test_a_full_disk_at_fetch_names_stage_path_and_no_space(tmp_path: Path, srpm
     assert got["fetch.left"] == "" and "clean" in got
 
 
+@pytest.mark.root
 def test_a_full_disk_at_prep_names_stage_path_and_no_space(tmp_path: Path, srpm: Path) -> None:
     pf = kernel_toml(tmp_path, str(srpm)).read_text().replace('workdir = "work"', 'workdir = "fs/work"')
     write(tmp_path / "kernel.toml", pf)
@@ -223,6 +228,7 @@ def test_a_full_disk_at_prep_names_stage_path_and_no_space(tmp_path: Path, srpm:
     assert "clean" in got
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mask", [0o022, 0o077], ids=["umask022", "umask077"])
 def test_work_dir_directories_follow_the_umask(tmp_path: Path, srpm: Path, mask: int) -> None:
     pf = kernel_toml(tmp_path, str(srpm))

@@ -18,8 +18,8 @@ from fixtures.build import build_srpm
 from respin.pipeline.run import run
 from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 
-pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
-
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")]
 STAGES = ["fetch", "prep", "config", "diff", "inject", "rebuild", "verify"]
 GOOD_CONFIG = ('set = { CONFIG_RESPIN_FEATURE_A = "y", CONFIG_RESPIN_FEATURE_B = "y", '
                'CONFIG_LOCALVERSION = "-respin" }\nunset = ["CONFIG_DEBUG_STACKOVERFLOW"]\n')

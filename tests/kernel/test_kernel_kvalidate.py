@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from respin_cli import REPO
 
 from respin.pipeline.errors import InputError
 from respin.stages.kernel.lib import kvalidate
@@ -130,7 +131,7 @@ def test_kconfig_that_probes_the_compiler_is_archived_and_read(tmp_path: Path,
 
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed: the fixture's Kconfig needs a C compiler, as the kernel's does")
-    tree = Path(__file__).parent.parent / "fixtures" / "kernel-current" / "linux-6.1.0"
+    tree = REPO / "fixtures" / "kernel-current" / "linux-6.1.0"
     names = kconfig_files(tree)
     assert {"scripts/Kconfig.include", "scripts/cc-version.sh", "scripts/min-tool-version.sh"} <= set(names)
     archive_kconfig(tree, tmp_path / "k.tar")

@@ -42,8 +42,8 @@ from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 
 koji = pytest.importorskip("koji", reason="the koji client library is not installed")
 
-pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
-
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")]
 CONFIG = 'set = { CONFIG_RESPIN_FEATURE_A = "y", CONFIG_LOCALVERSION = "-backend" }\n'
 
 

@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from respin_cli import RESPIN, respin
+from respin_cli import REPO, RESPIN, respin
 
 from fixtures.build import build_srpm
 
-pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None or shutil.which("make") is None,
-                                reason="rpmbuild and make are needed")
-
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("rpmbuild") is None or shutil.which("make") is None,
+                                 reason="rpmbuild and make are needed")]
 STAGES = ["fetch", "prep", "config", "diff", "inject", "rebuild", "verify"]
 
 # The example Makefile of the README (a ```make block that runs `respin makefile`); this
@@ -37,7 +37,7 @@ include respin-kernel.mk
 
 
 def readme_example() -> str | None:
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (REPO / "README.md").read_text()
     for block in re.findall(r"^```make\n(.*?)^```$", text, re.M | re.S):
         if "$(RESPIN) makefile" in block:
             return str(block)

@@ -25,6 +25,8 @@ from fixtures.build import build_srpm
 USER = "respin-ci"
 
 pytestmark = [
+    pytest.mark.root,
+    pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create the unprivileged user"),
     pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed"),
     pytest.mark.skipif(shutil.which("useradd") is None or shutil.which("setpriv") is None,
