@@ -231,29 +231,7 @@ def _traceback() -> None:
 def _main(argv: list[str], given: set[str]) -> int:
     debug = "--debug" in given
     try:
-        parser = build_parser(argv)
-        args, extra = parser.parse_known_args(argv)
-        if extra:
-            # Reported here, not by argparse's top level: the line names the sub-command.
-            raise UsageError(_usage_message(getattr(args, "command", None) or "",
-                                            f"unrecognized arguments: {' '.join(extra)}"))
-        if not getattr(args, "func", None):
-            parser.print_help(sys.stderr)
-            return UsageError.exit_code
-        # A command family that never logs (it writes its own warnings) says so with
-        # `set_defaults(logs=False)` and is spared importing logging.
-        if getattr(args, "logs", True):
-            _configure_logging(given)
-        return int(args.func(args))
-    except RespinError as exc:
-        if _signalled and not isinstance(exc, Interrupted):
-            raise
-        print(f"respin: error: {exc.message}", file=sys.stderr)
-        if exc.hint and debug:
-            print(exc.hint, file=sys.stderr)
-        if debug:
-            _traceback()
-        return exc.exit_code
+        return _dispatch(argv, given)
     except KeyboardInterrupt:
         print("respin: error: interrupted", file=sys.stderr)
         return Interrupted.exit_code
@@ -261,22 +239,48 @@ def _main(argv: list[str], given: set[str]) -> int:
         # stdout closed early (`respin ... | head`): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except OSError as exc:
-        if _signalled:
-            raise
+    except Exception as exc:
+        if _signalled and not isinstance(exc, Interrupted):
+            raise  # the interruption is what is reported (main)
+        return _report(exc, debug)
+
+
+def _dispatch(argv: list[str], given: set[str]) -> int:
+    """Parse the command line and run its command."""
+    parser = build_parser(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Reported here, not by argparse's top level: the line names the sub-command.
+        raise UsageError(_usage_message(getattr(args, "command", None) or "",
+                                        f"unrecognized arguments: {' '.join(extra)}"))
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return UsageError.exit_code
+    # A command family that never logs (it writes its own warnings) says so with
+    # `set_defaults(logs=False)` and is spared importing logging.
+    if getattr(args, "logs", True):
+        _configure_logging(given)
+    return int(args.func(args))
+
+
+def _report(exc: Exception, debug: bool) -> int:
+    """One line on stderr for an error; its exit code. Anything not a RespinError nor an
+    OSError is a bug, and says so."""
+    if isinstance(exc, RespinError):
+        print(f"respin: error: {exc.message}", file=sys.stderr)
+        if exc.hint and debug:
+            print(exc.hint, file=sys.stderr)
+        code = exc.exit_code
+    elif isinstance(exc, OSError):
         message, code = describe(exc)
         print(f"respin: error: {message}", file=sys.stderr)
-        if debug:
-            _traceback()
-        return code
-    except Exception as exc:  # a bug: say so in one line, traceback on request
-        if _signalled:
-            raise
+    else:
         print(f"respin: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
               file=sys.stderr)
-        if debug:
-            _traceback()
-        return 1
+        code = 1
+    if debug:
+        _traceback()
+    return code
 
 
 if __name__ == "__main__":

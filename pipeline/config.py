@@ -119,7 +119,17 @@ def load(file: str | os.PathLike[str], overrides: Mapping[str, Any] | None = Non
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [pipeline] must be a table")
     settings = parse_options(Settings, {**table, **(overrides or {})}, f"{where} [pipeline]")
-    sections = [k for k in raw if k != "pipeline"]
+    order = _checked_order(settings, [k for k in raw if k != "pipeline"], where)
+    pipeline = PipelineFile(path, settings, tuple(_build_stage(name, raw, where) for name in order), raw)
+    if overrides and "workdir" in overrides:
+        _check_workdir(pipeline.workdir, "--workdir", UsageError)
+    else:
+        _check_workdir(pipeline.workdir, f"{where} [pipeline] workdir", ConfigError)
+    return pipeline
+
+
+def _checked_order(settings: Settings, sections: list[str], where: str) -> tuple[str, ...]:
+    """The stage order, refusing an empty one, a repeated stage and a table of no stage in it."""
     order = _stage_order(settings, sections, where)
     if not order:
         raise ConfigError(f"{where}: no stages: add stage tables or [pipeline] stages = [...]")
@@ -131,22 +141,19 @@ def load(file: str | os.PathLike[str], overrides: Mapping[str, Any] | None = Non
         if name not in order:
             raise ConfigError(f"{where}: [{name}] is not a stage of this pipeline "
                               f"(stages: {', '.join(order)})")
-    built: list[Stage[Any]] = []
-    for name in order:
-        try:
-            cls = registry.stage(name)
-        except Exception as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-        stage_table = raw.get(name, {})
-        if not isinstance(stage_table, dict):
-            raise ConfigError(f"{where}: [{name}] must be a table")
-        built.append(cls.from_table(stage_table, f"{where} [{name}]"))
-    pipeline = PipelineFile(path, settings, tuple(built), raw)
-    if overrides and "workdir" in overrides:
-        _check_workdir(pipeline.workdir, "--workdir", UsageError)
-    else:
-        _check_workdir(pipeline.workdir, f"{where} [pipeline] workdir", ConfigError)
-    return pipeline
+    return order
+
+
+def _build_stage(name: str, raw: Mapping[str, Any], where: str) -> Stage[Any]:
+    """The stage `name`, built from its table (an absent table is an empty one)."""
+    try:
+        cls = registry.stage(name)
+    except Exception as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    stage_table = raw.get(name, {})
+    if not isinstance(stage_table, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    return cls.from_table(stage_table, f"{where} [{name}]")
 
 
 def _check_workdir(workdir: Path, given: str, error: type[RespinError]) -> None:

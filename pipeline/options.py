@@ -52,54 +52,65 @@ def _plural(tp: Any) -> str:
 
 def coerce(tp: Any, value: Any, where: str) -> Any:
     """Check `value` against the annotation `tp`, converting lists to tuples."""
-    origin = get_origin(tp)
     if tp is Any:
         return value
+    origin = get_origin(tp)
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in get_args(tp):
-            return None
-        for alt in get_args(tp):
-            if alt is type(None):
-                continue
-            try:
-                return coerce(alt, value, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: expected {_typename(tp)}, got {value!r}")
+        return _union(tp, value, where)
     if origin is Literal:
         if value in get_args(tp):
             return value
-        raise ConfigError(f"{where}: expected {_typename(tp)}, got {value!r}")
-    if origin in (list, tuple):
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected {_typename(tp)}, got {value!r}")
-        inner = get_args(tp)[0] if get_args(tp) else Any
-        return tuple(coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (dict, Mapping, typing.Mapping) or tp is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
-        args = get_args(tp)
-        vt = args[1] if len(args) == 2 else Any
-        return {str(k): coerce(vt, v, f"{where}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+    elif origin in (list, tuple):
+        return _sequence(tp, value, where)
+    elif origin in (dict, Mapping, typing.Mapping) or tp is dict:
+        return _table(tp, value, where)
+    elif dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a table, got {value!r}")
         return parse_options(tp, value, where)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif isinstance(tp, type) and isinstance(value, tp):
-        return value
+    elif _is_scalar(tp, value):
+        return float(value) if tp is float else value
     raise ConfigError(f"{where}: expected {_typename(tp)}, got {value!r}")
+
+
+def _union(tp: Any, value: Any, where: str) -> Any:
+    """The first alternative of `tp` that `value` fits (None only where None is one)."""
+    if value is None and type(None) in get_args(tp):
+        return None
+    for alt in get_args(tp):
+        if alt is type(None):
+            continue
+        try:
+            return coerce(alt, value, where)
+        except ConfigError:
+            continue
+    raise ConfigError(f"{where}: expected {_typename(tp)}, got {value!r}")
+
+
+def _sequence(tp: Any, value: Any, where: str) -> tuple[Any, ...]:
+    """A TOML array as a tuple, each item checked (a string is not an array of characters)."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected {_typename(tp)}, got {value!r}")
+    inner = get_args(tp)[0] if get_args(tp) else Any
+    return tuple(coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _table(tp: Any, value: Any, where: str) -> dict[str, Any]:
+    """A TOML table as a dict with string keys, each value checked."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {value!r}")
+    args = get_args(tp)
+    vt = args[1] if len(args) == 2 else Any
+    return {str(k): coerce(vt, v, f"{where}.{k}") for k, v in value.items()}
+
+
+def _is_scalar(tp: Any, value: Any) -> bool:
+    """Whether `value` is the scalar `tp` asks for (TOML's true is not an integer)."""
+    if isinstance(value, bool):
+        return tp is bool
+    if tp is float:
+        return isinstance(value, (int, float))
+    return isinstance(tp, type) and isinstance(value, tp)
 
 
 def parse_options(cls: type[T], table: Mapping[str, Any], where: str) -> T:

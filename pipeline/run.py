@@ -127,21 +127,29 @@ def run(
             err = err_fh.read().decode(errors="replace")
     result = subprocess.CompletedProcess(args, returncode, out, err)
     if check and returncode != 0:
-        tail = _tail(err or out)
-        last = tail.splitlines()[-1].strip() if tail else ""
-        if summarize is not None:
-            last = summarize(err or out) or last
-        full = [ln.strip() for ln in (err or out).splitlines() if "No space left on device" in ln]
-        if full:
-            last = full[-1]  # a full disk explains the rest of the output
-        msg = f"{what or args[0]} failed with exit status {returncode}"
-        if last:
-            msg += f": {last}"
-        if log_file is not None:
-            msg += f" (full log: {log_file})"
-        where = f"cd {shlex.quote(str(cwd))} && " if cwd else ""
-        raise CommandError(msg, hint=f"{tail}\nto reproduce: {where}{pretty}")
+        raise _failure(result, what=what, cwd=cwd, log_file=log_file, summarize=summarize)
     return result
+
+
+def _failure(result: subprocess.CompletedProcess[str], *, what: str | None, cwd: Path | None,
+             log_file: Path | None, summarize: Callable[[str], str] | None) -> CommandError:
+    """The one-line error of a failed command: the line that says why, the full log's place;
+    the output's tail and a line to paste into a shell go in the hint."""
+    output = result.stderr or result.stdout
+    tail = _tail(output)
+    last = tail.splitlines()[-1].strip() if tail else ""
+    if summarize is not None:
+        last = summarize(output) or last
+    full = [ln.strip() for ln in output.splitlines() if "No space left on device" in ln]
+    if full:
+        last = full[-1]  # a full disk explains the rest of the output
+    msg = f"{what or result.args[0]} failed with exit status {result.returncode}"
+    if last:
+        msg += f": {last}"
+    if log_file is not None:
+        msg += f" (full log: {log_file})"
+    where = f"cd {shlex.quote(str(cwd))} && " if cwd else ""
+    return CommandError(msg, hint=f"{tail}\nto reproduce: {where}{shlex.join(result.args)}")
 
 
 def end_orphans(owner_prefix: str) -> int:

@@ -96,6 +96,33 @@ def _recorded_date(state: dict[str, Any] | None, name: str, dates: dict[str, int
 
 
 @dataclass
+class _Run:
+    """What one run has so far: each stage's record, outputs, tools and published times."""
+
+    records: list[StageRecord]
+    selected: list[str]
+    produced: dict[str, list[Artifact]] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    dates: dict[str, int] = field(default_factory=dict)
+
+    def reuse(self, name: str, state: dict[str, Any]) -> list[Artifact]:
+        """Take an up-to-date stage's outputs, tools and time from its state."""
+        self.produced[name] = [Artifact.from_json(a) for a in state["artifacts"]]
+        self.tools.update(state.get("tools", {}))
+        _recorded_date(state, name, self.dates)
+        return self.produced[name]
+
+    def failed(self, name: str) -> None:
+        """Mark `name` failed and the selected stages after it not reached."""
+        names = [r.name for r in self.records]
+        for record in self.records[names.index(name):]:
+            if record.name == name:
+                record.status = "failed"
+            elif record.name in self.selected:
+                record.status = "not reached"
+
+
+@dataclass
 class StageRecord:
     """What the manifest says of one stage in this run."""
 
@@ -324,85 +351,80 @@ class Runner:
                 self._save_hashes()
 
     def _run(self, selected: list[str], force: bool) -> RunResult:
-        records = [StageRecord(name) for name in self.names]
-        produced: dict[str, list[Artifact]] = {}
-        tools: dict[str, str] = {}
-        dates: dict[str, int] = {}
+        run = _Run(records=[StageRecord(name) for name in self.names], selected=selected)
         prev = ""
-        total = len(selected)
         index = 0
         last = self.names.index(selected[-1])
-        for position, (stage, record) in enumerate(zip(self.pipeline.stages, records, strict=True)):
-            if position > last:
-                break  # after the selection: neither run nor needed
+        for stage, record in zip(self.pipeline.stages[:last + 1], run.records, strict=False):
             state = self._load_state(stage.name)
-            ctx = self._context(stage, produced, tools, dates)
+            ctx = self._context(stage, run.produced, run.tools, run.dates)
             fp, parts = self._fingerprint(stage, ctx, prev)
             record.fingerprint = fp
             reason = self._why(state, fp, parts)
-            if stage.name not in selected:
-                if reason:
-                    raise UsageError(f"stage '{stage.name}' is not up to date ({reason}); "
-                                     "run it first or widen the selection")
+            if stage.name not in selected and reason:
+                raise UsageError(f"stage '{stage.name}' is not up to date ({reason}); "
+                                 "run it first or widen the selection")
+            index += stage.name in selected
+            label = f"[{index}/{len(selected)}] {stage.name}"
+            if stage.name in selected and (reason or force):
+                record.reason = reason or "forced"
+                artifacts = self._execute(stage, ctx, state, fp, parts, label, run)
+            else:
                 assert state is not None
-                produced[stage.name] = [Artifact.from_json(a) for a in state["artifacts"]]
-                tools.update(state.get("tools", {}))
-                _recorded_date(state, stage.name, dates)
-                record.status, record.reason = "up to date", "not selected"
-                prev = _chain(fp, produced[stage.name])
-                continue
-            index += 1
-            label = f"[{index}/{total}] {stage.name}"
-            if not reason and not force:
-                assert state is not None
-                produced[stage.name] = [Artifact.from_json(a) for a in state["artifacts"]]
-                tools.update(state.get("tools", {}))
-                _recorded_date(state, stage.name, dates)
-                record.status = "up to date"
-                self.progress.note(f"{label}: up to date")
-                prev = _chain(fp, produced[stage.name])
-                continue
-            record.reason = reason or "forced"
-            self.progress.start(f"{label}: running ({record.reason})")
-            started = time.monotonic()
-            try:
-                self._state_path(stage.name).unlink(missing_ok=True)
-                ctx.stagedir.mkdir(parents=True, exist_ok=True)
-                self._remove_temps(stage, ctx)
-                before = dict(tools)
-                dates.pop(stage.name, None)
-                artifacts = self._finish(stage.run(ctx), state)
-                stage_tools = {k: v for k, v in tools.items() if before.get(k) != v}
-                fsutil.atomic_write(self._state_path(stage.name), json.dumps({
-                    "fingerprint": fp, "parts": parts, "tools": stage_tools,
-                    "artifacts": [{**a.to_json(), "stat": _stat_sig(a.path)} for a in artifacts],
-                    **({"source_date": dates[stage.name]} if stage.name in dates else {}),
-                }, indent=1, sort_keys=True) + "\n")
-            except BaseException as exc:
-                record.seconds = time.monotonic() - started
-                record.status = "failed"
-                for later in records[position + 1:]:
-                    if later.name in selected:
-                        later.status = "not reached"
-                self.progress.done(f"{label}: failed after {record.seconds:.1f}s")
-                error = _stage_error(stage.name, exc, self.workdir)
-                # What the stage had half built goes (after the free-space check above).
-                self._remove_temps(stage, ctx)
-                message, code = describe(error or exc)
-                self._write_manifest(records, produced, tools, dates,
-                                     {"stage": stage.name, "message": message, "exit_code": code})
-                if error is not None:
-                    raise error from exc
-                raise
-            record.seconds = time.monotonic() - started
-            record.status = "ran"
-            produced[stage.name] = artifacts
+                artifacts = run.reuse(stage.name, state)
+                record.status, record.reason = "up to date", "" if stage.name in selected else "not selected"
+                if stage.name in selected:
+                    self.progress.note(f"{label}: up to date")
             prev = _chain(fp, artifacts)
-            self.progress.done(f"{label}: done in {record.seconds:.1f}s")
-        if not any(r.status == "ran" for r in records):
+        if not any(r.status == "ran" for r in run.records):
             self.progress.note("nothing to do: every selected stage is up to date")
-        manifest = self._write_manifest(records, produced, tools, dates)
-        return RunResult(records, manifest)
+        manifest = self._write_manifest(run.records, run.produced, run.tools, run.dates)
+        return RunResult(run.records, manifest)
+
+    def _execute(self, stage: Stage[Any], ctx: Context, state: dict[str, Any] | None, fp: str,
+                 parts: dict[str, str], label: str, run: _Run) -> list[Artifact]:
+        """Run one stage and record its state; on failure, clean up, write the failed run's
+        manifest and raise what the stage's failure is reported as."""
+        record = next(r for r in run.records if r.name == stage.name)
+        self.progress.start(f"{label}: running ({record.reason})")
+        started = time.monotonic()
+        try:
+            artifacts = self._run_stage(stage, ctx, state, fp, parts, run)
+        except BaseException as exc:
+            record.seconds = time.monotonic() - started
+            run.failed(stage.name)
+            self.progress.done(f"{label}: failed after {record.seconds:.1f}s")
+            error = _stage_error(stage.name, exc, self.workdir)
+            # What the stage had half built goes (after the free-space check above).
+            self._remove_temps(stage, ctx)
+            message, code = describe(error or exc)
+            self._write_manifest(run.records, run.produced, run.tools, run.dates,
+                                 {"stage": stage.name, "message": message, "exit_code": code})
+            if error is not None:
+                raise error from exc
+            raise
+        record.seconds = time.monotonic() - started
+        record.status = "ran"
+        run.produced[stage.name] = artifacts
+        self.progress.done(f"{label}: done in {record.seconds:.1f}s")
+        return artifacts
+
+    def _run_stage(self, stage: Stage[Any], ctx: Context, state: dict[str, Any] | None, fp: str,
+                   parts: dict[str, str], run: _Run) -> list[Artifact]:
+        """The stage's run in a clean stage dir, then its state file (only after it succeeded)."""
+        self._state_path(stage.name).unlink(missing_ok=True)
+        ctx.stagedir.mkdir(parents=True, exist_ok=True)
+        self._remove_temps(stage, ctx)
+        before = dict(run.tools)
+        run.dates.pop(stage.name, None)
+        artifacts = self._finish(stage.run(ctx), state)
+        stage_tools = {k: v for k, v in run.tools.items() if before.get(k) != v}
+        fsutil.atomic_write(self._state_path(stage.name), json.dumps({
+            "fingerprint": fp, "parts": parts, "tools": stage_tools,
+            "artifacts": [{**a.to_json(), "stat": _stat_sig(a.path)} for a in artifacts],
+            **({"source_date": run.dates[stage.name]} if stage.name in run.dates else {}),
+        }, indent=1, sort_keys=True) + "\n")
+        return artifacts
 
     def _remove_temps(self, stage: Stage[Any], ctx: Context) -> None:
         """Temp files and dirs of a stage that was interrupted or failed: in its own dir, in
