@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,6 +140,22 @@ def walk(top: Path) -> Iterator[Path]:
         dirnames.sort()
         for name in sorted(dirnames + filenames):
             yield Path(dirpath) / name
+
+
+def tree(top: Path) -> dict[str, tuple[str, str]]:
+    """Everything under `top`: relative path -> (type and permission bits, content digest or
+    link target). The one walk behind content hashes (the runner's) and comparisons (repro's)."""
+    out: dict[str, tuple[str, str]] = {}
+    for path in walk(top):
+        rel = path.relative_to(top).as_posix()
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            out[rel] = ("link", os.readlink(path))
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = (f"dir {oct(st.st_mode & 0o7777)}", "")
+        else:
+            out[rel] = (f"file {oct(st.st_mode & 0o7777)}", sha256_file(path))
+    return out
 
 
 def remove_stale_temps(directory: Path) -> None:

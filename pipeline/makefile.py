@@ -11,14 +11,13 @@ pipeline form a chain, so `make -j` cannot run two of them at once, and
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from pathlib import Path
 
 from respin.pipeline.config import PipelineFile
 from respin.pipeline.errors import RespinError, UsageError
-from respin.pipeline.stage import Context
+from respin.pipeline.runner import Runner
 
 STAMPS = "stamps"
 _UNSAFE = re.compile(r"[\s:#;=%*?\[\]\\\"']")
@@ -36,13 +35,11 @@ def _make_path(path: Path, base: Path) -> str:
 
 def stage_inputs(pipeline: PipelineFile) -> dict[str, list[Path]]:
     """Each stage's inputs outside the work dir, as far as they are known before a run."""
+    runner = Runner(pipeline)
     out: dict[str, list[Path]] = {}
     for stage in pipeline.stages:
-        ctx = Context(workdir=pipeline.workdir, source=pipeline.path, settings=pipeline.settings_json(),
-                      stagedir=pipeline.workdir / "stages" / stage.name,
-                      log=logging.getLogger(f"respin.{stage.name}"), stage=stage.name)
         try:
-            paths = list(stage.inputs(ctx))
+            paths = list(stage.inputs(runner.context(stage)))
         except RespinError:
             paths = []  # inputs that depend on an earlier stage's outputs: respin tracks those
         out[stage.name] = [p for p in paths if not p.is_relative_to(pipeline.workdir)]

@@ -60,24 +60,6 @@ class ReproReport:
                 "compared": self.compared, "differences": [d.to_json() for d in self.differences]}
 
 
-def _tree(path: Path) -> dict[str, tuple[str, str]]:
-    """rel path -> (type and mode, content digest or link target) of everything under `path`."""
-    out: dict[str, tuple[str, str]] = {}
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            p = Path(root, name)
-            rel = str(p.relative_to(path))
-            st = p.lstat()
-            if p.is_symlink():
-                out[rel] = ("link", os.readlink(p))
-            elif p.is_dir():
-                out[rel] = (f"dir {oct(st.st_mode & 0o7777)}", "")
-            else:
-                out[rel] = (f"file {oct(st.st_mode & 0o7777)}", fsutil.sha256_file(p))
-    return out
-
-
 def _compare(a: Path, b: Path, stage: str, kind: str, rel: str) -> list[Difference]:
     if not b.exists() and not b.is_symlink():
         return [Difference(stage, kind, rel, "missing in the second run")]
@@ -90,7 +72,7 @@ def _compare(a: Path, b: Path, stage: str, kind: str, rel: str) -> list[Differen
         if (a.stat().st_mode & 0o7777) != (b.stat().st_mode & 0o7777):
             return [Difference(stage, kind, rel, "mode differs")]
         return []
-    ta, tb = _tree(a), _tree(b)
+    ta, tb = fsutil.tree(a), fsutil.tree(b)
     diffs = []
     for name in sorted(set(ta) | set(tb)):
         if name not in tb:

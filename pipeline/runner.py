@@ -75,17 +75,7 @@ def _stat_sig(path: Path) -> list[Any]:
 def _content_hash(path: Path) -> str:
     if not path.is_dir():
         return fsutil.sha256_file(path)
-    entries = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(root, name)
-            rel = str(p.relative_to(path))
-            if p.is_symlink():
-                entries.append((rel, "l", os.readlink(p)))
-            else:
-                entries.append((rel, oct(p.stat().st_mode & 0o7777), fsutil.sha256_file(p)))
-    return _digest(entries)
+    return _digest(sorted(fsutil.tree(path).items()))
 
 
 def _recorded_date(state: dict[str, Any] | None, name: str, dates: dict[str, int]) -> None:
@@ -184,14 +174,16 @@ class Runner:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def _context(self, stage: Stage[Any], produced: dict[str, list[Artifact]],
-                 tools: dict[str, str], dates: dict[str, int]) -> Context:
+    def context(self, stage: Stage[Any], produced: dict[str, list[Artifact]] | None = None,
+                tools: dict[str, str] | None = None, dates: dict[str, int] | None = None) -> Context:
+        """The context the runner hands `stage`: what earlier stages produced, the tools they
+        recorded and the times they published (each shared, as a run fills them in)."""
         return Context(workdir=self.workdir, source=self.pipeline.path,
                        settings=self.pipeline.settings_json(),
                        stagedir=self.workdir / "stages" / stage.name,
                        log=logging.getLogger(f"respin.{stage.name}"),
-                       produced=produced, tools=tools, dates=dates,
-                       stage=stage.name)
+                       produced={} if produced is None else produced, tools={} if tools is None else tools,
+                       dates={} if dates is None else dates, stage=stage.name)
 
     # --- planning ------------------------------------------------------------
 
@@ -269,7 +261,7 @@ class Runner:
         pending: str | None = None
         for stage in self.pipeline.stages:
             state = self._load_state(stage.name)
-            ctx = self._context(stage, produced, {}, dict(dates))
+            ctx = self.context(stage, produced, {}, dict(dates))
             inputs = stage.inputs(ctx)
             fp, parts = self._fingerprint(stage, ctx, prev, inputs)
             # A missing input outside the work dir (a package, an image) is what stops a run:
@@ -357,7 +349,7 @@ class Runner:
         last = self.names.index(selected[-1])
         for stage, record in zip(self.pipeline.stages[:last + 1], run.records, strict=False):
             state = self._load_state(stage.name)
-            ctx = self._context(stage, run.produced, run.tools, run.dates)
+            ctx = self.context(stage, run.produced, run.tools, run.dates)
             fp, parts = self._fingerprint(stage, ctx, prev)
             record.fingerprint = fp
             reason = self._why(state, fp, parts)

@@ -135,60 +135,11 @@ class ModifyStage(Stage["ModifyStage.Options"]):
             (tmp / RECORD_NAME).unlink(missing_ok=True)
             root = tmp / "main" if manifest else tmp
             for rel in self.options.remove:
-                comps = _checked_rel(rel, f"[{self.name}] remove")
-                target = _safe_parent(root, comps, f"[{self.name}] remove", create=False) / comps[-1]
-                recorded = manifest is not None and "/".join(comps) in manifest.records("main")
-                if not (target.exists() or target.is_symlink()) and not recorded:
-                    raise ConfigError(f"[{self.name}] remove: '{rel}' is not in the tree")
-                if target.exists() or target.is_symlink():
-                    _remove(target)
-                if manifest:
-                    manifest.forget("main", "/".join(comps))
+                self._remove_one(root, rel, manifest)
             for dest, src in sorted(self.options.add.items()):
-                # "@kind" and "dest/" mean "into this directory" ("/" is the tree's root, for
-                # artifacts laid out like an image root): artifact directories are merged into
-                # it, files land in it under their own names.
-                into = (src.startswith("@") and "/" not in src) or dest.endswith("/")
-                comps = _checked_rel(dest, f"[{self.name}] add", allow_root=into)
-                parent = _safe_parent(root, comps, f"[{self.name}] add", create=True)
-                sources = self._sources(ctx, dest, src)
-                target = parent / comps[-1] if comps else root
-                forget = [comps]
-                if into:
-                    replaced = target.is_symlink() or (target.exists() and not target.is_dir())
-                    if replaced:
-                        _remove(target)
-                    target.mkdir(mode=0o755, exist_ok=True)
-                    copied: list[str] = []
-                    for s in sources:
-                        if s.is_dir() and not s.is_symlink():
-                            _copy_in(s, target, root)
-                            copied += [str(p.relative_to(s)) for p in fsutil.walk(s)
-                                       if p.is_symlink() or not p.is_dir()]
-                        else:
-                            _copy_in(s, target / s.name)
-                            copied.append(s.name)
-                    # A merge keeps the rest of the directory, and the records of the rest.
-                    if not replaced:
-                        forget = [comps + rel.split("/") for rel in copied]
-                else:
-                    _copy_in(sources[0], target)
-                if manifest:
-                    for path in forget:
-                        manifest.forget("main", "/".join(path))
+                self._add_one(ctx, root, dest, src, manifest)
             for dest, mode in sorted(self.options.modes.items()):
-                comps = _checked_rel(dest, f"[{self.name}] modes")
-                target = _safe_parent(root, comps, f"[{self.name}] modes", create=False) / comps[-1]
-                try:
-                    bits = int(mode, 8)
-                except ValueError:
-                    raise ConfigError(f"[{self.name}] modes.{dest}: '{mode}' is not an octal mode") from None
-                if target.is_symlink() or not target.exists():
-                    raise ConfigError(f"[{self.name}] modes: '{dest}' is not a file or directory in the tree")
-                os.chmod(target, bits & 0o777 | (stat.S_IRUSR | stat.S_IWUSR))
-                if manifest:
-                    # The manifest keeps the exact bits (the tree keeps owner read/write).
-                    manifest.records("main").setdefault("/".join(comps), Record()).mode = bits
+                self._set_mode(root, dest, mode, manifest)
             if manifest:
                 manifest.write(tmp / MANIFEST_NAME)
             fsutil.commit_dir(tmp, out)
@@ -196,3 +147,67 @@ class ModifyStage(Stage["ModifyStage.Options"]):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return [Artifact(out, "tree")]
+
+    def _remove_one(self, root: Path, rel: str, manifest: Manifest | None) -> None:
+        comps = _checked_rel(rel, f"[{self.name}] remove")
+        target = _safe_parent(root, comps, f"[{self.name}] remove", create=False) / comps[-1]
+        recorded = manifest is not None and "/".join(comps) in manifest.records("main")
+        if not (target.exists() or target.is_symlink()) and not recorded:
+            raise ConfigError(f"[{self.name}] remove: '{rel}' is not in the tree")
+        if target.exists() or target.is_symlink():
+            _remove(target)
+        if manifest:
+            manifest.forget("main", "/".join(comps))
+
+    def _add_one(self, ctx: Context, root: Path, dest: str, src: str, manifest: Manifest | None) -> None:
+        # "@kind" and "dest/" mean "into this directory" ("/" is the tree's root, for
+        # artifacts laid out like an image root): artifact directories are merged into
+        # it, files land in it under their own names.
+        into = (src.startswith("@") and "/" not in src) or dest.endswith("/")
+        comps = _checked_rel(dest, f"[{self.name}] add", allow_root=into)
+        parent = _safe_parent(root, comps, f"[{self.name}] add", create=True)
+        sources = self._sources(ctx, dest, src)
+        target = parent / comps[-1] if comps else root
+        if into:
+            stale = _merge_into(target, sources, root)
+            forget = [comps] if stale is None else [comps + rel.split("/") for rel in stale]
+        else:
+            _copy_in(sources[0], target)
+            forget = [comps]
+        if manifest:
+            for path in forget:
+                manifest.forget("main", "/".join(path))
+
+    def _set_mode(self, root: Path, dest: str, mode: str, manifest: Manifest | None) -> None:
+        comps = _checked_rel(dest, f"[{self.name}] modes")
+        target = _safe_parent(root, comps, f"[{self.name}] modes", create=False) / comps[-1]
+        try:
+            bits = int(mode, 8)
+        except ValueError:
+            raise ConfigError(f"[{self.name}] modes.{dest}: '{mode}' is not an octal mode") from None
+        if target.is_symlink() or not target.exists():
+            raise ConfigError(f"[{self.name}] modes: '{dest}' is not a file or directory in the tree")
+        os.chmod(target, bits & 0o777 | (stat.S_IRUSR | stat.S_IWUSR))
+        if manifest:
+            # The manifest keeps the exact bits (the tree keeps owner read/write).
+            manifest.records("main").setdefault("/".join(comps), Record()).mode = bits
+
+
+def _merge_into(target: Path, sources: list[Path], root: Path) -> list[str] | None:
+    """Copy `sources` into the directory `target` (made, or replacing a file there); the paths
+    written, relative to `target`, whose records are stale (None: all of `target`'s, as it
+    replaced a file)."""
+    replaced = target.is_symlink() or (target.exists() and not target.is_dir())
+    if replaced:
+        _remove(target)
+    target.mkdir(mode=0o755, exist_ok=True)
+    copied: list[str] = []
+    for s in sources:
+        if s.is_dir() and not s.is_symlink():
+            _copy_in(s, target, root)
+            copied += [str(p.relative_to(s)) for p in fsutil.walk(s) if p.is_symlink() or not p.is_dir()]
+        else:
+            _copy_in(s, target / s.name)
+            copied.append(s.name)
+    # A merge keeps the rest of the directory, and the records of the rest.
+    return None if replaced else copied

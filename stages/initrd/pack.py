@@ -10,7 +10,7 @@ from typing import Literal
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.initrd.lib.writer import pack, source_date_epoch
+from respin.stages.initrd.lib.writer import newc_epoch, pack
 
 Compression = Literal["gzip", "xz", "zstd", "lz4", "bzip2", "none"]
 
@@ -43,11 +43,11 @@ class PackStage(Stage["PackStage.Options"]):
         if not output.is_absolute():
             output = ctx.stagedir / output
         try:
-            epoch = source_date_epoch(self.options.source_date_epoch)
+            epoch = newc_epoch(self.options.source_date_epoch)
         except ConfigError as exc:  # say where the bad value is: this table, not the environment
             raise ConfigError(f"{ctx.source} [{self.name}] source_date_epoch: {exc}") from None
         if epoch is None:
-            epoch = source_date_epoch(ctx.source_date_epoch)
+            epoch = newc_epoch(ctx.source_date_epoch)
         result = pack(tree, output, compress=self.options.compress, level=self.options.level,
                       early=ctx.resolve(self.options.early) if self.options.early else None, epoch=epoch)
         for warning in result.warnings:

@@ -177,19 +177,7 @@ class ConfigStage(Stage["ConfigStage.Options"]):
         snap_path, snap = Snapshot.read(ctx)
         mechanism = choose_mechanism(self.options.mechanism, snap, where)
         names = sorted(p.name for p in snap_path.iterdir())
-        if self.options.files:
-            chosen = sorted({n for n in names for g in self.options.files if fnmatch.fnmatch(n, g)})
-            if not chosen:
-                raise ConfigError(f"{where} files: {list(self.options.files)} match none of "
-                                  f"{', '.join(names)}")
-        else:
-            arch = target_arch(ctx)
-            chosen, why = used_configs(names, arch, snap.macros)
-            if not chosen:
-                raise ConfigError(f"{where}: no kernel-*.config for target {arch} among "
-                                  f"{', '.join(names)}; set [pipeline] target or [config] files")
-            ctx.log.info("config: checking %s: %s (built or not, %%prep checks each)",
-                         ", ".join(chosen), why)
+        chosen = self._choose(ctx, names, snap, where)
         texts = {n: (snap_path / n).read_text() for n in chosen}
         current: dict[str, str | None] = {}
         for text in texts.values():
@@ -202,58 +190,82 @@ class ConfigStage(Stage["ConfigStage.Options"]):
         tmp = fsutil.fresh_dir(edited)
         for name in names:
             shutil.copy2(snap_path / name, tmp / name)
-        added: dict[str, str] = {}  # line -> why respin added it
-        verdicts: dict[str, str] = {}
-        with contextlib.ExitStack() as stack:
-            # Unpack prep's Kconfig archive only when kconfiglib will read it.
-            wants_kconfiglib = self.options.validate and self.options.validator != "oldconfig"
-            kdir = self._kconfig_dir(ctx, stack) if wants_kconfiglib else None
-            has_kconfig = kdir is not None and (kdir / "Kconfig").is_file()
-            validator = self.options.validator
-            if validator == "auto":
-                validator = "kconfiglib" if has_kconfig else "oldconfig"
-            if self.options.validate and validator == "kconfiglib" and not has_kconfig:
-                raise ConfigError(f"{where} validator: the prepared tree has no Kconfig for kconfiglib")
-            if self.options.validate and validator == "kconfiglib":
-                assert kdir is not None
-                try:
-                    reqs, added, verdicts = self._validate(ctx, kdir, tmp, texts, reqs, where)
-                except InputError as exc:
-                    if self.options.validator != "auto":
-                        raise
-                    # Kconfig syntax newer than kconfiglib (say 6.18's `transitional`): use the tree's own.
-                    ctx.log.warning("config: %s; checking with the tree's own oldconfig instead", exc)
-                    validator = "oldconfig"
-        if not self.options.allow_new and not (self.options.validate and validator == "kconfiglib"):
+        reqs, added, verdicts, validator = self._check(ctx, tmp, texts, reqs, where)
+        if not self.options.allow_new and validator != "kconfiglib":
             unknown = [r.name for r in reqs if r.name not in current]
             if unknown:
                 raise ConfigError(f"{where}: {unknown[0]} is not a symbol of {chosen[0]} (or any chosen "
                                   "config): unknown CONFIG symbol; set allow_new = true to add it")
-        if self.options.validate and validator == "oldconfig":
+        if validator == "oldconfig":
             verdicts = self._validate_with_make(ctx, Path(snap.tree), texts, reqs, where,
                                                 strict=self.options.validator == "oldconfig")
-        changed = []
-        for name in chosen:
-            new = kconfig.apply(texts[name], reqs)
-            if new != texts[name]:
-                changed.append(name)
-                fsutil.atomic_write(tmp / name, new)
-        if not changed:
-            raise ConfigError(f"{where}: nothing to change: every requested value is already in "
-                              f"{', '.join(chosen)}")
-        artifacts = []
-        if mechanism == "kernel-local":
-            artifacts.append(self._kernel_local(ctx, reqs, tmp))
+        changed = self._apply(texts, reqs, tmp, where)
+        artifacts = [self._kernel_local(ctx, reqs, tmp)] if mechanism == "kernel-local" else []
         fsutil.commit_dir(tmp, edited)
         ctx.log.info("config: %d symbol(s) in %s (mechanism: %s, %s)", len(reqs), ", ".join(changed),
                      mechanism, "configs are in the tree when patches apply" if mechanism == "patch"
                      else "configs are Sources merged with kernel-local after the patches")
         for line, why in added.items():
             ctx.log.info("config: resolve: added %s (%s)", line, why)
-        record = Edited(requests={r.name: r.value for r in reqs}, chosen=chosen, changed=changed,
-                        mechanism=mechanism, resolved=added, validation=verdicts,
-                        validator=validator if self.options.validate else "none")
+        record = Edited(requests={r.name: r.value for r in reqs}, chosen=list(texts), changed=changed,
+                        mechanism=mechanism, resolved=added, validation=verdicts, validator=validator)
         return [record.artifact(edited), *artifacts]
+
+    def _choose(self, ctx: Context, names: list[str], snap: Snapshot, where: str) -> list[str]:
+        """The configs to check and edit: those [config] files names, else those the build's
+        %prep keeps for the target (saying which and why)."""
+        if self.options.files:
+            chosen = sorted({n for n in names for g in self.options.files if fnmatch.fnmatch(n, g)})
+            if not chosen:
+                raise ConfigError(f"{where} files: {list(self.options.files)} match none of "
+                                  f"{', '.join(names)}")
+            return chosen
+        arch = target_arch(ctx)
+        chosen, why = used_configs(names, arch, snap.macros)
+        if not chosen:
+            raise ConfigError(f"{where}: no kernel-*.config for target {arch} among "
+                              f"{', '.join(names)}; set [pipeline] target or [config] files")
+        ctx.log.info("config: checking %s: %s (built or not, %%prep checks each)", ", ".join(chosen), why)
+        return chosen
+
+    def _check(self, ctx: Context, scratch: Path, texts: dict[str, str], reqs: list[kconfig.Request],
+               where: str) -> tuple[list[kconfig.Request], dict[str, str], dict[str, str], str]:
+        """Validate with kconfiglib on prep's Kconfig files where the validator chosen allows.
+        Returns the final requests, what resolve added (line -> why), the verdicts and the
+        validator: "kconfiglib" (done), "oldconfig" (the tree's own, still to run) or "none"."""
+        if not self.options.validate:
+            return reqs, {}, {}, "none"
+        validator = self.options.validator
+        if validator != "oldconfig":
+            with contextlib.ExitStack() as stack:
+                kdir = self._kconfig_dir(ctx, stack)
+                has_kconfig = kdir is not None and (kdir / "Kconfig").is_file()
+                if validator == "kconfiglib" and not has_kconfig:
+                    raise ConfigError(f"{where} validator: the prepared tree has no Kconfig for kconfiglib")
+                if has_kconfig:
+                    assert kdir is not None
+                    try:
+                        return (*self._validate(ctx, kdir, scratch, texts, reqs, where), "kconfiglib")
+                    except InputError as exc:
+                        if validator != "auto":
+                            raise
+                        # Kconfig syntax newer than kconfiglib (say 6.18's `transitional`).
+                        ctx.log.warning("config: %s; checking with the tree's own oldconfig instead", exc)
+        return reqs, {}, {}, "oldconfig"
+
+    @staticmethod
+    def _apply(texts: dict[str, str], reqs: list[kconfig.Request], tmp: Path, where: str) -> list[str]:
+        """Write each chosen config with the requests applied; the names of those that changed."""
+        changed = []
+        for name, text in texts.items():
+            new = kconfig.apply(text, reqs)
+            if new != text:
+                changed.append(name)
+                fsutil.atomic_write(tmp / name, new)
+        if not changed:
+            raise ConfigError(f"{where}: nothing to change: every requested value is already in "
+                              f"{', '.join(texts)}")
+        return changed
 
     def _validate(self, ctx: Context, tree: Path, scratch: Path, texts: dict[str, str],
                   reqs: list[kconfig.Request], where: str

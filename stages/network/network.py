@@ -113,6 +113,6 @@ class NetworkStage(Stage["NetworkStage.Options"]):
                            f"({opts.backend} files), rendered by respin.")
             rpm_path = build_rpm(files, opts.rpm, ctx.stagedir, description=description,
                                  epoch=ctx.source_date_epoch,
-                                 log_file=ctx.logdir / "network-rpm.log", run_cmd=ctx.run)
+                                 log_file=ctx.logdir / "network-rpm.log", run=ctx.run)
             out.append(Artifact(rpm_path, "rpm", meta={"files": paths}))
         return out

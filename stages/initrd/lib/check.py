@@ -161,9 +161,30 @@ def _mkrootdev(script: str) -> list[tuple[str | None, str | None]]:
     return found
 
 
+Source = tuple[str, str, str | None]  # where it is said, the root device, its fstype
+
+
 def _root_device(view: ImageTree, expected: str | None) -> list[Finding]:
     findings: list[Finding] = []
-    sources: list[tuple[str, str, str | None]] = []  # (where, device, fstype)
+    sources: list[Source] = []
+    for found in (_from_init_script(view), _from_cmdline(view), _from_fstab(view)):
+        findings += found[0]
+        sources += found[1]
+    findings += _disagreements(sources, expected)
+    devices = sorted({dev for _, dev, _ in sources})
+    if len(devices) == 1 and not any(f.level == "problem" for f in findings):
+        found_in = ", ".join(where for where, _, _ in sources)
+        findings.append(Finding("ok", f"root device {devices[0]} ({found_in})"))
+    elif not sources and not findings:
+        findings.append(Finding("note", "the image names no root device; the kernel command line "
+                                "must give root="))
+    return findings
+
+
+def _from_init_script(view: ImageTree) -> tuple[list[Finding], list[Source]]:
+    """What a nash /init (or /linuxrc) says with mkrootdev."""
+    findings: list[Finding] = []
+    sources: list[Source] = []
     init_path = "init" if "init" in view.kinds else ("linuxrc" if "linuxrc" in view.kinds else None)
     script = view.files.get(init_path or "", b"").decode(errors="replace")
     nash = script.startswith("#!") and "nash" in script.splitlines()[0]
@@ -178,8 +199,14 @@ def _root_device(view: ImageTree, expected: str | None) -> list[Finding]:
     if nash and re.search(r"^\s*mount\s+/sysroot", script, re.M) and not _mkrootdev(script):
         findings.append(Finding("problem", f"{init_path} mounts /sysroot but has no mkrootdev line: "
                                 "boot ends in 'mount: error mounting /dev/root on /sysroot'"))
-    cmdline_files = sorted(p for p in view.files if p.startswith("etc/cmdline"))
-    for path in cmdline_files:
+    return findings, sources
+
+
+def _from_cmdline(view: ImageTree) -> tuple[list[Finding], list[Source]]:
+    """What the image's etc/cmdline* files say with root=."""
+    findings: list[Finding] = []
+    sources: list[Source] = []
+    for path in sorted(p for p in view.files if p.startswith("etc/cmdline")):
         for word in view.files[path].decode(errors="replace").split():
             if word.startswith("root="):
                 value = word[len("root="):]
@@ -187,30 +214,33 @@ def _root_device(view: ImageTree, expected: str | None) -> list[Finding]:
                     findings.append(Finding("problem", f"{path}: empty root="))
                 else:
                     sources.append((f"{path} root=", value, None))
+    return findings, sources
+
+
+def _from_fstab(view: ImageTree) -> tuple[list[Finding], list[Source]]:
+    """What the image's etc/fstab says of / (or /sysroot)."""
     fstab = view.files.get("etc/fstab")
-    if fstab is not None:
-        for line in fstab.decode(errors="replace").splitlines():
-            fields = line.split("#", 1)[0].split()
-            if len(fields) >= 2 and fields[1] in ("/", "/sysroot"):
-                sources.append(("etc/fstab", fields[0], fields[2] if len(fields) > 2 else None))
-    devices = sorted({dev for _, dev, _ in sources})
-    if len(devices) > 1:
+    sources: list[Source] = []
+    for line in (fstab or b"").decode(errors="replace").splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and fields[1] in ("/", "/sysroot"):
+            sources.append(("etc/fstab", fields[0], fields[2] if len(fields) > 2 else None))
+    return [], sources
+
+
+def _disagreements(sources: list[Source], expected: str | None) -> list[Finding]:
+    """Where the places that name the root device (or its type) disagree, or differ from
+    the device expected."""
+    findings: list[Finding] = []
+    if len({dev for _, dev, _ in sources}) > 1:
         detail = "; ".join(f"{where} says {dev}" for where, dev, _ in sources)
         findings.append(Finding("problem", f"inconsistent root device: {detail}"))
-    fstypes = sorted({fs for _, _, fs in sources if fs and fs != "auto"})
-    if len(fstypes) > 1:
+    if len({fs for _, _, fs in sources if fs and fs != "auto"}) > 1:
         detail = "; ".join(f"{where} says {fs}" for where, _, fs in sources if fs)
         findings.append(Finding("problem", f"inconsistent root filesystem type: {detail}"))
     if expected is not None:
-        for where, dev, _ in sources:
-            if dev != expected:
-                findings.append(Finding("problem", f"{where} names root device {dev}, expected {expected}"))
-    if len(devices) == 1 and not any(f.level == "problem" for f in findings):
-        found_in = ", ".join(where for where, _, _ in sources)
-        findings.append(Finding("ok", f"root device {devices[0]} ({found_in})"))
-    elif not sources and not findings:
-        findings.append(Finding("note", "the image names no root device; the kernel command line "
-                                "must give root="))
+        findings += [Finding("problem", f"{where} names root device {dev}, expected {expected}")
+                     for where, dev, _ in sources if dev != expected]
     return findings
 
 

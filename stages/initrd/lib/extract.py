@@ -174,17 +174,35 @@ class TreeBuilder:
         if absolute:
             self.warn(f"entry '{os.fsdecode(h.name)}': leading '/' dropped")
         perms = stat.S_IMODE(h.mode)
-        kind = h.kind
         if not comps:
-            if kind != "dir":
-                raise Refused(f"is the root but a {kind}")
+            if h.kind != "dir":
+                raise Refused(f"is the root but a {h.kind}")
             self.records["."] = Record(mode=perms, uid=h.uid, gid=h.gid, mtime=h.mtime)
             self.dirs["."] = (perms, h.mtime)
             return
         path = "/".join(comps)
         pfd = self._parent_fd(comps)
         leaf = comps[-1]
-        self._clear(pfd, leaf, path, keep_dir=(kind == "dir"))
+        self._clear(pfd, leaf, path, keep_dir=(h.kind == "dir"))
+        rec = self._make(entry, reader, pfd, leaf, path, perms)
+        if rec is None:
+            # Device nodes and sockets live in the manifest only; pack puts them back.
+            self.records[path] = Record(kind=h.kind, mode=perms, uid=h.uid, gid=h.gid, mtime=h.mtime,
+                                        rdev=(h.rdevmajor, h.rdevminor) if h.kind in ("chr", "blk")
+                                        else None)
+            return
+        if self.privileged and (h.uid or h.gid):
+            self._own(h.kind, pfd, leaf, h.uid, h.gid, perms)
+            rec.uid = rec.gid = 0
+        if not rec.empty:
+            self.records[path] = rec
+
+    def _make(self, entry: Entry, reader: ImageReader, pfd: int, leaf: str, path: str,
+              perms: int) -> Record | None:
+        """Create the entry on disk (never with set-id bits unprivileged); the record of what
+        the disk does not keep, or None for an entry only the manifest holds."""
+        h = entry.header
+        kind = h.kind
         rec = Record(uid=h.uid, gid=h.gid)
         made = perms & ~_SPECIAL_BITS if not self.privileged else perms
         if kind == "dir":
@@ -193,12 +211,9 @@ class TreeBuilder:
             # Modes and mtimes of directories are applied last, so a read-only
             # directory does not block its own children.
             self.dirs[path] = (made | 0o700, h.mtime)
-            if made | 0o700 != perms:
-                rec.mode = perms
+            made |= 0o700
         elif kind == "file":
             made |= 0o600
-            if made != perms:
-                rec.mode = perms
             self._file(entry, reader, pfd, leaf, path, made)
         elif kind == "symlink":
             target = reader.read_all(newc.SYMLINK_MAX)
@@ -206,32 +221,30 @@ class TreeBuilder:
                 raise Refused("symlink target contains a NUL byte")
             os.symlink(target, leaf.encode("utf-8", "surrogateescape"), dir_fd=pfd)
             os.utime(leaf, (h.mtime, h.mtime), dir_fd=pfd, follow_symlinks=False)
+            return rec
         elif kind == "fifo":
             os.mkfifo(leaf, made, dir_fd=pfd)
             os.chmod(leaf, made, dir_fd=pfd)
             os.utime(leaf, (h.mtime, h.mtime), dir_fd=pfd, follow_symlinks=False)
-            if made != perms:
-                rec.mode = perms
         elif self.privileged and kind in ("chr", "blk"):
             fmt = stat.S_IFCHR if kind == "chr" else stat.S_IFBLK
             os.mknod(leaf, fmt | perms, os.makedev(h.rdevmajor, h.rdevminor), dir_fd=pfd)
             os.utime(leaf, (h.mtime, h.mtime), dir_fd=pfd, follow_symlinks=False)
+            return rec
         else:
-            # Device nodes and sockets live in the manifest only; pack puts them back.
-            rec = Record(kind=kind, mode=perms, uid=h.uid, gid=h.gid, mtime=h.mtime,
-                         rdev=(h.rdevmajor, h.rdevminor) if kind in ("chr", "blk") else None)
-            self.records[path] = rec
-            return
-        if self.privileged and (h.uid or h.gid):
-            os.chown(leaf, h.uid, h.gid, dir_fd=pfd, follow_symlinks=False)
-            rec.uid = rec.gid = 0
-            if kind != "dir":
-                # chown clears setuid bits; set them again.
-                with contextlib.suppress(NotImplementedError, OSError):
-                    if kind != "symlink":
-                        os.chmod(leaf, perms, dir_fd=pfd)
-        if not rec.empty:
-            self.records[path] = rec
+            return None
+        if made != perms:
+            rec.mode = perms
+        return rec
+
+    @staticmethod
+    def _own(kind: str, pfd: int, leaf: str, uid: int, gid: int, perms: int) -> None:
+        """Give the entry its owner (privileged extraction only)."""
+        os.chown(leaf, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        if kind not in ("dir", "symlink"):
+            # chown clears setuid bits; set them again.
+            with contextlib.suppress(NotImplementedError, OSError):
+                os.chmod(leaf, perms, dir_fd=pfd)
 
     def _file(self, entry: Entry, reader: ImageReader, pfd: int, leaf: str, path: str, mode: int) -> None:
         h = entry.header

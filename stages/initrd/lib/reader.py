@@ -220,35 +220,16 @@ class ImageReader:
     def _archive(self, s: Stream, part: Part, archive: int, base: int) -> Generator[Entry, None, int]:
         """One archive, up to and including its TRAILER!!!; returns the next archive number."""
         first = True
-        header_len = newc.HEADER_LEN
-        parse_fields, check_name, make_header = newc.parse_fields, newc.check_name, newc.make_header
-        name_max = newc.PATH_MAX + 1
         formats = part.formats
         while True:
             hoff = s.pos - base
-            raw = s.read(header_len)
-            if not raw and not first:
+            read = self._header(s, hoff, first)
+            if read is None:
                 self.warnings.append(f"{self.path}: part {part.index}: archive ends without TRAILER!!!")
                 break
-            try:
-                crc, values = parse_fields(raw)
-                namesize, filesize = values[11], values[6]
-                if namesize > name_max:
-                    raise HeaderError(f"namesize {namesize} is over PATH_MAX ({newc.PATH_MAX})")
-                if namesize < 2:
-                    raise HeaderError(f"namesize {namesize} leaves no room for a name and its NUL")
-                # The name and the padding after it in one read.
-                padded = namesize + (-(header_len + namesize) & 3)
-                name_raw = s.read(padded)
-                if len(name_raw) < namesize:
-                    raise HeaderError("truncated name")
-                name = check_name(name_raw[:namesize])
-                header = make_header(crc, values, name)
-            except HeaderError as exc:
-                raise self._error(f"entry at offset {hoff}: {exc}") from None
             first = False
-            if len(name_raw) < padded:
-                raise self._error(f"entry '{_label(name)}': truncated after its name")
+            header, crc = read
+            name, filesize = header.name, header.filesize
             if name == newc.TRAILER:
                 if filesize:
                     raise self._error(f"TRAILER!!! at offset {hoff} has {filesize} bytes of data")
@@ -264,33 +245,66 @@ class ImageReader:
             # Like the kernel and GNU cpio, only regular files carry a sum.
             self._crc = 0 if crc and kind == "file" else None
             yield entry
-            dpad = -filesize & 3
-            if self._crc is None:
-                # Whatever the consumer left unread, and the padding, skipped in one go.
-                want = self._left + dpad
-                if want:
-                    try:
-                        got = s.skip(want)
-                    except DataError as exc:
-                        raise self._error(str(exc)) from None
-                    if got < want:
-                        if got < self._left:
-                            self._left -= got
-                            self._take(self._left)  # raises: the data is truncated
-                        raise self._error(f"entry '{_label(name)}': truncated padding after its data")
-                self._left = 0
-            else:
-                # Whatever the consumer left unread is still summed, then checked.
-                while self._left > 0:
-                    self._take(self._left)
-                if self._crc != header.check:
-                    raise self._error(f"entry '{_label(name)}': crc sum {self._crc:08x} does not match "
-                                      f"the header's {header.check:08x}")
-                if len(s.read(dpad)) < dpad and filesize:
-                    raise self._error(f"entry '{_label(name)}': truncated padding after its data")
+            self._rest_of_entry(s, header)
             self._current = None
         part.archives += 1
         return archive + 1
+
+    def _header(self, s: Stream, hoff: int, first: bool) -> tuple[Header, bool] | None:
+        """The next entry's header and whether it is a crc one; None where the archive simply
+        ends (not at its first header)."""
+        header_len = newc.HEADER_LEN
+        raw = s.read(header_len)
+        if not raw and not first:
+            return None
+        try:
+            crc, values = newc.parse_fields(raw)
+            namesize = values[11]
+            if namesize > newc.PATH_MAX + 1:
+                raise HeaderError(f"namesize {namesize} is over PATH_MAX ({newc.PATH_MAX})")
+            if namesize < 2:
+                raise HeaderError(f"namesize {namesize} leaves no room for a name and its NUL")
+            # The name and the padding after it in one read.
+            padded = namesize + (-(header_len + namesize) & 3)
+            name_raw = s.read(padded)
+            if len(name_raw) < namesize:
+                raise HeaderError("truncated name")
+            name = newc.check_name(name_raw[:namesize])
+            header = newc.make_header(crc, values, name)
+        except HeaderError as exc:
+            raise self._error(f"entry at offset {hoff}: {exc}") from None
+        if len(name_raw) < padded:
+            raise self._error(f"entry '{_label(name)}': truncated after its name")
+        return header, bool(crc)
+
+    def _rest_of_entry(self, s: Stream, header: Header) -> None:
+        """Past what the consumer left unread of the entry's data, and its padding; a crc
+        entry's data is summed and checked on the way."""
+        filesize = header.filesize
+        dpad = -filesize & 3
+        if self._crc is None:
+            # Whatever the consumer left unread, and the padding, skipped in one go.
+            want = self._left + dpad
+            if want:
+                try:
+                    got = s.skip(want)
+                except DataError as exc:
+                    raise self._error(str(exc)) from None
+                if got < want:
+                    if got < self._left:
+                        self._left -= got
+                        self._take(self._left)  # raises: the data is truncated
+                    raise self._error(f"entry '{_label(header.name)}': truncated padding after its data")
+            self._left = 0
+            return
+        # Whatever the consumer left unread is still summed, then checked.
+        while self._left > 0:
+            self._take(self._left)
+        if self._crc != header.check:
+            raise self._error(f"entry '{_label(header.name)}': crc sum {self._crc:08x} does not match "
+                              f"the header's {header.check:08x}")
+        if len(s.read(dpad)) < dpad and filesize:
+            raise self._error(f"entry '{_label(header.name)}': truncated padding after its data")
 
     def _check_entry(self, h: Header, name: bytes) -> None:
         kind = h.kind

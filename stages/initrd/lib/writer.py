@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from respin.pipeline import fsutil
-from respin.pipeline.epoch import source_date_epoch as epoch_setting
+from respin.pipeline.epoch import source_date_epoch
 from respin.pipeline.errors import ConfigError, InputError, UsageError
 from respin.stages.initrd.lib import newc
 from respin.stages.initrd.lib.compress import (
@@ -66,9 +66,10 @@ class PackResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def source_date_epoch(value: str | int | None = None) -> int | None:
-    """SOURCE_DATE_EPOCH from `value` or the environment, checked to fit newc's mtime field."""
-    epoch = epoch_setting(value)
+def newc_epoch(value: str | int | None = None) -> int | None:
+    """SOURCE_DATE_EPOCH as respin reads it (`value`, else the environment: pipeline.epoch),
+    checked to fit newc's mtime field."""
+    epoch = source_date_epoch(value)
     if epoch is not None and epoch > 0xFFFFFFFF:
         raise ConfigError(f"SOURCE_DATE_EPOCH={epoch} is out of range for newc (0..2^32-1)")
     return epoch
@@ -100,11 +101,29 @@ def collect(root: Path, records: dict[str, Record], epoch: int | None,
 
     `first` (the "." entry) goes before everything else.
     """
+    items, groups, subdirs = _scan_items(root)
+    _add_recorded_only(root, items, records, warnings)
+    ordered = [items[k] for k in sorted(items)]
+    for item in ordered:
+        found = records.get(os.fsdecode(item.name))
+        if found is not None:
+            if found.mode is not None:
+                item.mode = stat.S_IFMT(item.mode) | found.mode
+            item.uid, item.gid = found.uid, found.gid
+        item.mtime = _clamp(item.mtime, epoch)
+        if stat.S_ISDIR(item.mode):
+            item.nlink = 2 + subdirs.get(item.name, 0)
+    if first is not None:
+        ordered.insert(0, first)
+    _number(ordered, groups)
+    return ordered
+
+
+def _scan_items(root: Path) -> tuple[dict[bytes, Item], dict[tuple[int, int], list[Item]], dict[bytes, int]]:
+    """Every path of the tree as an item; the hardlink groups; each directory's subdirectory count."""
     items: dict[bytes, Item] = {}
     groups: dict[tuple[int, int], list[Item]] = {}
     subdirs: dict[bytes, int] = {}
-    # What an entry the tree does not hold gets when the manifest has no time for it.
-    tree_mtime = _tree_mtime(root)
     for name, st in _scan(root):
         if len(name) + 1 > newc.PATH_MAX:
             raise InputError(f"{root}: '{os.fsdecode(name)}': name longer than PATH_MAX")
@@ -124,6 +143,14 @@ def collect(root: Path, records: dict[str, Record], epoch: int | None,
             parent = os.path.dirname(name)
             subdirs[parent] = subdirs.get(parent, 0) + 1
         items[name] = item
+    return items, groups, subdirs
+
+
+def _add_recorded_only(root: Path, items: dict[bytes, Item], records: dict[str, Record],
+                       warnings: list[str]) -> None:
+    """The entries only the manifest holds (device nodes, sockets), under a directory the tree has."""
+    # What such an entry gets when the manifest has no time for it.
+    tree_mtime = _tree_mtime(root)
     for path, rec in records.items():
         key = os.fsencode(path)
         if rec.kind in _KIND_FMT and key not in items:
@@ -134,18 +161,10 @@ def collect(root: Path, records: dict[str, Record], epoch: int | None,
             items[key] = Item(name=key, mode=_KIND_FMT[rec.kind] | (rec.mode or 0), has_data=False,
                               rdev=rec.rdev or (0, 0),
                               mtime=rec.mtime if rec.mtime is not None else tree_mtime)
-    ordered = [items[k] for k in sorted(items)]
-    for item in ordered:
-        found = records.get(os.fsdecode(item.name))
-        if found is not None:
-            if found.mode is not None:
-                item.mode = stat.S_IFMT(item.mode) | found.mode
-            item.uid, item.gid = found.uid, found.gid
-        item.mtime = _clamp(item.mtime, epoch)
-        if stat.S_ISDIR(item.mode):
-            item.nlink = 2 + subdirs.get(item.name, 0)
-    if first is not None:
-        ordered.insert(0, first)
+
+
+def _number(ordered: list[Item], groups: dict[tuple[int, int], list[Item]]) -> None:
+    """Inode numbers in order; the names of a hardlinked file share one, data on the last."""
     ino = 0
     for item in ordered:
         if item.ino:
@@ -160,7 +179,6 @@ def collect(root: Path, records: dict[str, Record], epoch: int | None,
                 other.has_data = False
             # Data on the last name, as GNU cpio and libarchive write hardlinks.
             members[-1].has_data = True
-    return ordered
 
 
 def _tree_mtime(root: Path) -> int:
@@ -309,7 +327,7 @@ def pack(tree: Path, output: Path, *, compress: str | None = None, level: int | 
         # What liblzma can write with; the image was read with it, so this only guards the record.
         dict_size = min(max(dict_size, 4 << 10), 1536 << 20)
     if epoch is None:
-        epoch = source_date_epoch()
+        epoch = newc_epoch()
     result = PackResult(output=Path(output), compression=compress,
                         level=DEFAULT_LEVEL[compress] if level is None else level, dict_size=dict_size,
                         kept=kept)

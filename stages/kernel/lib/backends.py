@@ -12,14 +12,14 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import CommandError, ConfigError, InputError, UsageError
-from respin.pipeline.run import clean_env
+from respin.pipeline.run import Runs, clean_env
 from respin.stages.kernel.lib.ccache import CompileCache, find_ccache, without_masquerade
 from respin.stages.kernel.lib.rpmpkg import (
     FIXED_TOPDIR,
@@ -49,7 +49,7 @@ class BuildRequest:
     defines: Mapping[str, str]
     epoch: int
     stagedir: Path
-    run: Callable[..., Any]
+    run: Runs  # ctx.run: the one way a stage runs a command
 
     @property
     def log_file(self) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from respin.pipeline.errors import InputError
-from respin.pipeline.run import run
+from respin.pipeline.run import run  # probes of the host only; a stage's commands go through ctx.run
 from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches
 
 

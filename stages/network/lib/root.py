@@ -21,7 +21,7 @@ import os
 import shutil
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
 from typing import Any, Literal
@@ -135,88 +135,111 @@ def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozen
     root = Path(root)
     _make_root(root)
     state = _load_state(root)
-    owned: Mapping[str, Mapping[str, Any]] = state["files"]
+    plan = _Plan(root, state["files"])
     was_merged = {str(p) for p in state["merged"]}
-
-    writes: dict[str, tuple[bytes, int]] = {}
-    removes: list[str] = []
-    conflicts: list[str] = []
-    new_owned: dict[str, dict[str, Any]] = {}
-    changes: list[Change] = []
-
     for raw_rel, (data, mode) in sorted(files.items()):
-        rel = check_relative(raw_rel)
-        _check_no_symlinks(root, rel)
-        target = root / rel
+        plan.stage(check_relative(raw_rel), data, mode, rel_merged=check_relative(raw_rel) in merged)
+    plan.drop_unrendered()
+    # A file respin merged into before but no longer does gets its block taken out.
+    for rel in sorted(was_merged - merged):
+        plan.unmerge(rel)
+    if plan.conflicts and not force:
+        more = f" (and {len(plan.conflicts) - 1} more)" if len(plan.conflicts) > 1 else ""
+        raise InputError(f"{plan.conflicts[0]}; refusing to overwrite it ({replace_hint}){more}")
+    if plan.writes or plan.removes:
+        # Record first what may be found mid-way, so a crash leaves files respin still owns.
+        _write_state(root, plan.journal(), sorted(merged | was_merged))
+    plan.apply()
+    _write_state(root, plan.new_owned, sorted(merged))
+    return sorted(plan.changes, key=lambda c: c.path)
+
+
+@dataclass
+class _Plan:
+    """What staging will do to an image root: writes, removals, and the files it refuses
+    to replace; `new_owned` is the state respin records once it is done."""
+
+    root: Path
+    owned: Mapping[str, Mapping[str, Any]]
+    writes: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    removes: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    new_owned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+
+    def stage(self, rel: str, data: bytes, mode: int, *, rel_merged: bool) -> None:
+        """Plan one rendered file: unchanged, written, or a conflict with what is there."""
+        _check_no_symlinks(self.root, rel)
+        target = self.root / rel
         if target.is_dir() and not target.is_symlink():
             raise InputError(f"{target}: is a directory; cannot stage a file there")
         current = _read(target)
-        if rel in merged:
+        if rel_merged:
             if current is not None and current[1] >= 0:
                 mode = current[1]  # an edit keeps the image's own mode
         else:
-            new_owned[rel] = {"sha256": _digest(data), "mode": f"{mode:04o}"}
+            self.new_owned[rel] = {"sha256": _digest(data), "mode": f"{mode:04o}"}
         if current == (data, mode):
-            changes.append(Change(rel, "unchanged"))
-            continue
-        if current is not None and rel not in merged:
-            ours = _digest(current[0]) in _accepted(owned.get(rel)) and current[1] >= 0
-            if not ours:
-                why = ("was changed since respin wrote it" if rel in owned
-                       else "exists and was not written by respin")
-                conflicts.append(f"{target}: {why}")
-        writes[rel] = (data, mode)
-        changes.append(Change(rel, "write"))
+            self.changes.append(Change(rel, "unchanged"))
+            return
+        if current is not None and not rel_merged and not self._ours(rel, current):
+            why = ("was changed since respin wrote it" if rel in self.owned
+                   else "exists and was not written by respin")
+            self.conflicts.append(f"{target}: {why}")
+        self.writes[rel] = (data, mode)
+        self.changes.append(Change(rel, "write"))
 
-    for rel in sorted(set(owned) - set(new_owned)):
-        _check_no_symlinks(root, rel)
-        current = _read(root / rel)
-        if current is None:
-            continue
-        if _digest(current[0]) not in _accepted(owned[rel]) or current[1] < 0:
-            conflicts.append(f"{root / rel}: was changed since respin wrote it, and is no longer rendered")
-        removes.append(rel)
-        changes.append(Change(rel, "remove"))
+    def drop_unrendered(self) -> None:
+        """Plan the removal of files respin wrote before and renders no more."""
+        for rel in sorted(set(self.owned) - set(self.new_owned)):
+            _check_no_symlinks(self.root, rel)
+            current = _read(self.root / rel)
+            if current is None:
+                continue
+            if not self._ours(rel, current):
+                self.conflicts.append(f"{self.root / rel}: was changed since respin wrote it, "
+                                      "and is no longer rendered")
+            self.removes.append(rel)
+            self.changes.append(Change(rel, "remove"))
 
-    # A file respin merged into before but no longer does gets its block taken out.
-    for rel in sorted(was_merged - merged):
-        current = _read(root / rel)
+    def unmerge(self, rel: str) -> None:
+        """Plan taking respin's block out of a file it merged into before."""
+        current = _read(self.root / rel)
         if current is None or current[1] < 0:
-            continue
+            return
         stripped = rt_tables.strip_block(current[0].decode(errors="surrogateescape"))
         data = stripped.encode(errors="surrogateescape")
         if data != current[0]:
-            writes[rel] = (data, current[1])
-            changes.append(Change(rel, "write"))
+            self.writes[rel] = (data, current[1])
+            self.changes.append(Change(rel, "write"))
 
-    if conflicts and not force:
-        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
-        raise InputError(f"{conflicts[0]}; refusing to overwrite it ({replace_hint}){more}")
-
-    if writes or removes:
-        # Record first what may be found mid-way, so a crash leaves files respin still owns.
-        pending: dict[str, Any] = {rel: dict(owned[rel]) for rel in removes}
-        for rel, entry in new_owned.items():
+    def journal(self) -> dict[str, Any]:
+        """The state to record before any write: every file respin may leave half done owned,
+        with what was there before accepted as its own."""
+        pending: dict[str, Any] = {rel: dict(self.owned[rel]) for rel in self.removes}
+        for rel, entry in self.new_owned.items():
             entry = dict(entry)
-            current = _read(root / rel)
+            current = _read(self.root / rel)
             if current is not None and current[1] >= 0 and _digest(current[0]) != entry["sha256"]:
                 entry["pending"] = [_digest(current[0])]
             pending[rel] = entry
-        _write_state(root, pending, sorted(merged | was_merged))
+        return pending
 
-    for rel, (data, mode) in sorted(writes.items()):
-        target = root / rel
-        if target.is_symlink() or (target.exists() and not target.is_file()):
-            # Only reached with force: replace the link or node itself, never its target.
-            target.unlink()
-        fsutil.atomic_write(target, data, mode)
-        log.debug("wrote %s", target)
-    for rel in removes:
-        (root / rel).unlink()
-        log.debug("removed %s", root / rel)
+    def apply(self) -> None:
+        for rel, (data, mode) in sorted(self.writes.items()):
+            target = self.root / rel
+            if target.is_symlink() or (target.exists() and not target.is_file()):
+                # Only reached with force: replace the link or node itself, never its target.
+                target.unlink()
+            fsutil.atomic_write(target, data, mode)
+            log.debug("wrote %s", target)
+        for rel in self.removes:
+            (self.root / rel).unlink()
+            log.debug("removed %s", self.root / rel)
 
-    _write_state(root, new_owned, sorted(merged))
-    return sorted(changes, key=lambda c: c.path)
+    def _ours(self, rel: str, current: tuple[bytes, int]) -> bool:
+        """Whether the file at `rel` is as respin wrote it (a mode < 0 marks a special file)."""
+        return _digest(current[0]) in _accepted(self.owned.get(rel)) and current[1] >= 0
 
 
 def read_merge_base(root: Path) -> tuple[str | None, str]:

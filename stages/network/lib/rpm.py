@@ -13,15 +13,14 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from respin.pipeline import fsutil
-from respin.pipeline.epoch import source_date_epoch as epoch_setting
+from respin.pipeline.epoch import source_date_epoch
 from respin.pipeline.errors import CommandError, ConfigError
-from respin.pipeline.run import run
+from respin.pipeline.run import Runs
+from respin.pipeline.run import run as default_run
 from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches
 from respin.stages.network.lib.files import Files, check_relative
 from respin.stages.network.lib.root import write_tree
@@ -95,19 +94,18 @@ def spec_text(opts: RpmOptions, files: Files, description: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def source_date_epoch(configured: int | None = None) -> int:
-    """The pipeline's value, else $SOURCE_DATE_EPOCH, else a fixed default."""
-    if configured is not None:
-        return configured
-    epoch = epoch_setting()
+def build_time(configured: int | None = None) -> int:
+    """The time the RPM carries: the run's SOURCE_DATE_EPOCH (the stage's, else the environment
+    as pipeline.epoch reads it), else a fixed one: the files have no input to date them by."""
+    epoch = configured if configured is not None else source_date_epoch()
     return DEFAULT_SOURCE_DATE_EPOCH if epoch is None else epoch
 
 
 def build_rpm(files: Files, opts: RpmOptions, dest_dir: Path, *, description: str,
               epoch: int | None = None, log_file: Path | None = None,
-              run_cmd: Callable[..., Any] = run) -> Path:
+              run: Runs = default_run) -> Path:
     """Build the noarch RPM holding `files` and put it in `dest_dir`; return its path."""
-    sde = source_date_epoch(epoch)
+    sde = build_time(epoch)
     with tempfile.TemporaryDirectory(prefix="respin-netrpm-") as tmp:
         topdir = Path(tmp)
         write_tree(files, topdir / "SOURCES" / "root")
@@ -124,7 +122,7 @@ def build_rpm(files: Files, opts: RpmOptions, dest_dir: Path, *, description: st
             "__os_install_post": "%{nil}",
         }
         argv = ["rpmbuild", "-bb", "--quiet", *build_switches(None, (), (), defines), str(spec)]
-        run_cmd(argv, env={"SOURCE_DATE_EPOCH": str(sde), "HOME": str(topdir)}, log_file=log_file,
+        run(argv, env={"SOURCE_DATE_EPOCH": str(sde), "HOME": str(topdir)}, log_file=log_file,
             what=f"rpmbuild of {opts.filename}")
         built = topdir / "RPMS" / "noarch" / opts.filename
         if not built.is_file():
