@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 from respin.pipeline.errors import UsageError
 from respin.pipeline.options import parse_options
@@ -142,6 +142,35 @@ class Context:
     def record_tool(self, name: str, version: str) -> None:
         """Note a tool version for the manifest."""
         self.tools[name] = version
+
+
+class Handoff:
+    """A record a stage publishes for later ones, carried as an artifact's meta (JSON in the
+    stage's state). A domain subclasses it as a frozen dataclass with a `kind`: the
+    publishing stage builds it (`Record(...).artifact(path)`), a later stage reads it
+    back typed (`Record.read(ctx)`), so mypy sees a hand-off that no longer fits."""
+
+    kind: ClassVar[str]
+
+    def artifact(self, path: Path, kind: str | None = None) -> Artifact:
+        """An artifact carrying this record: of this record's kind unless `kind` says otherwise
+        (two outputs of one stage may carry one record)."""
+        return Artifact(path, kind or self.kind, meta=dataclasses.asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def of(cls, art: Artifact) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        try:
+            return cls(**{k: v for k, v in art.meta.items() if k in names})
+        except TypeError as exc:  # a state written by a stage version that published less
+            raise UsageError(f"{art.path}: its '{art.kind}' record lacks what this respin needs "
+                             f"({exc}); rerun with --force") from None
+
+    @classmethod
+    def read(cls, ctx: Context) -> tuple[Path, Self]:
+        """The one artifact of this kind an earlier stage published, and what it carries."""
+        art = ctx.artifact(cls.kind)
+        return art.path, cls.of(art)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.initrd.kinds import INITRD, Extracted
 from respin.stages.initrd.lib.extract import extract
 from respin.stages.initrd.lib.reader import parse_size
 
@@ -32,7 +33,7 @@ class ExtractStage(Stage["ExtractStage.Options"]):
     def _image(self, ctx: Context) -> Path:
         if self.options.image is not None:
             return ctx.resolve(self.options.image)
-        return ctx.artifact("initrd").path
+        return ctx.artifact(INITRD).path
 
     def inputs(self, ctx: Context) -> Sequence[Path]:
         return [ctx.resolve(self.options.image)] if self.options.image is not None else []
@@ -47,5 +48,4 @@ class ExtractStage(Stage["ExtractStage.Options"]):
         for warning in result.warnings:
             ctx.log.warning("%s", warning)
         ctx.log.info("extracted %d entries from %d part(s)", result.entries, len(result.parts))
-        return [Artifact(out, "tree", meta={"entries": result.entries, "parts": len(result.parts),
-                                            "trees": result.trees})]
+        return [Extracted(entries=result.entries, parts=len(result.parts), trees=result.trees).artifact(out)]

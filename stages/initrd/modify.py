@@ -16,6 +16,7 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.initrd.kinds import TREE
 from respin.stages.initrd.lib.extract import RECORD_NAME, Refused, split_name
 from respin.stages.initrd.lib.manifest import MANIFEST_NAME, Manifest, Record
 
@@ -124,7 +125,7 @@ class ModifyStage(Stage["ModifyStage.Options"]):
         return found
 
     def run(self, ctx: Context) -> list[Artifact]:
-        source = ctx.artifact("tree").path
+        source = ctx.artifact(TREE).path
         out = ctx.stagedir / "tree"
         manifest_path = source / MANIFEST_NAME
         manifest = Manifest.load(manifest_path) if manifest_path.is_file() else None
@@ -146,7 +147,7 @@ class ModifyStage(Stage["ModifyStage.Options"]):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return [Artifact(out, "tree")]
+        return [Artifact(out, TREE)]
 
     def _remove_one(self, root: Path, rel: str, manifest: Manifest | None) -> None:
         comps = _checked_rel(rel, f"[{self.name}] remove")

@@ -10,6 +10,7 @@ from typing import Literal
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.initrd.kinds import INITRD, TREE, Packed
 from respin.stages.initrd.lib.writer import newc_epoch, pack
 
 Compression = Literal["gzip", "xz", "zstd", "lz4", "bzip2", "none"]
@@ -19,7 +20,7 @@ class PackStage(Stage["PackStage.Options"]):
     """Pack the latest tree into a reproducible image in stagedir (kind "initrd")."""
 
     name = "initrd-pack"
-    results = ("initrd",)
+    results = (INITRD,)
     summary = "pack a tree into a reproducible, kernel-readable initrd image"
     version = "2"  # 2: an extracted tree keeps its image's level (and xz dictionary)
 
@@ -38,7 +39,7 @@ class PackStage(Stage["PackStage.Options"]):
         return [p for p in fsutil.walk(early) if p.is_file()] if early.is_dir() else [early]
 
     def run(self, ctx: Context) -> list[Artifact]:
-        tree = ctx.artifact("tree").path
+        tree = ctx.artifact(TREE).path
         output = Path(self.options.output)
         if not output.is_absolute():
             output = ctx.stagedir / output
@@ -52,5 +53,5 @@ class PackStage(Stage["PackStage.Options"]):
                       early=ctx.resolve(self.options.early) if self.options.early else None, epoch=epoch)
         for warning in result.warnings:
             ctx.log.warning("%s", warning)
-        return [Artifact(output, "initrd", meta={"compression": result.compression, "level": result.level,
-                                                 "entries": result.entries, "size": result.size})]
+        return [Packed(compression=result.compression, level=result.level, entries=result.entries,
+                       size=result.size).artifact(output)]

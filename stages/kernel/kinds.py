@@ -9,13 +9,10 @@ is the bottom of the domain: stages and helpers import it, it imports neither.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal
 
-from respin.pipeline.errors import UsageError
-from respin.pipeline.stage import Artifact, Context
+from respin.pipeline.stage import Handoff
 
 KERNEL_LOCAL = "kernel-local"  # the Source today's kernel specs merge into every config
 
@@ -40,34 +37,8 @@ Mechanism = Literal["patch", "kernel-local"]
 Layout = Literal["configs-before-patches", "configs-as-sources"]
 
 
-class _Handoff:
-    """A frozen dataclass carried as an artifact's meta (JSON in the stage's state)."""
-
-    kind: ClassVar[str]
-
-    def artifact(self, path: Path, kind: str | None = None) -> Artifact:
-        """An artifact carrying this record: of this record's kind unless `kind` says otherwise
-        (inject's patch carries what its spec does)."""
-        return Artifact(path, kind or self.kind, meta=dataclasses.asdict(self))  # type: ignore[call-overload]
-
-    @classmethod
-    def of(cls, art: Artifact) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        try:
-            return cls(**{k: v for k, v in art.meta.items() if k in names})
-        except TypeError as exc:  # a state written by a stage version that published less
-            raise UsageError(f"{art.path}: its '{art.kind}' record lacks what this respin needs "
-                             f"({exc}); rerun with --force") from None
-
-    @classmethod
-    def read(cls, ctx: Context) -> tuple[Path, Self]:
-        """The one artifact of this kind an earlier stage published, and what it carries."""
-        art = ctx.artifact(cls.kind)
-        return art.path, cls.of(art)
-
-
 @dataclass(frozen=True)
-class Fetched(_Handoff):
+class Fetched(Handoff):
     """fetch: the source package (on its SOURCE_SRPM artifact)."""
 
     kind: ClassVar[str] = SOURCE_SRPM
@@ -81,7 +52,7 @@ class Fetched(_Handoff):
 
 
 @dataclass(frozen=True)
-class Snapshot(_Handoff):
+class Snapshot(Handoff):
     """prep: the configs at the hook, and what %prep showed of the spec."""
 
     kind: ClassVar[str] = SNAPSHOT
@@ -95,7 +66,7 @@ class Snapshot(_Handoff):
 
 
 @dataclass(frozen=True)
-class Edited(_Handoff):
+class Edited(Handoff):
     """config: what was asked, what it changed, and how the build will carry it."""
 
     kind: ClassVar[str] = EDITED
@@ -109,7 +80,7 @@ class Edited(_Handoff):
 
 
 @dataclass(frozen=True)
-class Injected(_Handoff):
+class Injected(Handoff):
     """inject: how the spec now carries the change."""
 
     kind: ClassVar[str] = SPEC

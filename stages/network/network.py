@@ -21,15 +21,13 @@ from typing import Any, Literal
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.options import parse_options
 from respin.pipeline.stage import Artifact, Context, Stage
+from respin.stages.network.kinds import NETFILES, NETSTATE, RPM, InRoot, Rendered
 from respin.stages.network.lib.model import parse_model
 from respin.stages.network.lib.render import Backend, render_for_root
 from respin.stages.network.lib.root import STATE_PATH, stage_into_root, write_tree
 from respin.stages.network.lib.rpm import RpmOptions, build_rpm
 
 NETFILES_DIR = "netfiles"
-# The kind of each file staged into an image root: listed as an output, a hand edit of
-# it makes the runner rerun the stage (`status` names the file), and the rerun refuses.
-STAGED_KIND = "staged"
 # What replaces a changed file in a pipeline. `respin run --force` only reruns stages: it
 # does not mean "overwrite my edits", so a stage option must say so.
 PIPELINE_REPLACE_HINT = ("set force = true in [network] to replace it; "
@@ -40,7 +38,7 @@ class NetworkStage(Stage["NetworkStage.Options"]):
     """Render policy-routing files for a second gateway and stage them."""
 
     name = "network"
-    results = ("netfiles",)
+    results = (NETFILES,)
     summary = "render policy-routing files (two gateways on one host) and stage them"
     version = "3"  # 2: the noarch RPM shares the kernel builds' build host; 3: staged files are outputs
 
@@ -97,22 +95,22 @@ class NetworkStage(Stage["NetworkStage.Options"]):
         paths = sorted(files)
         netfiles = ctx.stagedir / NETFILES_DIR
         write_tree(files, netfiles)
-        out = [Artifact(netfiles, "netfiles", meta={"backend": opts.backend, "files": paths})]
+        out = [Rendered(backend=opts.backend, files=paths).artifact(netfiles)]
         if root is not None:
             changes = stage_into_root(files, root, merged=merged, force=opts.force,
                                       replace_hint=PIPELINE_REPLACE_HINT)
             for change in changes:
                 if change.action != "unchanged":
                     ctx.log.info("%s %s", change.action, change.path)
-            out.append(Artifact(root / STATE_PATH, "netstate", meta={"root": str(root)}))
+            out.append(InRoot(root=str(root)).artifact(root / STATE_PATH, NETSTATE))
             # rt_tables merged into counts too (not as an input, which the merge itself would
             # change, making the next run rerun): an edit of it reruns the merge, which keeps it.
-            out += [Artifact(root / rel, STAGED_KIND, meta={"root": str(root)}) for rel in paths]
+            out += [InRoot(root=str(root)).artifact(root / rel) for rel in paths]
         if opts.rpm is not None:
             description = (f"Policy-routing configuration for {self.model.device} "
                            f"({opts.backend} files), rendered by respin.")
             rpm_path = build_rpm(files, opts.rpm, ctx.stagedir, description=description,
                                  epoch=ctx.source_date_epoch,
                                  log_file=ctx.logdir / "network-rpm.log", run=ctx.run)
-            out.append(Artifact(rpm_path, "rpm", meta={"files": paths}))
+            out.append(Artifact(rpm_path, RPM, meta={"files": paths}))
         return out
