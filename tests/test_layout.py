@@ -99,3 +99,20 @@ def test_each_domain_keeps_stages_at_its_top_and_helpers_in_lib() -> None:
         stages = {i.name.removeprefix(domain + "-") for i in registry.stages().values()
                   if i.cls.__module__.startswith(f"respin.stages.{domain}.")}
         assert top == stages, f"stages/{domain}: modules that are not stages belong in lib/: {top - stages}"
+
+
+def test_no_stage_option_is_untyped() -> None:
+    import typing
+
+    from respin.pipeline import registry
+
+    def untyped(tp: object) -> bool:
+        if tp is typing.Any:
+            return True
+        if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
+            return any(untyped(t) for t in typing.get_type_hints(tp).values())
+        return any(untyped(arg) for arg in typing.get_args(tp))
+
+    loose = [f"{name}.{key}" for name, info in registry.stages().items() if info.origin == "respin"
+             for key, tp in typing.get_type_hints(info.cls.Options).items() if untyped(tp)]
+    assert registry.stages() and not loose, loose

@@ -34,6 +34,32 @@ PIPELINE_REPLACE_HINT = ("set force = true in [network] to replace it; "
                          "`respin run --force` only reruns the stage")
 
 
+@dataclass(frozen=True)
+class TableOptions:
+    """An alias's routing table (the model checks both halves)."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class AliasOptions:
+    """One [[network.alias]] (the model checks the values and how the aliases fit together)."""
+
+    device: str
+    address: str
+    gateway: str
+    table: TableOptions
+    priority: int | None = None  # default: 1000 + 10 x its place in the list
+
+    def to_table(self) -> dict[str, Any]:
+        """The TOML table this came from, as the model reads it."""
+        table = dataclasses.asdict(self)
+        if self.priority is None:
+            del table["priority"]
+        return table
+
+
 class NetworkStage(Stage["NetworkStage.Options"]):
     """Render policy-routing files for a second gateway and stage them."""
 
@@ -47,7 +73,7 @@ class NetworkStage(Stage["NetworkStage.Options"]):
         device: str
         address: str
         gateway: str
-        alias: tuple[dict[str, Any], ...] = ()
+        alias: tuple[AliasOptions, ...] = ()
         root: str | None = None
         backend: Backend = "initscripts"
         rt_tables: Literal["d", "merge"] = "d"
@@ -58,7 +84,7 @@ class NetworkStage(Stage["NetworkStage.Options"]):
         super().__init__(options)
         opts = options
         table = {"device": opts.device, "address": opts.address, "gateway": opts.gateway,
-                 "alias": [dict(a) for a in opts.alias]}
+                 "alias": [a.to_table() for a in opts.alias]}
         self.model = parse_model(table, where, prefix="")
         if opts.rpm is not None and opts.rt_tables == "merge":
             raise ConfigError(f"{where}: rt_tables: 'merge' cannot go into an RPM (rt_tables belongs "
