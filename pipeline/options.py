@@ -74,9 +74,13 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
 
 
 def _union(tp: Any, value: Any, where: str) -> Any:
-    """The first alternative of `tp` that `value` fits (None only where None is one)."""
+    """The first alternative of `tp` that `value` fits (None only where None is one). A table
+    for `Options | None` is checked as those options, so its own error says which key."""
     if value is None and type(None) in get_args(tp):
         return None
+    tables = [alt for alt in get_args(tp) if dataclasses.is_dataclass(alt)]
+    if isinstance(value, Mapping) and len(tables) == 1:
+        return coerce(tables[0], value, where)
     for alt in get_args(tp):
         if alt is type(None):
             continue

@@ -22,7 +22,7 @@ from respin.pipeline.errors import ConfigError
 from respin.pipeline.options import parse_options
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.network.kinds import NETFILES, NETSTATE, RPM, InRoot, Rendered
-from respin.stages.network.lib.model import parse_model
+from respin.stages.network.lib.model import NetworkModel, parse_model
 from respin.stages.network.lib.render import Backend, render_for_root
 from respin.stages.network.lib.root import STATE_PATH, stage_into_root, write_tree
 from respin.stages.network.lib.rpm import RpmOptions, build_rpm
@@ -80,26 +80,25 @@ class NetworkStage(Stage["NetworkStage.Options"]):
         force: bool = False
         rpm: RpmOptions | None = None
 
-    def __init__(self, options: NetworkStage.Options, where: str = "[network]") -> None:
+    def __init__(self, options: NetworkStage.Options, where: str = "[network]",
+                 model: NetworkModel | None = None) -> None:
         super().__init__(options)
         opts = options
-        table = {"device": opts.device, "address": opts.address, "gateway": opts.gateway,
-                 "alias": [a.to_table() for a in opts.alias]}
-        self.model = parse_model(table, where, prefix="")
+        if model is None:
+            table = {"device": opts.device, "address": opts.address, "gateway": opts.gateway,
+                     "alias": [a.to_table() for a in opts.alias]}
+            model = parse_model(table, where, prefix="")
+        self.model = model
         if opts.rpm is not None and opts.rt_tables == "merge":
             raise ConfigError(f"{where}: rt_tables: 'merge' cannot go into an RPM (rt_tables belongs "
                               "to the iproute package); use the default 'd'")
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], where: str) -> Stage[Any]:
-        """Check the model first (its errors name nested keys), then the staging keys."""
-        parse_model(table, where, prefix="")
-        rpm_table = table.get("rpm")
-        if isinstance(rpm_table, Mapping):
-            # Parsed on its own first: through `RpmOptions | None` the precise
-            # error (missing or unknown key) would be reduced to a type mismatch.
-            parse_options(RpmOptions, rpm_table, f"{where} rpm")
-        return cls(parse_options(cls.Options, table, where), where)
+        """The model first (every problem in it, naming nested keys), then the staging keys;
+        the model is read once."""
+        model = parse_model(table, where, prefix="")
+        return cls(parse_options(cls.Options, table, where), where, model)
 
     def options_json(self) -> dict[str, Any]:
         """The normalised model plus the staging keys."""
