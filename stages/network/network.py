@@ -6,7 +6,7 @@ Its `[network]` table holds the model (device, address, gateway,
 - always: a `netfiles` directory in the stage dir, paths relative to an
   image root, for the initrd stages to add to an initrd (`[initrd-modify]
   add = { "/" = "@netfiles" }` merges it into the image's root);
-- `root = "DIR"`: staged into that image root (see stages.network.root);
+- `root = "DIR"`: staged into that image root (see lib/root.py);
 - `rpm = { name = "...", version = "..." }`: a noarch RPM that installs them.
 """
 
