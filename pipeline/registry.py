@@ -60,7 +60,7 @@ def _check_stage(name: str, obj: Any, origin: str) -> type[Stage[Any]]:
 
     where = f"stage '{name}' from {origin}"
     if not (isinstance(obj, type) and issubclass(obj, Stage)):
-        raise UsageError(f"{where}: entry point is not a pipeline.Stage subclass")
+        raise UsageError(f"{where}: entry point is not a respin.Stage subclass")
     if getattr(obj, "name", None) != name:
         raise UsageError(f"{where}: class name attribute is {getattr(obj, 'name', None)!r}, "
                          f"entry point says {name!r}")

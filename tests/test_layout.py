@@ -116,3 +116,14 @@ def test_no_stage_option_is_untyped() -> None:
     loose = [f"{name}.{key}" for name, info in registry.stages().items() if info.origin == "respin"
              for key, tp in typing.get_type_hints(info.cls.Options).items() if untyped(tp)]
     assert registry.stages() and not loose, loose
+
+
+def test_the_api_names_what_it_offers_and_the_description_is_pyprojects() -> None:
+    import tomllib
+
+    import respin
+
+    for name in respin.__all__:
+        assert getattr(respin, name) is not None, name
+    description = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["description"]
+    assert description + "." == respin.DESCRIPTION

@@ -250,7 +250,7 @@ def test_a_stage_publishes_the_runs_default_time(tmp_path: Path, monkeypatch: py
     assert run(1700000000) == "1700000000"
     # Kept with the publishing stage's state: a later stage run alone still gets it.
     assert run(1700000000, only=["stamp"], force=True) == "1700000000"
-    assert run(0) == "None"  # a rerun that publishes nothing takes the old time back
+    assert run(0) == "None"  # a rerun that publishes nothing leaves no stale time behind
     assert run(1700000000, setting=5) == "5"  # the user's setting wins
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "7")
     assert run(1700000000, force=True) == "7"  # and so does the environment
@@ -302,3 +302,55 @@ def test_a_damaged_input_hash_cache_is_no_cache(pfile: Path, junk: str) -> None:
     assert Runner(load(pfile)).run().ran == []  # hashed again: still up to date
     write(pfile.parent / "in.txt", "changed\n")
     assert Runner(load(pfile)).run().ran == ["example-write", "example-upper"]
+
+
+class _Unnamed(Stage["_Unnamed.Options"]):
+    name = "other-name"
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        return []
+
+
+class _Mutable(Stage["_Mutable.Options"]):
+    name = "example-bad"
+
+    @dataclass
+    class Options:
+        pass
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        return []
+
+
+class _NoRun(Stage["_NoRun.Options"]):
+    name = "example-bad"
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+
+@pytest.mark.parametrize("obj, says", [
+    (len, "entry point is not a respin.Stage subclass"),
+    (_Unnamed, "class name attribute is 'other-name', entry point says 'example-bad'"),
+    (_Mutable, "Options must be a frozen dataclass"),
+    (_NoRun, "does not implement run()"),
+], ids=["not-a-stage", "wrong-name", "mutable-options", "no-run"])
+def test_a_plugin_stage_that_does_not_fit_is_refused_naming_the_plugin(obj: object, says: str) -> None:
+    with pytest.raises(UsageError) as info:
+        registry._check_stage("example-bad", obj, "respin-bad-plugin")
+    assert info.value.message.startswith("stage 'example-bad' from respin-bad-plugin: ")
+    assert says in info.value.message and "\n" not in info.value.message
+
+
+def test_a_plugin_stage_that_fails_to_import_is_one_line_naming_it() -> None:
+    from importlib.metadata import EntryPoint
+
+    ep = EntryPoint(name="example-bad", value="respin_no_such_module:Stage", group=registry.STAGES_GROUP)
+    with pytest.raises(UsageError, match=r"^stage 'example-bad' from \? failed to load: No module named "
+                                         r"'respin_no_such_module'$"):
+        registry._load_stage("example-bad", [ep])
