@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import sys
 import time
 import uuid
@@ -63,12 +64,10 @@ def _stat_sig(path: Path) -> list[Any]:
     if not path.is_dir() or path.is_symlink():
         return [st.st_mode, st.st_size, st.st_mtime_ns]
     entries = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
-            p = os.path.join(root, name)
-            s = os.lstat(p)
-            entries.append((os.path.relpath(p, path), s.st_mode, s.st_size, s.st_mtime_ns))
+    for p in fsutil.walk(path):
+        s = p.lstat()
+        if not stat.S_ISDIR(s.st_mode):  # a directory's own times change with its entries
+            entries.append((str(p.relative_to(path)), s.st_mode, s.st_size, s.st_mtime_ns))
     return [st.st_mode, _digest(entries)]
 
 
@@ -356,11 +355,12 @@ class Runner:
             if stage.name not in selected and reason:
                 raise UsageError(f"stage '{stage.name}' is not up to date ({reason}); "
                                  "run it first or widen the selection")
-            index += stage.name in selected
+            if stage.name in selected:
+                index += 1
             label = f"[{index}/{len(selected)}] {stage.name}"
             if stage.name in selected and (reason or force):
                 record.reason = reason or "forced"
-                artifacts = self._execute(stage, ctx, state, fp, parts, label, run)
+                artifacts = self._execute(stage, record, ctx, state, (fp, parts), label, run)
             else:
                 assert state is not None
                 artifacts = run.reuse(stage.name, state)
@@ -373,11 +373,11 @@ class Runner:
         manifest = self._write_manifest(run.records, run.produced, run.tools, run.dates)
         return RunResult(run.records, manifest)
 
-    def _execute(self, stage: Stage[Any], ctx: Context, state: dict[str, Any] | None, fp: str,
-                 parts: dict[str, str], label: str, run: _Run) -> list[Artifact]:
+    def _execute(self, stage: Stage[Any], record: StageRecord, ctx: Context, state: dict[str, Any] | None,
+                 fingerprint: tuple[str, dict[str, str]], label: str, run: _Run) -> list[Artifact]:
         """Run one stage and record its state; on failure, clean up, write the failed run's
         manifest and raise what the stage's failure is reported as."""
-        record = next(r for r in run.records if r.name == stage.name)
+        fp, parts = fingerprint
         self.progress.start(f"{label}: running ({record.reason})")
         started = time.monotonic()
         try:

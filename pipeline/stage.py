@@ -159,12 +159,14 @@ class Handoff:
 
     @classmethod
     def of(cls, art: Artifact) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        try:
-            return cls(**{k: v for k, v in art.meta.items() if k in names})
-        except TypeError as exc:  # a state written by a stage version that published less
-            raise UsageError(f"{art.path}: its '{art.kind}' record lacks what this respin needs "
-                             f"({exc}); rerun with --force") from None
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        # A state written by a stage version that published less: name what it lacks.
+        missing = [f.name for f in fields if f.name not in art.meta
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise UsageError(f"{art.path}: its '{art.kind}' record lacks {', '.join(missing)}; "
+                             "rerun with --force")
+        return cls(**{f.name: art.meta[f.name] for f in fields if f.name in art.meta})
 
     @classmethod
     def read(cls, ctx: Context) -> tuple[Path, Self]:

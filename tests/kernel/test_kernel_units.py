@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from pathlib import Path
 
 import pytest
@@ -245,5 +246,33 @@ def test_a_hand_off_survives_the_state_file_and_a_short_one_is_refused(tmp_path:
     again = Artifact.from_json(json.loads(json.dumps(art.to_json())))
     assert Snapshot.of(again) == record
     short = Artifact(tmp_path / "snap", SNAPSHOT, meta={"tree": "/t"})
-    with pytest.raises(UsageError, match=r"kconfig-snapshot.*rerun with --force"):
+    lacks = ("'kconfig-snapshot' record lacks configs, layout, kernel_local, kconfig_files, macros, "
+             "release_takes_localversion; rerun with --force")
+    with pytest.raises(UsageError, match=re.escape(lacks) + "$"):
         Snapshot.of(short)
+
+
+def test_a_run_with_no_time_to_date_it_by_is_refused_in_one_line(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # No [pipeline] time, none in the environment, and fetch published none (an SRPM with
+    # neither a changelog nor a build time): no silent 1970.
+    import logging
+
+    from respin.pipeline.stage import Artifact, Context
+    from respin.stages.kernel.kinds import SOURCE_SRPM
+    from respin.stages.kernel.lib.topdir import source_date
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    srpm = tmp_path / "kernel-1-1.src.rpm"
+
+    def ctx(settings: dict[str, object], dates: dict[str, int]) -> Context:
+        return Context(workdir=tmp_path, source=tmp_path / "k.toml", settings=settings, stagedir=tmp_path,
+                       log=logging.getLogger("t"), produced={"fetch": [Artifact(srpm, SOURCE_SRPM)]},
+                       dates=dates)
+
+    with pytest.raises(InputError) as info:
+        source_date(ctx({}, {}))
+    assert info.value.message == (f"{srpm}: has neither a changelog nor a build time to date the rebuild "
+                                  "by: set source_date_epoch in [pipeline] or SOURCE_DATE_EPOCH")
+    assert source_date(ctx({}, {"fetch": 1700000000})) == 1700000000  # what fetch published
+    assert source_date(ctx({"source_date_epoch": 5}, {"fetch": 1700000000})) == 5  # the user's wins
