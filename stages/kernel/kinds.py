@@ -10,7 +10,7 @@ is the bottom of the domain: stages and helpers import it, it imports neither.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from respin.pipeline.stage import Handoff
 
@@ -75,7 +75,7 @@ class Edited(Handoff):
     changed: list[str]
     mechanism: Mechanism
     resolved: dict[str, str]  # a line respin added for a dependency -> why
-    validation: dict[str, Any]
+    validation: dict[str, str]  # CONFIG_X -> the validator's verdict
     validator: str
 
 

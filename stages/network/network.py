@@ -22,7 +22,7 @@ from respin.pipeline.errors import ConfigError
 from respin.pipeline.options import parse_options
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.network.kinds import NETFILES, NETSTATE, RPM, InRoot, Rendered
-from respin.stages.network.lib.model import NetworkModel, parse_model
+from respin.stages.network.lib.model import NetworkModel, RouteTable, parse_model
 from respin.stages.network.lib.render import Backend, render_for_root
 from respin.stages.network.lib.root import STATE_PATH, stage_into_root, write_tree
 from respin.stages.network.lib.rpm import RpmOptions, build_rpm
@@ -35,21 +35,13 @@ PIPELINE_REPLACE_HINT = ("set force = true in [network] to replace it; "
 
 
 @dataclass(frozen=True)
-class TableOptions:
-    """An alias's routing table (the model checks both halves)."""
-
-    id: int
-    name: str
-
-
-@dataclass(frozen=True)
 class AliasOptions:
     """One [[network.alias]] (the model checks the values and how the aliases fit together)."""
 
     device: str
     address: str
     gateway: str
-    table: TableOptions
+    table: RouteTable  # the model's own record; the model checks both halves
     priority: int | None = None  # default: 1000 + 10 x its place in the list
 
     def to_table(self) -> dict[str, Any]:
