@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+# CI's rule for tests that need root (tests/root_policy.py), as this run's hooks.
+from root_policy import pytest_collection_modifyitems, pytest_runtest_makereport  # noqa: F401
+
 REPO = Path(__file__).resolve().parent.parent
 PLUGINS = (REPO / "examples" / "plugin", REPO / "tests" / "plugin_squatter")
 # One per session (test runs may overlap), readable by the unprivileged CI-mode user.
@@ -47,28 +50,3 @@ def pytest_configure(config: pytest.Config) -> None:
     paths = [str(PLUGIN_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)
 
-
-def _ci_as_root() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes") and os.geteuid() == 0
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # A test marked `root` says so when it cannot run, whatever its own skip conditions.
-    if os.geteuid() != 0:
-        for item in items:
-            if item.get_closest_marker("root"):
-                item.add_marker(pytest.mark.skip(reason="needs root (CI runs the tests as root)"))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
-    # CI runs as root with everything `make test` installs: there, a root test that skips is
-    # a failure, unless it skipped by design (respin_cli.skip_by_design).
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    if report.skipped and _ci_as_root() and item.get_closest_marker("root") \
-            and not item.get_closest_marker("skips_by_design"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"a root test skipped in CI, where it must run: {reason}"
-    return None
