@@ -46,7 +46,7 @@ class PackStage(Stage["PackStage.Options"]):
         try:
             epoch = newc_epoch(self.options.source_date_epoch)
         except ConfigError as exc:  # say where the bad value is: this table, not the environment
-            raise ConfigError(f"{ctx.source} [{self.name}] source_date_epoch: {exc}") from None
+            raise ConfigError(f"{ctx.source} [{self.name}]: source_date_epoch: {exc}") from None
         if epoch is None:
             epoch = newc_epoch(ctx.source_date_epoch)
         result = pack(tree, output, compress=self.options.compress, level=self.options.level,

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from respin.pipeline.errors import ConfigError
-from respin.pipeline.options import parse_options
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.network.kinds import NETFILES, NETSTATE, RPM, InRoot, Rendered
-from respin.stages.network.lib.model import NetworkModel, RouteTable, parse_model
+from respin.stages.network.lib.model import ModelOptions, NetworkModel, model_of, read_model
 from respin.stages.network.lib.render import Backend, render_for_root
 from respin.stages.network.lib.root import STATE_PATH, stage_into_root, write_tree
 from respin.stages.network.lib.rpm import RpmOptions, build_rpm
@@ -34,24 +33,6 @@ PIPELINE_REPLACE_HINT = ("set force = true in [network] to replace it; "
                          "`respin run --force` only reruns the stage")
 
 
-@dataclass(frozen=True)
-class AliasOptions:
-    """One [[network.alias]] (the model checks the values and how the aliases fit together)."""
-
-    device: str
-    address: str
-    gateway: str
-    table: RouteTable  # the model's own record; the model checks both halves
-    priority: int | None = None  # default: 1000 + 10 x its place in the list
-
-    def to_table(self) -> dict[str, Any]:
-        """The TOML table this came from, as the model reads it."""
-        table = dataclasses.asdict(self)
-        if self.priority is None:
-            del table["priority"]
-        return table
-
-
 class NetworkStage(Stage["NetworkStage.Options"]):
     """Render policy-routing files for a second gateway and stage them."""
 
@@ -61,11 +42,9 @@ class NetworkStage(Stage["NetworkStage.Options"]):
     version = "3"  # 2: the noarch RPM shares the kernel builds' build host; 3: staged files are outputs
 
     @dataclass(frozen=True)
-    class Options:
-        device: str
-        address: str
-        gateway: str
-        alias: tuple[AliasOptions, ...] = ()
+    class Options(ModelOptions):
+        """The model's keys (checked as the model's), then where and how to stage."""
+
         root: str | None = None
         backend: Backend = "initscripts"
         rt_tables: Literal["d", "merge"] = "d"
@@ -76,28 +55,23 @@ class NetworkStage(Stage["NetworkStage.Options"]):
                  model: NetworkModel | None = None) -> None:
         super().__init__(options)
         opts = options
-        if model is None:
-            table = {"device": opts.device, "address": opts.address, "gateway": opts.gateway,
-                     "alias": [a.to_table() for a in opts.alias]}
-            model = parse_model(table, where, prefix="")
-        self.model = model
+        self.model = model if model is not None else model_of(opts, where)
         if opts.rpm is not None and opts.rt_tables == "merge":
             raise ConfigError(f"{where}: rt_tables: 'merge' cannot go into an RPM (rt_tables belongs "
                               "to the iproute package); use the default 'd'")
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], where: str) -> Stage[Any]:
-        """The model first (every problem in it, naming nested keys), then the staging keys;
-        the model is read once."""
-        model = parse_model(table, where, prefix="")
-        return cls(parse_options(cls.Options, table, where), where, model)
+        """The options and the model in one pass, every problem in either found."""
+        model, options = read_model(table, where, "", cls.Options)
+        return cls(options, where, model)
 
     def options_json(self) -> dict[str, Any]:
         """The normalised model plus the staging keys."""
         opts = self.options
         data = self.model.to_json()
-        data.update({k: v for k, v in dataclasses.asdict(opts).items()
-                     if k not in ("device", "address", "gateway", "alias")})
+        model_keys = {f.name for f in dataclasses.fields(ModelOptions)}
+        data.update({k: v for k, v in dataclasses.asdict(opts).items() if k not in model_keys})
         return data
 
     def _root(self, ctx: Context) -> Path | None:

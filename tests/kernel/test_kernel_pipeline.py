@@ -177,7 +177,7 @@ BAD = {
     "not-an-rpm": ("srpm", lambda d, s: d.joinpath("junk.src.rpm").write_text("junk") and d / "junk.src.rpm",
                    4, ["junk.src.rpm", "not an RPM package"]),
     "sha256-mismatch": ("extra", 'sha256 = "' + "0" * 64 + '"\n', 4, ["sha256 is", "pipeline pins"]),
-    "unknown-key": ("config", 'sett = { CONFIG_B = "y" }\n', 3, ["[config]", "unknown key 'sett'"]),
+    "unknown-key": ("config", 'sett = { CONFIG_B = "y" }\n', 3, ["[config]", "sett: unknown key"]),
     "malformed-name": ("config", 'set = { CONFIG_B-X = "y" }\n', 3, ["CONFIG_B-X", "not a kernel config"]),
     "malformed-value": ("config", 'set = { CONFIG_RESPIN_FEATURE_A = "a\\nb" }\n', 3, ["line break"]),
     "unknown-symbol": ("config", 'set = { CONFIG_NO_SUCH_THING = "y" }\n', 3,

@@ -10,7 +10,10 @@ from respin_cli import assert_one_line_error, respin
 
 from respin.pipeline.errors import ConfigError
 
-# Four problems at the top level and in two aliases, of different kinds.
+# Five problems of different kinds: keys and values at the top level, a value's own
+# check in one alias, and checks between keys in two others. Each value's own checks
+# come first, then the checks between keys on what passed them (so alias[1], whose
+# table id is bad, takes no part in the comparisons).
 MANY = """\
 [network]
 device = "eth0"
@@ -22,13 +25,19 @@ mtu = 1500
 device = "eth0:1"
 address = "198.51.100.10/24"
 gateway = "192.0.2.1"
-table = { id = 254, name = "test" }
+table = { id = 1, name = "test" }
 
 [[network.alias]]
 device = "eth0:2"
 address = "203.0.113.10/24"
 gateway = "203.0.113.1"
-table = { id = 2, name = "test" }
+table = { id = 254, name = "isp" }
+
+[[network.alias]]
+device = "eth0:3"
+address = "198.18.0.10/24"
+gateway = "198.18.0.1"
+table = { id = 3, name = "test" }
 """
 
 
@@ -42,9 +51,9 @@ def test_net_check_lists_every_problem_one_line_each(tmp_path: Path) -> None:
         "network.mtu: unknown key (known keys: device, address, gateway, alias; "
         "staging keys: backend, force, root, rpm, rt_tables)",
         "network.address: '192.0.2.10/33': prefix length 33 is more than 32 (IPv4 prefixes are 0..32)",
+        "network.alias[1].table.id: 254 is reserved (0 unspec, 252 compat, 253 default, 254 main, 255 local)",
         "network.alias[0].gateway: 192.0.2.1 is not inside 198.51.100.0/24 (the subnet of 198.51.100.10/24)",
-        "network.alias[0].table.id: 254 is reserved (0 unspec, 252 compat, 253 default, 254 main, 255 local)",
-        "network.alias[1].table.name: table 'test' is already used by network.alias[0]; "
+        "network.alias[2].table.name: table 'test' is already used by network.alias[0]; "
         "each alias needs its own table",
     )]
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from respin.pipeline.errors import ConfigError
+from respin.pipeline.options import Invalid
 from respin.stages.network.lib.model import load_model
 from respin.stages.network.lib.render import render
 from respin.stages.network.lib.rpm import RpmOptions, build_rpm, spec_text
@@ -99,14 +100,15 @@ def test_net_spec_lists_files_as_config() -> None:
     assert "Summary: 100%% policy" in spec
 
 
-@pytest.mark.parametrize(("kwargs", "reason"), [
-    ({"name": "bad name", "version": "1"}, "not a valid package name"),
-    ({"name": "n", "version": "1-2"}, "rpm.version"),
-    ({"name": "n", "version": "1", "release": ""}, "rpm.release"),
+@pytest.mark.parametrize(("kwargs", "key", "reason"), [
+    ({"name": "bad name", "version": "1"}, "name", "not a valid package name"),
+    ({"name": "n", "version": "1-2"}, "version", "is not valid"),
+    ({"name": "n", "version": "1", "release": ""}, "release", "is not valid"),
 ])
-def test_net_rpm_options_are_checked(kwargs: dict[str, str], reason: str) -> None:
-    with pytest.raises(ValueError, match=reason):
+def test_net_rpm_options_are_checked(kwargs: dict[str, str], key: str, reason: str) -> None:
+    with pytest.raises(Invalid, match=reason) as info:
         RpmOptions(**kwargs)
+    assert info.value.key == key
 
 
 def test_net_bad_source_date_epoch_is_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

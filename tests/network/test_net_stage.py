@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import logging
 import shutil
 import tomllib
@@ -15,6 +17,7 @@ from respin.pipeline.config import load
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.runner import Runner
 from respin.pipeline.stage import Context
+from respin.stages.network.lib.model import STAGING_KEYS, AliasOptions, ModelOptions, RouteTable
 from respin.stages.network.lib.root import STATE_PATH
 from respin.stages.network.network import NetworkStage
 
@@ -45,13 +48,34 @@ def test_net_stage_from_table_builds_the_model() -> None:
     assert data["backend"] == "networkd" and data["alias"][0]["priority"] == 1000
 
 
+def test_net_stage_options_are_the_models_keys_and_the_staging_keys() -> None:
+    """A model file accepts the staging keys because the stage reads them: the two lists agree."""
+    names = {f.name for f in dataclasses.fields(NetworkStage.Options)}
+    assert names - {f.name for f in dataclasses.fields(ModelOptions)} == STAGING_KEYS
+
+
+def test_net_stage_built_in_python_is_checked_between_keys() -> None:
+    """Options a script builds get the model's checks between keys too (a gateway outside
+    its alias's subnet), as a table read from a file does."""
+    def ip(text: str) -> ipaddress.IPv4Interface:
+        return ipaddress.IPv4Interface(text)
+
+    alias = AliasOptions("eth0:1", ip("198.51.100.10/24"), ipaddress.IPv4Address("192.0.2.1"),
+                         RouteTable(1, "test"))
+    opts = NetworkStage.Options("eth0", ip("192.0.2.10/24"), ipaddress.IPv4Address("192.0.2.1"), (alias,))
+    with pytest.raises(ConfigError, match=r"^script: alias\[0\].gateway: 192.0.2.1 is not inside"):
+        NetworkStage(opts, "script")
+    good = dataclasses.replace(alias, gateway=ipaddress.IPv4Address("198.51.100.1"))
+    assert NetworkStage(dataclasses.replace(opts, alias=(good,)), "script").model.aliases[0].priority == 1000
+
+
 @pytest.mark.parametrize(("extra", "fragment"), [
-    ({"backend": "ifupdown"}, f"{WHERE} backend: expected 'initscripts' or"),
+    ({"backend": "ifupdown"}, f"{WHERE}: backend: expected 'initscripts' or"),
     ({"colour": "red"}, f"{WHERE}: colour: unknown key"),
-    ({"rpm": {"name": "x"}}, f"{WHERE} rpm: missing required key 'version'"),
-    ({"rpm": {"name": "x", "version": "1", "arch": "x86_64"}}, f"{WHERE} rpm: unknown key 'arch'"),
+    ({"rpm": {"name": "x"}}, f"{WHERE}: rpm.version: missing required key"),
+    ({"rpm": {"name": "x", "version": "1", "arch": "x86_64"}}, f"{WHERE}: rpm.arch: unknown key"),
     ({"rpm": {"name": "x", "version": "1"}, "rt_tables": "merge"}, "'merge' cannot go into an RPM"),
-    ({"force": "yes"}, f"{WHERE} force: expected true or false"),
+    ({"force": "yes"}, f"{WHERE}: force: expected true or false"),
 ])
 def test_net_stage_bad_options_are_one_line_config_errors(extra: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -79,7 +79,7 @@ def test_an_unsupported_url_scheme_is_named(tmp_path: Path, url: str) -> None:
 def test_a_string_where_an_array_belongs_says_array_of_strings(tmp_path: Path) -> None:
     pf = write(tmp_path / "kernel.toml", KERNEL_TOML + '\n[config]\nunset = "CONFIG_X"\n')
     assert_one_line_error(respin("run", pf, check=False), 3,
-                          "[config] unset: expected an array of strings, got 'CONFIG_X'")
+                          "[config]: unset: expected an array of strings, got 'CONFIG_X'")
 
 
 def test_stages_out_of_order_name_both_stages(tmp_path: Path) -> None:

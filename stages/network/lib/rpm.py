@@ -19,6 +19,7 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.epoch import source_date_epoch
 from respin.pipeline.errors import CommandError, ConfigError
+from respin.pipeline.options import Invalid
 from respin.pipeline.run import Runs
 from respin.pipeline.run import run as default_run
 from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches
@@ -44,13 +45,13 @@ class RpmOptions:
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
-            raise ValueError(f"rpm.name '{self.name}' is not a valid package name")
+            raise Invalid(f"'{self.name}' is not a valid package name", key="name")
         for key, value in (("version", self.version), ("release", self.release)):
             if not _VERSION.fullmatch(value):
-                raise ValueError(f"rpm.{key} '{value}' is not valid (no '-' or spaces)")
+                raise Invalid(f"'{value}' is not valid (no '-' or spaces)", key=key)
         for key, value in (("summary", self.summary), ("license", self.license)):
             if not value.strip() or "\n" in value:
-                raise ValueError(f"rpm.{key} must be one non-empty line")
+                raise Invalid("must be one non-empty line", key=key)
 
     @property
     def filename(self) -> str:
