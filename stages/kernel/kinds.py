@@ -32,6 +32,9 @@ RPM = "rpm"  # rebuild
 LOG = "log"
 REPORT = "report"  # verify
 DISTGIT = "distgit"  # distgit: the repository
+SIGNING = "signing"  # sign: which keys the build signs with (never a private key)
+GPG_PUBKEY = "gpg-pubkey"  # sign: the public half of the package signing key
+REPO = "repo"  # publish: the repository's repomd.xml
 
 Mechanism = Literal["patch", "kernel-local"]
 Layout = Literal["configs-before-patches", "configs-as-sources"]
@@ -88,3 +91,20 @@ class Injected(Handoff):
     patch: str | None = None  # the Patch file, on the 2010 layout
     number: int | None = None  # its Patch tag number
     kernel_local: str | None = None  # the kernel-local Source, on today's layout
+
+
+@dataclass(frozen=True)
+class SigningKeys(Handoff):
+    """sign: the keys, checked; paths and fingerprints only, never key material."""
+
+    kind: ClassVar[str] = SIGNING
+    module_key: str | None = None  # PEM with the private key and its certificate
+    module_cert_sha256: str | None = None
+    module_key_id: str | None = None  # the certificate's subject key id, as modinfo shows sig_key
+    secureboot_key: str | None = None
+    secureboot_cert: str | None = None
+    secureboot_cert_sha256: str | None = None
+    gpg_home: str | None = None
+    gpg_fingerprint: str | None = None  # of the primary key
+    gpg_created: int = 0  # the newest creation time of the key and its subkeys
+    gpg_pubkey: str | None = None  # the exported public key, on this record's GPG_PUBKEY artifact

@@ -17,11 +17,11 @@ from typing import Literal
 from respin.pipeline.errors import ConfigError, UsageError
 from respin.pipeline.run import clean_env
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.kinds import LOG, RPM, SPEC, SRPM
-from respin.stages.kernel.lib import topdir
+from respin.stages.kernel.kinds import EDITED, LOG, RPM, SIGNING, SPEC, SRPM, Edited, SigningKeys
+from respin.stages.kernel.lib import signing, topdir
 from respin.stages.kernel.lib.backends import BuildRequest, KojiJob, koji_build, mock_build, rpmbuild
 from respin.stages.kernel.lib.ccache import CompileCache, find_ccache
-from respin.stages.kernel.lib.rpmpkg import read_package
+from respin.stages.kernel.lib.rpmpkg import FIXED_KEYS, read_package
 
 _SWITCH = re.compile(r"^[A-Za-z0-9_]+$")
 _MODES = {"binary": "-bb", "source": "-bs", "all": "-ba"}
@@ -33,7 +33,7 @@ class RebuildStage(Stage["RebuildStage.Options"]):
     name = "rebuild"
     results = (SRPM, RPM)
     summary = "build the patched spec (--with baseonly, chosen --target) with rpmbuild, mock or koji"
-    version = "2"
+    version = "3"  # 3: signs with the [sign] keys
 
     @dataclass(frozen=True)
     class Options:
@@ -102,7 +102,38 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         ctx.record_tool("ccache", version[0].strip() if version else "")
         return CompileCache(ccache=ccache, cache_dir=cache_dir, workspace=ctx.stagedir.absolute() / "ccache")
 
+    def _keys(self, ctx: Context) -> SigningKeys | None:
+        """The [sign] keys, checked against what this build can do with them."""
+        found = ctx.artifacts(SIGNING)
+        keys = SigningKeys.of(found[0]) if found else None
+        in_build = keys is not None and bool(keys.module_key or keys.secureboot_key)
+        if in_build and self.options.backend != "rpmbuild":
+            raise ConfigError(f"{ctx.source.name} [rebuild]: the [sign] module and Secure Boot keys are "
+                             f"used inside the build, which the {self.options.backend} backend runs "
+                             "elsewhere; use backend = \"rpmbuild\"")
+        module_sig = _module_signing(ctx)
+        if keys is not None and keys.module_key and module_sig is False:
+            raise ConfigError(f"{ctx.source.name} [sign] module_key: the build's config does not set "
+                             "CONFIG_MODULE_SIG, so no module would be signed with it (set it in [config])")
+        if module_sig and not (keys and keys.module_key):
+            ctx.log.warning("rebuild: CONFIG_MODULE_SIG is set and [sign] module_key is not: the build "
+                            "signs its modules with a key it makes on the spot, so two builds will not "
+                            "be byte-identical")
+        return keys
+
     def run(self, ctx: Context) -> list[Artifact]:
+        keys = self._keys(ctx)
+        with signing.in_build(keys, FIXED_KEYS) as sign:
+            built, cache = self._build(ctx, sign)
+        if keys is not None and keys.gpg_home and keys.gpg_fingerprint:
+            packages = [p for p in built if p.name.endswith(".rpm")]
+            gpg = signing.GpgKey(Path(keys.gpg_home), keys.gpg_fingerprint, keys.gpg_created)
+            with signing.gpg_session(gpg.home, ctx.run):
+                signing.rpmsign(packages, gpg, topdir.source_date(ctx), ctx.run,
+                                log_file=ctx.stagedir / "rpmsign.log")
+        return self._artifacts(ctx, built, cache)
+
+    def _build(self, ctx: Context, sign: signing.InBuild) -> tuple[list[Path], CompileCache | None]:
         spec = ctx.artifact(SPEC).path
         # Only what this build writes is in RPMS/ and SRPMS/ afterwards.
         for sub in ("RPMS", "SRPMS"):
@@ -110,9 +141,10 @@ class RebuildStage(Stage["RebuildStage.Options"]):
             (topdir.path(ctx) / sub).mkdir(parents=True)
         req = BuildRequest(spec=spec, topdir=topdir.path(ctx), target=ctx.target, with_=self.options.with_,
                            without=self.options.without, nodeps=self.options.nodeps,
-                           defines={**topdir.run_defines(ctx), **(self.options.define or {})},
+                           defines={**topdir.run_defines(ctx), **sign.defines, **(self.options.define or {})},
                            epoch=topdir.source_date(ctx),
-                           stagedir=ctx.stagedir, run=ctx.run)
+                           stagedir=ctx.stagedir, run=ctx.run, mounts=sign.mounts,
+                           path_prefix=sign.path_prefix)
         req.log_file.unlink(missing_ok=True)
         opts = self.options
         cache: CompileCache | None = None
@@ -132,13 +164,18 @@ class RebuildStage(Stage["RebuildStage.Options"]):
             cache = self._compile_cache(ctx) if opts.mode != "source" else None
             built = rpmbuild(req, _MODES[opts.mode], cache)
         ctx.record_tool("rpmbuild", ctx.run(["rpmbuild", "--version"]).stdout.strip())
+        return built, cache
+
+    def _artifacts(self, ctx: Context, built: list[Path], cache: CompileCache | None) -> list[Artifact]:
+        opts = self.options
+        log_file = ctx.stagedir / "rebuild.log"
         log_meta: dict[str, object] = {}
         cached = ""
         if cache is not None:
             stats = cache.stats()
             log_meta["ccache"] = {**stats.to_json(), "dir": str(cache.cache_dir)}
             cached = f"; ccache: {stats.summary()} in {cache.cache_dir}"
-        artifacts = [Artifact(req.log_file, LOG, meta=log_meta)] if req.log_file.exists() else []
+        artifacts = [Artifact(log_file, LOG, meta=log_meta)] if log_file.exists() else []
         for path in built:
             if path.name.endswith(".log"):
                 artifacts.append(Artifact(path, LOG, meta={"backend": opts.backend}))
@@ -150,3 +187,20 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         ctx.log.info("rebuild (%s): wrote %s%s", opts.backend,
                      ", ".join(os.path.basename(p) for p in built if not p.name.endswith(".log")), cached)
         return artifacts
+
+
+_MODULE_SIG = re.compile(r"^(CONFIG_MODULE_SIG)=y$|^# (CONFIG_MODULE_SIG) is not set$", re.M)
+
+
+def _module_signing(ctx: Context) -> bool | None:
+    """Whether the configs this build uses sign modules (CONFIG_MODULE_SIG); None when no
+    config stage ran to say."""
+    if not ctx.artifacts(EDITED):
+        return None
+    path, edited = Edited.read(ctx)
+    asked = edited.requests.get("CONFIG_MODULE_SIG", "")
+    if asked != "":
+        return asked == "y"
+    found = [m[1] is not None for name in edited.chosen if (path / name).is_file()
+             for m in _MODULE_SIG.finditer((path / name).read_text(errors="replace"))]
+    return any(found)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import VerifyError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.kinds import REPORT, RPM, SRPM, Edited, Injected
-from respin.stages.kernel.lib import kconfig
+from respin.stages.kernel.kinds import REPORT, RPM, SIGNING, SRPM, Edited, Injected, SigningKeys
+from respin.stages.kernel.lib import kconfig, signing
 from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 
 _BOOT_CONFIG = re.compile(r"^\.?/boot/config-")
+_IMAGE = re.compile(r"^\.?/(boot/vmlinuz-|lib/modules/[^/]+/vmlinuz$)")
+_MODULE = re.compile(r"\.ko(\.xz|\.gz)?$")
 
 
 def flavour(name: str) -> str:
@@ -26,7 +29,7 @@ class VerifyStage(Stage["VerifyStage.Options"]):
 
     name = "verify"
     summary = "check every requested value in /boot/config-* of the built kernel packages"
-    version = "1"
+    version = "2"  # 2: checks the [sign] signatures
 
     @dataclass(frozen=True)
     class Options:
@@ -76,8 +79,42 @@ class VerifyStage(Stage["VerifyStage.Options"]):
         flavours = sorted(str(p["flavour"]) for p in packages if "flavour" in p)
         report["packages"] = packages
         report["flavours"] = flavours
+        signed_with = ctx.artifacts(SIGNING)
+        if signed_with:
+            report["signatures"] = _signatures(ctx, SigningKeys.of(signed_with[0]))
         out = ctx.stagedir / "report.json"
         fsutil.atomic_write(out, json.dumps(report, indent=1, sort_keys=True) + "\n")
         ctx.log.info("verify: %d requested value(s) present; flavours built: %s", len(reqs),
                      ", ".join(flavours) or "none (source only)")
         return [Artifact(out, REPORT, meta={"flavours": flavours})]
+
+
+def _signatures(ctx: Context, keys: SigningKeys) -> dict[str, object]:
+    """Check every signature the [sign] keys should have put in what was built; what was checked."""
+    rpms = [a.path for a in ctx.artifacts(RPM)]
+    checked: dict[str, object] = {}
+    problems: list[str] = []
+    if keys.gpg_pubkey:
+        packages = rpms + [a.path for a in ctx.artifacts(SRPM)]
+        problems += signing.signature_problems(packages, Path(keys.gpg_pubkey), ctx.run).values()
+        checked["packages"] = {"signed_by": keys.gpg_fingerprint, "count": len(packages)}
+    if keys.secureboot_cert:
+        cert = Path(keys.secureboot_cert)
+        images = [(f"{rpm.name}: {name.lstrip('.')}", data) for rpm in rpms
+                  for name, data in payload_files(rpm, _IMAGE)]
+        problems += [p for name, data in images if (p := signing.image_problem(name, data, cert, ctx.run))]
+        if not images:
+            problems.append("no kernel image in the built packages carries the Secure Boot signature")
+        checked["secureboot"] = {"cert_sha256": keys.secureboot_cert_sha256, "images": len(images)}
+    if keys.module_key:
+        modules = [(f"{rpm.name}: {name.lstrip('.')}", data) for rpm in rpms
+                   for name, data in payload_files(rpm, _MODULE)]
+        cert = Path(keys.module_key)
+        problems += [p for name, data in modules if (p := signing.module_problem(name, data, cert, ctx.run))]
+        if not modules:
+            problems.append("no module in the built packages carries the module signature")
+        checked["modules"] = {"cert_sha256": keys.module_cert_sha256, "count": len(modules)}
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise VerifyError(problems[0] + more)
+    return checked

@@ -8,6 +8,7 @@ collect what came back.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -50,6 +51,10 @@ class BuildRequest:
     epoch: int
     stagedir: Path
     run: Runs  # ctx.run: the one way a stage runs a command
+    # Signing in the build: directories it sees under /var/tmp (seen path -> directory), and
+    # what goes first on its PATH.
+    mounts: Mapping[Path, Path] = dataclasses.field(default_factory=dict)
+    path_prefix: tuple[str, ...] = ()
 
     @property
     def log_file(self) -> Path:
@@ -68,12 +73,16 @@ def rpmbuild(req: BuildRequest, mode: str, cache: CompileCache | None = None) ->
     else:
         # Off means off: not even a masquerade dir the host has on PATH.
         env["PATH"] = without_masquerade(path, find_ccache(path))
+    env["PATH"] = os.pathsep.join([*req.path_prefix, env["PATH"]])
     fixed = fixed_topdir_available()
+    if req.mounts and not fixed:
+        raise UsageError("signing in the build needs a private mount namespace (unshare), so the "
+                         "keys are seen at a fixed path and never in the work dir")
     if fixed:
         argv = rpmbuild_argv(mode, to_fixed(req.spec, req.topdir), topdir=FIXED_TOPDIR,
                              target=req.target, with_=req.with_, without=req.without,
                              nodeps=req.nodeps, defines=req.defines)
-        wrapped = in_fixed_topdir(argv, req.topdir, keep=cache.dirs if cache else ())
+        wrapped = in_fixed_topdir(argv, req.topdir, keep=cache.dirs if cache else (), mounts=req.mounts)
         assert wrapped is not None
         env["TMPDIR"] = "/var/tmp"
     else:

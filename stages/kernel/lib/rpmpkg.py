@@ -33,10 +33,17 @@ class PackageInfo:
     build_time: int | None
     files: tuple[str, ...]
     size: int = 0  # of the files it installs, in bytes
+    epoch: int | None = None
 
     @property
     def nvr(self) -> str:
         return f"{self.name}-{self.version}-{self.release}"
+
+    @property
+    def nevra(self) -> str:
+        """What names the package in a repository: two files with one NEVRA are one package."""
+        epoch = f"{self.epoch}:" if self.epoch is not None else ""
+        return f"{self.name}-{epoch}{self.version}-{self.release}.{'src' if self.is_source else self.arch}"
 
 
 def _text(value: Any) -> str:
@@ -116,6 +123,7 @@ def read_package(path: Path) -> PackageInfo:
         build_time=int(hdr[rpm.RPMTAG_BUILDTIME]) if hdr[rpm.RPMTAG_BUILDTIME] else None,
         files=tuple(_text(f) for f in (hdr[rpm.RPMTAG_FILENAMES] or [])),
         size=int(hdr[rpm.RPMTAG_LONGSIZE] or 0),
+        epoch=int(hdr[rpm.RPMTAG_EPOCH]) if hdr[rpm.RPMTAG_EPOCH] is not None else None,
     )
 
 
@@ -162,15 +170,21 @@ def rpmbuild_argv(mode: str, spec: Path, *, topdir: Path, target: str | None,
 # host has at /var/tmp for that one command only).
 FIXED_TOPDIR = Path("/var/tmp/respin/rpmbuild")
 
-# Arguments: directories under /var/tmp the command also needs (bound back at
-# their own paths, opened on fds 4... before the tmpfs hides them), "--", the
-# topdir, the command.
+# Where the [sign] keys are seen during a build: a fixed path (rpm keeps the parsed
+# spec, %pesign's expansion included, in the source package), on the namespace's
+# tmpfs, so the copy a build reads from is never on the work dir's disk.
+FIXED_KEYS = Path("/var/tmp/respin/keys")
+
+# Arguments: pairs of a directory and where the command sees it (under /var/tmp,
+# which the tmpfs would otherwise hide; each opened on fds 4... before the tmpfs
+# goes over it), "--", the topdir, the command.
 _NAMESPACE_SCRIPT = f"""set -e
-fd=4 after=
+fd=4 after= half=
 for arg in "$@"; do
   if [ -n "$after" ]; then exec 3<"$arg"; break
   elif [ "$arg" = -- ]; then after=1
-  else eval "exec $fd<\\"\\$arg\\""; fd=$((fd + 1))
+  elif [ -z "$half" ]; then eval "exec $fd<\\"\\$arg\\""; fd=$((fd + 1)); half=1
+  else half=
   fi
 done
 mount -t tmpfs -o mode=0755 respin /var/tmp
@@ -179,11 +193,11 @@ mount --no-canonicalize --bind /proc/self/fd/3 {FIXED_TOPDIR}
 exec 3<&-
 fd=4
 while [ "$1" != -- ]; do
-  mkdir -p "$1"
-  mount --no-canonicalize --bind /proc/self/fd/$fd "$1"
+  mkdir -p "$2"
+  mount --no-canonicalize --bind /proc/self/fd/$fd "$2"
   eval "exec $fd<&-"
   fd=$((fd + 1))
-  shift
+  shift 2
 done
 shift 2
 cd {FIXED_TOPDIR}
@@ -212,20 +226,24 @@ def fixed_topdir_available() -> bool:
     return _namespace_prefix() is not None
 
 
-def in_fixed_topdir(argv: Sequence[str], topdir: Path, keep: Sequence[Path] = ()) -> list[str] | None:
+def in_fixed_topdir(argv: Sequence[str], topdir: Path, keep: Sequence[Path] = (),
+                    mounts: Mapping[Path, Path] | None = None) -> list[str] | None:
     """`argv` (built with FIXED_TOPDIR paths) wrapped to run with `topdir` mounted there.
 
     `keep`: directories the command needs at their own paths (the tmpfs over
-    /var/tmp would hide those under it). None when no private mount namespace
-    can be had (then build with the real path).
+    /var/tmp would hide those under it); `mounts`: directories it sees at
+    another path under /var/tmp (seen path -> directory). None when no private
+    mount namespace can be had (then build with the real path).
     """
     prefix = _namespace_prefix()
     if prefix is None:
         return None
-    hidden = [str(d.resolve()) for d in keep if d.resolve().is_relative_to("/var/tmp")]
-    if len(hidden) > 5:  # fds 4 to 9: what sh redirects by number
-        raise ValueError("in_fixed_topdir: at most 5 directories to keep under /var/tmp")
-    return [*prefix, "sh", "-c", _NAMESPACE_SCRIPT, "respin-rpmbuild", *hidden, "--", str(topdir), *argv]
+    pairs = [(str(d.resolve()), str(d.resolve())) for d in keep if d.resolve().is_relative_to("/var/tmp")]
+    pairs += [(str(d.resolve()), str(seen)) for seen, d in (mounts or {}).items()]
+    if len(pairs) > 6:  # fds 4 to 9: what sh redirects by number
+        raise ValueError("in_fixed_topdir: at most 6 directories to mount under /var/tmp")
+    return [*prefix, "sh", "-c", _NAMESPACE_SCRIPT, "respin-rpmbuild", *(p for pair in pairs for p in pair),
+            "--", str(topdir), *argv]
 
 
 def to_fixed(path: Path, topdir: Path) -> Path:
