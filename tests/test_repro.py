@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from respin_cli import assert_one_line_error, respin
+from signkeys import gpg_home, stop_agent
 
 from fixtures.build import build_srpm
 from respin.pipeline.repro import compare_manifests
@@ -243,6 +244,33 @@ def test_repro_current_layout_kernel_identical(tmp_path: Path) -> None:
     report = json.loads(respin("repro", pf, "--json", "--pause", "1.1", env=_env_without_epoch()).stdout)
     assert report["identical"], report["differences"]
     assert {"srpm", "rpm", "spec"} <= {c.split()[1] for c in report["compared"]}
+
+
+@pytest.mark.skipif(shutil.which("gpg") is None or shutil.which("createrepo_c") is None,
+                    reason="gpg and createrepo_c are not installed")
+def test_repro_of_a_signed_run_signed_packages_and_repository(tmp_path: Path) -> None:
+    """Signed packages and a signed repository are reproducible too: each signature is dated by
+    the build (or by the key, when the key is newer), and the second run publishes into the
+    first run's repository, which refuses a package whose bytes differ."""
+    current = build_srpm("kernel-current", tmp_path / "srpm")
+    home, fpr = gpg_home(tmp_path, "repro")
+    stages = ["fetch", "sign", "prep", "config", "diff", "inject", "rebuild", "verify", "publish"]
+    pf = tmp_path / "signed.toml"
+    pf.write_text(f'[pipeline]\ntarget = "x86_64"\nworkdir = "work"\nstages = {json.dumps(stages)}\n\n'
+                  f'[fetch]\nsrpm = "{current}"\n\n[sign]\ngpg_key = "{fpr}"\ngpg_home = "{home}"\n\n'
+                  '[config]\nset = { CONFIG_DEFAULT_HOSTNAME = "respin" }\n\n'
+                  '[rebuild]\nwithout = ["debug"]\nmode = "all"\n\n'
+                  f'[publish]\nrepo = "{tmp_path / "repo"}"\n')
+    try:
+        report = json.loads(respin("repro", pf, "--json", "--pause", "1.1", env=_env_without_epoch()).stdout)
+    finally:
+        stop_agent(home)
+    assert report["identical"], report["differences"]
+    compared = {c.split()[1] for c in report["compared"]}
+    assert {"srpm", "rpm", "gpg-pubkey"} <= compared, compared
+    # The repository is outside both work dirs: the second run found its packages there, the same.
+    assert len(list((tmp_path / "repo").glob("*.rpm"))) == 2
+    assert (tmp_path / "repo/repodata/repomd.xml.asc").is_file()
 
 
 def _tmpdir(tmp_path: Path) -> dict[str, str]:

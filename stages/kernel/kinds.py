@@ -33,7 +33,7 @@ LOG = "log"
 REPORT = "report"  # verify
 DISTGIT = "distgit"  # distgit: the repository
 SIGNING = "signing"  # sign: which keys the build signs with (never a private key)
-GPG_PUBKEY = "gpg-pubkey"  # sign: the public half of the package signing key
+GPG_PUBKEY = "gpg-pubkey"  # sign: the public half of the package signing key (ASCII armour)
 REPO = "repo"  # publish: the repository's repomd.xml
 
 Mechanism = Literal["patch", "kernel-local"]
@@ -107,4 +107,3 @@ class SigningKeys(Handoff):
     gpg_home: str | None = None
     gpg_fingerprint: str | None = None  # of the primary key
     gpg_created: int = 0  # the newest creation time of the key and its subkeys
-    gpg_pubkey: str | None = None  # the exported public key, on this record's GPG_PUBKEY artifact

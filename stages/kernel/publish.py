@@ -19,7 +19,7 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError, UsageError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.kinds import REPO, SIGNING, SigningKeys
+from respin.stages.kernel.kinds import GPG_PUBKEY, REPO, SIGNING, SigningKeys
 from respin.stages.kernel.lib import signing, topdir, yumrepo
 from respin.stages.lib import packages
 
@@ -50,11 +50,12 @@ class PublishStage(Stage["PublishStage.Options"]):
         gpg = (signing.GpgKey(Path(keys.gpg_home), keys.gpg_fingerprint, keys.gpg_created)
                if keys and keys.gpg_home and keys.gpg_fingerprint else None)
         epoch = topdir.source_date(ctx)
-        if gpg is not None and keys is not None and keys.gpg_pubkey:
+        pubkey = ctx.artifact(GPG_PUBKEY).path if gpg is not None else None
+        if gpg is not None and pubkey is not None:
             with signing.gpg_session(gpg.home, ctx.run):
-                built = self._signed(ctx, built, gpg, Path(keys.gpg_pubkey), epoch)
+                built = self._signed(ctx, built, gpg, pubkey, epoch)
         add, kept = yumrepo.plan(repo, built)
-        pubkey_text = Path(keys.gpg_pubkey).read_text() if keys and keys.gpg_pubkey else None
+        pubkey_text = pubkey.read_text() if pubkey is not None else None
         if pubkey_text is not None:
             _check_pubkey(repo / PUBKEY_NAME, pubkey_text)
         repo.mkdir(exist_ok=True)

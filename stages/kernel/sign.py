@@ -91,7 +91,7 @@ class SignStage(Stage["SignStage.Options"]):
                 pubkey = ctx.stagedir / "RPM-GPG-KEY-respin"
                 fsutil.atomic_write(pubkey, signing.export_public(gpg, ctx.run))
             keys = replace(keys, gpg_home=str(home.absolute()), gpg_fingerprint=gpg.fingerprint,
-                           gpg_created=gpg.created, gpg_pubkey=str(pubkey))
+                           gpg_created=gpg.created)
             artifacts.append(Artifact(pubkey, GPG_PUBKEY))
         out = ctx.stagedir / "keys.json"
         fsutil.atomic_write(out, json.dumps(asdict(keys), indent=1, sort_keys=True) + "\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import VerifyError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.kinds import REPORT, RPM, SIGNING, SRPM, Edited, Injected, SigningKeys
+from respin.stages.kernel.kinds import GPG_PUBKEY, REPORT, RPM, SIGNING, SRPM, Edited, Injected, SigningKeys
 from respin.stages.kernel.lib import kconfig, signing
 from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 
@@ -94,9 +94,10 @@ def _signatures(ctx: Context, keys: SigningKeys) -> dict[str, object]:
     rpms = [a.path for a in ctx.artifacts(RPM)]
     checked: dict[str, object] = {}
     problems: list[str] = []
-    if keys.gpg_pubkey:
+    if keys.gpg_fingerprint:
         packages = rpms + [a.path for a in ctx.artifacts(SRPM)]
-        problems += signing.signature_problems(packages, Path(keys.gpg_pubkey), ctx.run).values()
+        pubkey = ctx.artifact(GPG_PUBKEY).path
+        problems += signing.signature_problems(packages, pubkey, ctx.run).values()
         checked["packages"] = {"signed_by": keys.gpg_fingerprint, "count": len(packages)}
     if keys.secureboot_cert:
         cert = Path(keys.secureboot_cert)

@@ -3,8 +3,10 @@
 The source package is fixtures/kernel-real made from Debian's Linux 6.1 tree
 (fixtures.realkernel); `respin run` changes three config values and marks the
 release with a buildid, then builds the binary kernel package with rpmbuild
-(--with baseonly). That build is a real kernel compile of a few CPU minutes,
-so it runs once per session and every test here reads its result. The
+(--with baseonly), its modules signed with a module key of the session's and
+its image with a Secure Boot key of the session's ([sign]). That build is a
+real kernel compile of a few CPU minutes, so it runs once per session and
+every test here reads its result. The
 compile cache lives in pytest's cache dir (`.pytest_cache`, removed by `make
 clean`): a later session compiles from it, with the same bytes.
 """
@@ -19,7 +21,7 @@ import pytest
 # The helpers the tests here share (realbuild.py, realvm.py) import as top-level modules.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from realbuild import RealBuild, missing_build_tools, run_real_build
+from realbuild import Keys, RealBuild, missing_build_tools, run_real_build
 
 from fixtures.realkernel import build_real_srpm
 
@@ -41,4 +43,5 @@ def real_build(real_srpm: Path, tmp_path_factory: pytest.TempPathFactory,
     cache = getattr(pytestconfig, "cache", None)
     ccache_dir = (cache.mkdir("respin-real-kernel-ccache") if cache is not None
                   else tmp_path_factory.mktemp("ccache"))
-    return run_real_build(real_srpm, tmp_path_factory.mktemp("real-build"), ccache_dir)
+    keys = Keys.make(tmp_path_factory.mktemp("real-keys"))
+    return run_real_build(real_srpm, tmp_path_factory.mktemp("real-build"), ccache_dir, keys)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from respin_cli import respin
+from signkeys import x509_pair
 
 from fixtures.realkernel import TARBALL
 from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
@@ -28,7 +29,8 @@ BUILDID = ".respin"
 # A cold build is minutes of CPU on two cores; under load it has taken longer.
 BUILD_TIMEOUT = 3600.0
 
-_TOOLS = ("rpmbuild", "make", "gcc", "flex", "bison", "bc", "perl", "git", "xz")
+_TOOLS = ("rpmbuild", "make", "gcc", "flex", "bison", "bc", "perl", "git", "xz", "openssl", "sbsign",
+          "unshare")
 
 
 def missing_build_tools() -> list[str]:
@@ -48,6 +50,8 @@ class RealBuild:
     kverrel: str  # the uname -r the package names: <version>-<release>.<arch>
     wall: float  # seconds of the `respin run`
     cpu: float  # user + system seconds of it and its children
+    keys: Keys | None  # what it signed with
+    stderr: str  # what respin said
 
     def payload(self, pattern: str) -> bytes:
         """The one file of the package's payload whose name matches `pattern`."""
@@ -66,19 +70,42 @@ class RealBuild:
         return self.payload(rf"^/boot/config-{re.escape(self.kverrel)}$").decode()
 
 
-def pipeline_text(srpm: Path, ccache_dir: Path) -> str:
-    """The pipeline file: the request, the buildid, a binary --with baseonly build."""
+@dataclass(frozen=True)
+class Keys:
+    """The session's signing keys: the module key (key and certificate in one PEM) and the
+    Secure Boot pair."""
+
+    module: Path
+    secureboot_key: Path
+    secureboot_cert: Path
+
+    @staticmethod
+    def make(where: Path) -> Keys:
+        module, _ = x509_pair(where, "module", combined=True)
+        sb_key, sb_cert = x509_pair(where, "secureboot")
+        return Keys(module, sb_key, sb_cert)
+
+    def sign_table(self) -> str:
+        return (f'[sign]\nmodule_key = "{self.module}"\nsecureboot_key = "{self.secureboot_key}"\n'
+                f'secureboot_cert = "{self.secureboot_cert}"\n\n')
+
+
+def pipeline_text(srpm: Path, ccache_dir: Path, keys: Keys | None) -> str:
+    """The pipeline file: the request, the buildid, a binary --with baseonly build, signed with
+    `keys` (modules and the Secure Boot image) when given."""
     values = ", ".join(f"{key} = {json.dumps(value)}" for key, value in REQUEST.items())
-    return (f'[pipeline]\ntarget = "x86_64"\nworkdir = "work"\n\n'
+    stages = ["fetch", *(["sign"] if keys else []), "prep", "config", "diff", "inject", "rebuild", "verify"]
+    return (f'[pipeline]\ntarget = "x86_64"\nworkdir = "work"\nstages = {json.dumps(stages)}\n\n'
             f'[fetch]\nsrpm = "{srpm}"\n\n'
+            + (keys.sign_table() if keys else "") +
             f"[config]\nset = {{ {values} }}\n\n"
             f'[inject]\nbuildid = "{BUILDID}"\n\n'
             f'[rebuild]\nwith = ["baseonly"]\nmode = "binary"\nccache_dir = "{ccache_dir}"\n')
 
 
-def run_real_build(srpm: Path, where: Path, ccache_dir: Path) -> RealBuild:
+def run_real_build(srpm: Path, where: Path, ccache_dir: Path, keys: Keys | None) -> RealBuild:
     """`respin run` of the whole kernel pipeline on `srpm` in `where`; what it built."""
-    (where / "kernel.toml").write_text(pipeline_text(srpm, ccache_dir))
+    (where / "kernel.toml").write_text(pipeline_text(srpm, ccache_dir, keys))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = respin("run", "kernel.toml", "--json", cwd=where, timeout=BUILD_TIMEOUT)
@@ -92,4 +119,5 @@ def run_real_build(srpm: Path, where: Path, ccache_dir: Path) -> RealBuild:
     assert len(rpms) == 1, rpms
     pkg = read_package(rpms[0])
     return RealBuild(srpm=srpm, workdir=where / "work", manifest=manifest, rpm=rpms[0],
-                     kverrel=f"{pkg.version}-{pkg.release}.{pkg.arch}", wall=wall, cpu=cpu)
+                     kverrel=f"{pkg.version}-{pkg.release}.{pkg.arch}", wall=wall, cpu=cpu, keys=keys,
+                     stderr=proc.stderr)
