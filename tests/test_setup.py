@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -170,8 +171,10 @@ def test_make_install_puts_respin_on_path(tmp_path: Path) -> None:
     api = subprocess.run([str(prefix / "share/respin/venv/bin/python"), "-c", script], capture_output=True,
                          text=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
     assert api.returncode == 0, api.stderr
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
+    count = sum(len(declared[g]) for g in ("respin.stages", "respin.commands", "respin.pipelines"))
     assert api.stdout.split() == [str(site / "respin" / "__init__.py"), "respin.pipeline.runner",
-                                  "respin.pipeline.config", "15", "respin.pipeline.errors"]
+                                  "respin.pipeline.config", str(count), "respin.pipeline.errors"]
     subprocess.run(["make", "-C", str(REPO), "uninstall", f"PREFIX={prefix}"], capture_output=True,
                    env=env, check=True, stdin=subprocess.DEVNULL)
     assert not tool.exists() and not (prefix / "share/respin").exists()
