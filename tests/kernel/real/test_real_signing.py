@@ -77,7 +77,7 @@ def test_the_signed_image_boots_with_secure_boot_enforcing(real_build: RealBuild
 def test_without_a_module_key_two_builds_differ_and_respin_says_so(real_build: RealBuild,
                                                                    tmp_path: Path) -> None:
     cache = next(a for a in real_build.manifest["artifacts"]  # type: ignore[union-attr]
-                 if a["kind"] == "log" and "ccache" in a["meta"])["meta"]["ccache"]["dir"]
+                 if a["kind"] == "log" and "ccache" in a.get("meta", {}))["meta"]["ccache"]["dir"]
     pf = tmp_path / "kernel.toml"
     pf.write_text(pipeline_text(real_build.srpm, Path(cache), None))
     first = respin("run", pf, "--json", cwd=tmp_path, timeout=BUILD_TIMEOUT)
