@@ -20,6 +20,7 @@ import pytest
 from realbuild import BUILD_TIMEOUT, RealBuild, pipeline_text
 from respin_cli import respin
 from secureboot import boot_secure, enrolled_vars, missing_tools, unsigned
+from signkeys import key_lines
 
 from respin.pipeline.run import run
 from respin.stages.kernel.lib import signing
@@ -92,3 +93,18 @@ def test_without_a_module_key_two_builds_differ_and_respin_says_so(real_build: R
     # Another key each build: the image embeds its certificate, each module its signature.
     assert before[0] != after[0]
     assert before[1].keys() == after[1].keys() and before[1] != after[1]
+
+
+def test_no_private_key_in_the_package_the_logs_or_the_manifest(real_build: RealBuild) -> None:
+    """The keys went into the build through a private directory: none of their private lines is in
+    any file of the package, or in the work dir (logs, manifest, hand-offs; the compile cache aside)."""
+    module_pem, sb_key, _ = _keys(real_build)
+    secrets = [line.encode() for line in key_lines(module_pem) + key_lines(sb_key)]
+    assert secrets
+    payload = dict(payload_files(real_build.rpm, re.compile(".")))
+    assert len(payload) > 5
+    leaked = [name for name, data in payload.items() if any(s in data for s in secrets)]
+    work = [p for p in real_build.workdir.rglob("*") if p.is_file() and "ccache" not in p.parts]
+    assert any(p.name == "manifest.json" for p in work) and any(p.name == "rebuild.log" for p in work)
+    leaked += [str(p) for p in work if any(s in p.read_bytes() for s in secrets)]
+    assert not leaked, leaked
