@@ -32,9 +32,10 @@ TREEFILE = ".respin-tree"
 MACROS = ".respin-macros"
 # Spec macros recorded at the hook, as rpmbuild evaluated them for this run (defines,
 # target): which configs %prep keeps (primary_target), how the release and the
-# module directory are spelled. Empty when the spec does not define one.
+# module directory are spelled, whether the build signs the image (signkernel).
+# Empty when the spec does not define one.
 SPEC_MACROS = ("name", "version", "release", "_target_cpu", "dist", "fedora", "rhel", "primary_target",
-               "buildid", "KVERREL", "specrelease", "with_debug", "debugbuildsenabled")
+               "buildid", "KVERREL", "specrelease", "with_debug", "debugbuildsenabled", "signkernel")
 
 
 def _q(path: Path) -> str:
@@ -74,7 +75,7 @@ class PrepStage(Stage["PrepStage.Options"]):
 
     name = "prep"
     summary = "rpmbuild -bp, stopped by a hook after the last patch; snapshot the kernel-*.config files"
-    version = "4"  # 4: the spec's macros as rpmbuild evaluated them; the run's defines, no ~/.rpmmacros
+    version = "5"  # 5: records signkernel; 4: the spec's macros as rpmbuild evaluated them
 
     @dataclass(frozen=True)
     class Options:

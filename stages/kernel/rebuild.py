@@ -17,7 +17,18 @@ from typing import Literal
 from respin.pipeline.errors import ConfigError, UsageError
 from respin.pipeline.run import clean_env
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.kinds import EDITED, LOG, RPM, SIGNING, SPEC, SRPM, Edited, SigningKeys
+from respin.stages.kernel.kinds import (
+    EDITED,
+    LOG,
+    RPM,
+    SIGNING,
+    SNAPSHOT,
+    SPEC,
+    SRPM,
+    Edited,
+    SigningKeys,
+    Snapshot,
+)
 from respin.stages.kernel.lib import signing, topdir
 from respin.stages.kernel.lib.backends import BuildRequest, KojiJob, koji_build, mock_build, rpmbuild
 from respin.stages.kernel.lib.ccache import CompileCache, find_ccache
@@ -109,17 +120,34 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         in_build = keys is not None and bool(keys.module_key or keys.secureboot_key)
         if in_build and self.options.backend != "rpmbuild":
             raise ConfigError(f"{ctx.source.name} [rebuild]: the [sign] module and Secure Boot keys are "
-                             f"used inside the build, which the {self.options.backend} backend runs "
-                             "elsewhere; use backend = \"rpmbuild\"")
+                              f"used inside the build, which the {self.options.backend} backend runs "
+                              "elsewhere; use backend = \"rpmbuild\"")
         module_sig = _module_signing(ctx)
         if keys is not None and keys.module_key and module_sig is False:
             raise ConfigError(f"{ctx.source.name} [sign] module_key: the build's config does not set "
-                             "CONFIG_MODULE_SIG, so no module would be signed with it (set it in [config])")
+                              "CONFIG_MODULE_SIG, so no module would be signed with it (set it in [config])")
         if module_sig and not (keys and keys.module_key):
             ctx.log.warning("rebuild: CONFIG_MODULE_SIG is set and [sign] module_key is not: the build "
                             "signs its modules with a key it makes on the spot, so two builds will not "
                             "be byte-identical")
+        self._image_signing(ctx, keys)
         return keys
+
+    def _image_signing(self, ctx: Context, keys: SigningKeys | None) -> None:
+        """Refuse, before the build, a Secure Boot key the spec would not use, and a spec that
+        signs its image with a %pesign this host cannot give it."""
+        spec = ctx.artifact(SPEC).path
+        signs = _PESIGN.search(spec.read_text(errors="replace")) is not None
+        has_key = keys is not None and keys.secureboot_key is not None
+        if has_key and not signs:
+            raise ConfigError(f"{ctx.source.name} [sign] secureboot_key: {spec.name} never signs its kernel "
+                              "image (no %pesign), so the package would carry it unsigned")
+        found = ctx.artifacts(SNAPSHOT)
+        always = found and Snapshot.of(found[0]).macros.get("signkernel") == "1"
+        if always and not has_key and not ctx.run(["rpm", "--eval", "%{?pesign:1}"]).stdout.strip():
+            raise ConfigError(f"{spec.name} signs the kernel image for Secure Boot with %pesign, which this "
+                              "host does not define (pesign's macros): give [sign] secureboot_key and "
+                              "secureboot_cert, and the image is signed with sbsign")
 
     def run(self, ctx: Context) -> list[Artifact]:
         keys = self._keys(ctx)
@@ -189,6 +217,7 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         return artifacts
 
 
+_PESIGN = re.compile(r"^[^#\n]*%\{?pesign\b", re.M)
 _MODULE_SIG = re.compile(r"^(CONFIG_MODULE_SIG)=y$|^# (CONFIG_MODULE_SIG) is not set$", re.M)
 
 

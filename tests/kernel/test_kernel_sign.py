@@ -14,7 +14,7 @@ from respin_cli import assert_one_line_error, respin
 from signkeys import encrypted, gpg_home, key_lines, stop_agent, x509_pair
 
 from fixtures.build import build_srpm
-from respin.pipeline.errors import InputError, VerifyError
+from respin.pipeline.errors import ConfigError, InputError, VerifyError
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed"),
@@ -39,11 +39,12 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
 
 def pipeline(where: Path, srpm: Path, sign: str, repo: str = "repo",
              stages: list[str] = SIGNED_STAGES) -> Path:
+    """A pipeline file; a [sign] and a [publish] table for those stages when in `stages`."""
     text = (f'[pipeline]\ntarget = "x86_64"\nworkdir = "work"\nstages = {json.dumps(stages)}\n\n'
-            f'[fetch]\nsrpm = "{srpm}"\n\n[sign]\n{sign}\n'
+            f'[fetch]\nsrpm = "{srpm}"\n\n' + (f"[sign]\n{sign}\n" if "sign" in stages else "") +
             '[config]\nset = { CONFIG_RESPIN_FEATURE_A = "y" }\n\n'
             '[rebuild]\nwithout = ["debug"]\nmode = "all"\n\n'
-            f'[publish]\nrepo = "{repo}"\n')
+            + (f'[publish]\nrepo = "{repo}"\n' if "publish" in stages else ""))
     path = where / "kernel.toml"
     path.write_text(text)
     return path
@@ -200,22 +201,48 @@ def test_bad_keys_fail_in_one_line_before_any_build(tmp_path: Path, srpm: Path, 
     assert [s["status"] for s in manifest["stages"]][:3] == ["ran", "failed", "not reached"]
 
 
-def test_module_and_secureboot_keys_never_land_in_outputs(tmp_path: Path, srpm: Path,
-                                                          keys: dict[str, object]) -> None:
-    """The keys go into the build and out again: this text-kernel fixture neither builds
-    modules nor signs its image, so verify refuses the run, and no private key is left in the
-    work dir, the logs or the manifest."""
+def test_the_module_key_never_lands_in_outputs(tmp_path: Path, srpm: Path, keys: dict[str, object]) -> None:
+    """The module key goes into the build and out again: this text-kernel fixture's modules are
+    text, never signed, so verify refuses the run (no signature it did not find is claimed), and
+    no line of the private key is left in the work dir, the logs or the manifest."""
     module, _ = x509_pair(tmp_path, "module", combined=True)
-    sb_key, sb_cert = x509_pair(tmp_path, "sb")
-    pf = pipeline(tmp_path, srpm, f'module_key = "{module}"\nsecureboot_key = "{sb_key}"\n'
-                                  f'secureboot_cert = "{sb_cert}"\n' + gpg_table(Path(str(keys["home"])),
-                                                                                 str(keys["fpr"])))
+    pf = pipeline(tmp_path, srpm, f'module_key = "{module}"\n' + gpg_table(Path(str(keys["home"])),
+                                                                           str(keys["fpr"])))
     proc = respin("run", pf, check=False)
-    assert_one_line_error(proc, VerifyError.exit_code, "not signed by the [sign] Secure Boot certificate",
-                          "more)")
-    secrets = key_lines(module) + key_lines(sb_key)
+    assert_one_line_error(proc, VerifyError.exit_code, ".ko carries no module signature")
+    secrets = key_lines(module)
     assert secrets
     for path in (tmp_path / "work").rglob("*"):
         if path.is_file():
             data = path.read_bytes()
             assert not any(s.encode() in data for s in secrets), path
+
+
+def test_a_secureboot_key_for_a_spec_that_never_signs_is_refused_before_the_build(
+        tmp_path: Path, srpm: Path) -> None:
+    sb_key, sb_cert = x509_pair(tmp_path, "sb")
+    pf = pipeline(tmp_path, srpm, f'secureboot_key = "{sb_key}"\nsecureboot_cert = "{sb_cert}"\n')
+    proc = respin("run", pf, check=False)
+    assert_one_line_error(proc, ConfigError.exit_code, "[sign] secureboot_key", "never signs its kernel")
+    manifest = json.loads((tmp_path / "work/manifest.json").read_text())
+    statuses = {s["name"]: s["status"] for s in manifest["stages"]}
+    assert statuses["rebuild"] == "failed" and not list((tmp_path / "work/rpmbuild/RPMS").rglob("*.rpm"))
+
+
+def test_a_spec_that_always_signs_its_image_needs_a_secureboot_key_here(tmp_path: Path, srpm: Path) -> None:
+    """Fedora's spec signs the image with %pesign on x86_64 whatever the host; a host without
+    pesign's macros and no [sign] pair is told so before the build, not by a failed build."""
+    top = tmp_path / "top"
+    subprocess.run(["rpm", "-i", "--nodeps", "--define", f"_topdir {top}", str(srpm)], check=True,
+                   capture_output=True)
+    spec = top / "SPECS/kernel.spec"
+    text = spec.read_text().replace("\n%build\n", "\n%build\n%if %{signkernel}\n"
+                                    "%pesign -s -i IMAGE -o IMAGE.signed -a CA -c CERT -n NAME\n%endif\n", 1)
+    spec.write_text("%global signkernel 1\n" + text)
+    subprocess.run(["rpmbuild", "-bs", "--nodeps", "--define", f"_topdir {top}", str(spec)], check=True,
+                   capture_output=True)
+    signing = next((top / "SRPMS").glob("*.src.rpm"))
+    stages = [s for s in SIGNED_STAGES if s not in ("sign", "publish")]
+    proc = respin("run", pipeline(tmp_path, signing, "", stages=stages), check=False)
+    assert_one_line_error(proc, ConfigError.exit_code, "signs the kernel image for Secure Boot with %pesign",
+                          "give [sign] secureboot_key")
