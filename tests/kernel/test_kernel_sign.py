@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dnfrepo import dnf
 from respin_cli import assert_one_line_error, respin
 from signkeys import encrypted, gpg_home, key_lines, stop_agent, x509_pair
 
@@ -52,28 +53,6 @@ def pipeline(where: Path, srpm: Path, sign: str, repo: str = "repo",
 
 def gpg_table(home: Path, fpr: str) -> str:
     return f'gpg_key = "{fpr}"\ngpg_home = "{home}"\n'
-
-
-def dnf(root: Path, repo: Path, *args: str, key: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """dnf with only `repo` (gpgcheck and repo_gpgcheck on), into an installroot; no host repo,
-    plugin, cache or config takes part."""
-    conf = root.parent / f"{root.name}.conf"
-    repos = root.parent / f"{root.name}.repos.d"
-    repos.mkdir(exist_ok=True)
-    (repos / "respin.repo").write_text(
-        f"[respin]\nname=respin\nbaseurl=file://{repo}\nenabled=1\ngpgcheck=1\nrepo_gpgcheck=1\n"
-        f"gpgkey=file://{key or repo / 'RPM-GPG-KEY-respin'}\n")
-    conf.write_text(f"[main]\ngpgcheck=1\nreposdir={repos}\ncachedir={root.parent / 'dnf-cache'}\n"
-                    "install_weak_deps=0\nkeepcache=0\n")
-    proc = subprocess.run(["dnf", "-y", "--noplugins", "--config", str(conf), "--installroot", str(root),
-                           "--releasever", "37", f"--setopt=reposdir={repos}", "--disablerepo=*",
-                           "--enablerepo=respin", *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=300)
-    # dnf checks repo_gpgcheck with a keyring of its own in its cache, through a gpg-agent it leaves.
-    for keyring in root.rglob("pubring"):
-        if keyring.is_dir():
-            stop_agent(keyring)
-    return proc
 
 
 def rpm_k(pubkey: Path, package: Path, db: Path) -> subprocess.CompletedProcess[str]:

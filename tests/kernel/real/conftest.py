@@ -14,6 +14,7 @@ clean`): a later session compiles from it, with the same bytes.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from realbuild import Keys, RealBuild, missing_build_tools, run_real_build
+from signkeys import stop_agent
 
 from fixtures.realkernel import build_real_srpm
 
@@ -37,11 +39,14 @@ def real_srpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_build(real_srpm: Path, tmp_path_factory: pytest.TempPathFactory,
-               pytestconfig: pytest.Config) -> RealBuild:
+               pytestconfig: pytest.Config) -> Iterator[RealBuild]:
     """`respin run` of the whole kernel pipeline on the real-kernel SRPM, once per session."""
     # Without pytest's cache (-p no:cacheprovider) the cache starts empty in the session's temp dir.
     cache = getattr(pytestconfig, "cache", None)
     ccache_dir = (cache.mkdir("respin-real-kernel-ccache") if cache is not None
                   else tmp_path_factory.mktemp("ccache"))
     keys = Keys.make(tmp_path_factory.mktemp("real-keys"))
-    return run_real_build(real_srpm, tmp_path_factory.mktemp("real-build"), ccache_dir, keys)
+    try:
+        yield run_real_build(real_srpm, tmp_path_factory.mktemp("real-build"), ccache_dir, keys)
+    finally:
+        stop_agent(keys.gpg_home)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from respin_cli import respin
-from signkeys import x509_pair
+from signkeys import gpg_home, x509_pair
 
 from fixtures.realkernel import TARBALL
 from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
@@ -78,29 +78,36 @@ class Keys:
     module: Path
     secureboot_key: Path
     secureboot_cert: Path
+    gpg_home: Path
+    gpg_fingerprint: str
 
     @staticmethod
     def make(where: Path) -> Keys:
         module, _ = x509_pair(where, "module", combined=True)
         sb_key, sb_cert = x509_pair(where, "secureboot")
-        return Keys(module, sb_key, sb_cert)
+        home, fingerprint = gpg_home(where, "release")
+        return Keys(module, sb_key, sb_cert, home, fingerprint)
 
     def sign_table(self) -> str:
         return (f'[sign]\nmodule_key = "{self.module}"\nsecureboot_key = "{self.secureboot_key}"\n'
-                f'secureboot_cert = "{self.secureboot_cert}"\n\n')
+                f'secureboot_cert = "{self.secureboot_cert}"\ngpg_key = "{self.gpg_fingerprint}"\n'
+                f'gpg_home = "{self.gpg_home}"\n\n')
 
 
 def pipeline_text(srpm: Path, ccache_dir: Path, keys: Keys | None) -> str:
-    """The pipeline file: the request, the buildid, a binary --with baseonly build, signed with
-    `keys` (modules and the Secure Boot image) when given."""
+    """The pipeline file: the request, the buildid, a binary --with baseonly build; signed with
+    `keys` when given (modules, the Secure Boot image, the package) and published, with the
+    package's signature, into "repo" beside the work dir."""
     values = ", ".join(f"{key} = {json.dumps(value)}" for key, value in REQUEST.items())
-    stages = ["fetch", *(["sign"] if keys else []), "prep", "config", "diff", "inject", "rebuild", "verify"]
+    stages = ["fetch", *(["sign"] if keys else []), "prep", "config", "diff", "inject", "rebuild", "verify",
+              *(["publish"] if keys else [])]
     return (f'[pipeline]\ntarget = "x86_64"\nworkdir = "work"\nstages = {json.dumps(stages)}\n\n'
             f'[fetch]\nsrpm = "{srpm}"\n\n'
             + (keys.sign_table() if keys else "") +
             f"[config]\nset = {{ {values} }}\n\n"
             f'[inject]\nbuildid = "{BUILDID}"\n\n'
-            f'[rebuild]\nwith = ["baseonly"]\nmode = "binary"\nccache_dir = "{ccache_dir}"\n')
+            f'[rebuild]\nwith = ["baseonly"]\nmode = "binary"\nccache_dir = "{ccache_dir}"\n'
+            + ('\n[publish]\nrepo = "repo"\n' if keys else ""))
 
 
 def run_real_build(srpm: Path, where: Path, ccache_dir: Path, keys: Keys | None) -> RealBuild:

@@ -5,6 +5,8 @@ for Secure Boot, and both proven with the tools that enforce them.
   module key's certificate alone (the verify stage checked the same);
 - the image boots under OVMF with Secure Boot enforcing when the firmware's db
   holds the session's certificate, and the same image unsigned is refused;
+- the package, signed with the GnuPG key and published, installs with dnf
+  checking every signature;
 - without a module key the build makes one on the spot: respin says the builds
   will differ, and two builds of one input do differ (with the key, the
   compile-cache test shows a second build in another directory is identical).
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
+from dnfrepo import dnf
 from realbuild import BUILD_TIMEOUT, RealBuild, pipeline_text
 from respin_cli import respin
 from secureboot import boot_secure, enrolled_vars, missing_tools, unsigned
@@ -108,3 +112,19 @@ def test_no_private_key_in_the_package_the_logs_or_the_manifest(real_build: Real
     assert any(p.name == "manifest.json" for p in work) and any(p.name == "rebuild.log" for p in work)
     leaked += [str(p) for p in work if any(s in p.read_bytes() for s in secrets)]
     assert not leaked, leaked
+
+
+@pytest.mark.skipif(shutil.which("dnf") is None, reason="dnf is not installed")
+def test_the_signed_package_installs_from_the_published_repository(real_build: RealBuild,
+                                                                  tmp_path: Path) -> None:
+    """The session's run signed the package with its GnuPG key and published it: dnf, checking
+    the repository's and the package's signatures, installs the kernel with its signed module."""
+    repo = real_build.workdir.parent / "repo"
+    assert (repo / "repodata/repomd.xml.asc").is_file() and (repo / real_build.rpm.name).is_file()
+    installed = dnf(tmp_path / "root", repo, "install", "kernel")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    root = tmp_path / "root"
+    assert (root / f"boot/vmlinuz-{real_build.kverrel}").is_file()
+    module = next((root / f"lib/modules/{real_build.kverrel}").rglob("crc-ccitt.ko"))
+    module_pem, _, _ = _keys(real_build)
+    assert signing.module_problem(module.name, module.read_bytes(), module_pem, run) is None
