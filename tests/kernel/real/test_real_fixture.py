@@ -42,8 +42,8 @@ def test_configs_ship_like_fedoras(real_srpm: Path) -> None:
         assert symbols == sorted(symbols), f"{name} is not sorted by symbol"
     base = configs[f"kernel-{ARCH}-fedora.config"].splitlines()
     for line in ("CONFIG_SERIAL_8250_CONSOLE=y", "CONFIG_BLK_DEV_INITRD=y", "CONFIG_IKCONFIG_PROC=y",
-                 "CONFIG_IP_MULTIPLE_TABLES=y", "CONFIG_DUMMY=y", "# CONFIG_MODULES is not set",
-                 "# CONFIG_RHEL_DIFFERENCES is not set"):
+                 "CONFIG_IP_MULTIPLE_TABLES=y", "CONFIG_DUMMY=y", "CONFIG_MODULES=y", "CONFIG_MODULE_SIG=y",
+                 "CONFIG_CRC_CCITT=m", "CONFIG_EFI_STUB=y", "# CONFIG_RHEL_DIFFERENCES is not set"):
         assert line in base, line
     assert "CONFIG_RHEL_DIFFERENCES=y" in configs[f"kernel-{ARCH}-rhel.config"].splitlines()
     assert "CONFIG_DEBUG_KERNEL=y" in configs[f"kernel-{ARCH}-debug-fedora.config"].splitlines()
