@@ -24,10 +24,10 @@ DNF_DEMO := rpm-build python3-rpm cpio patch diffutils gzip xz bzip2 gcc make gi
 # build dependencies, and a real Linux tree with what compiling it needs.
 APT_TEST := libarchive-tools iproute2 iputils-ping nftables zstd lz4 lzop liblzo2-dev python3-dev \
             createrepo-c dnf dnf-plugins-core libkrb5-dev openssl systemd dbus \
-            qemu-system-x86 linux-image-amd64 busybox-static ovmf sbsigntool gnupg
+            qemu-system-x86 linux-image-amd64 busybox-static ovmf sbsigntool faketime gnupg
 DNF_TEST := bsdtar iproute iputils nftables zstd lz4 lzop lzo-devel python3-devel createrepo_c \
             dnf-plugins-core krb5-devel openssl systemd-networkd dbus-daemon \
-            qemu-system-x86 kernel-core busybox edk2-ovmf sbsigntools gnupg2
+            qemu-system-x86 kernel-core busybox edk2-ovmf sbsigntools libfaketime gnupg2
 # The real-kernel tests: Debian's Linux 6.1 tree (Source0 of the real-kernel fixture),
 # what compiling it needs, and the compile cache.
 APT_KERNEL := linux-source-6.1 flex bison bc libelf-dev libssl-dev ccache

@@ -57,10 +57,22 @@ class Row:
     image: bytes
 
 
+def module_key(where: Path) -> Path:
+    """One module signing key for every row: without it each build makes its own, and the
+    images (which embed its certificate) could not be compared."""
+    key = where / "module-signing.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=respin bench",
+                    "-days", "36500", "-keyout", str(key), "-out", str(key)], check=True, capture_output=True)
+    return key
+
+
 def pipeline(where: Path, srpm: Path, cache: Path, values: dict[str, str], ccache: bool = True) -> Path:
     setting = ", ".join(f"{k} = {v}" for k, v in values.items())
     path = where / "kernel.toml"
-    path.write_text(f'[pipeline]\ntarget = "x86_64"\nworkdir = "work"\n\n[fetch]\nsrpm = "{srpm}"\n\n'
+    key = where.parent / "module-signing.pem"
+    stages = '["fetch", "sign", "prep", "config", "diff", "inject", "rebuild", "verify"]'
+    path.write_text(f'[pipeline]\ntarget = "x86_64"\nworkdir = "work"\nstages = {stages}\n\n'
+                    f'[fetch]\nsrpm = "{srpm}"\n\n[sign]\nmodule_key = "{key}"\n\n'
                     f"[config]\nset = {{ {setting} }}\n\n[inject]\nbuildid = \".bench\"\n\n"
                     f'[rebuild]\nmode = "binary"\nccache = {str(ccache).lower()}\nccache_dir = "{cache}"\n')
     return path
@@ -122,6 +134,7 @@ def main() -> int:
         shutil.rmtree(work / "unpack")
         build = work / "build"
         build.mkdir()
+        module_key(work)
         cold, manifest = respin_row("cold build, empty cache", pipeline(build, srpm, cache, BASE))
         stages = {s["name"]: s["seconds"] for s in manifest["stages"]}
         rerun, _ = respin_row("pure rerun (same build again)", build / "kernel.toml", "--only", "rebuild",

@@ -104,6 +104,7 @@ class SigningKeys(Handoff):
     secureboot_key: str | None = None
     secureboot_cert: str | None = None
     secureboot_cert_sha256: str | None = None
+    secureboot_not_before: int = 0  # the certificate's start: no image signature is dated earlier
     gpg_home: str | None = None
     gpg_fingerprint: str | None = None  # of the primary key
     gpg_created: int = 0  # the newest creation time of the key and its subkeys

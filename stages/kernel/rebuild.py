@@ -131,6 +131,9 @@ class RebuildStage(Stage["RebuildStage.Options"]):
                             "signs its modules with a key it makes on the spot, so two builds will not "
                             "be byte-identical")
         self._image_signing(ctx, keys)
+        if keys is not None and keys.secureboot_key and shutil.which("faketime") is None:
+            ctx.log.warning("rebuild: faketime is not installed: sbsign dates its signature with the "
+                            "time it runs, so two builds will not be byte-identical (install faketime)")
         return keys
 
     def _image_signing(self, ctx: Context, keys: SigningKeys | None) -> None:
@@ -151,7 +154,7 @@ class RebuildStage(Stage["RebuildStage.Options"]):
 
     def run(self, ctx: Context) -> list[Artifact]:
         keys = self._keys(ctx)
-        with signing.in_build(keys, FIXED_KEYS) as sign:
+        with signing.in_build(keys, FIXED_KEYS, topdir.source_date(ctx)) as sign:
             built, cache = self._build(ctx, sign)
         if keys is not None and keys.gpg_home and keys.gpg_fingerprint:
             packages = [p for p in built if p.name.endswith(".rpm")]

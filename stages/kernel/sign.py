@@ -82,7 +82,8 @@ class SignStage(Stage["SignStage.Options"]):
             sb = signing.certified(ctx.resolve(opts.secureboot_key), ctx.resolve(opts.secureboot_cert),
                                    ctx.run, "the Secure Boot key")
             keys = replace(keys, secureboot_key=str(sb.key.absolute()),
-                           secureboot_cert=str(sb.cert.absolute()), secureboot_cert_sha256=sb.cert_sha256)
+                           secureboot_cert=str(sb.cert.absolute()), secureboot_cert_sha256=sb.cert_sha256,
+                           secureboot_not_before=sb.not_before)
         artifacts = []
         if opts.gpg_key and opts.gpg_home:
             home = ctx.resolve(opts.gpg_home)

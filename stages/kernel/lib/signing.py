@@ -15,6 +15,7 @@ what the hand-off carries is paths and fingerprints.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gzip
 import lzma
 import os
@@ -43,6 +44,7 @@ class Certified:
     cert_sha256: str  # lower-case hex, no colons
     key_id: str  # subject key identifier, lower-case hex with colons (modinfo's sig_key form)
     algorithm: str  # "rsa" or "ec"
+    not_before: int  # the certificate's start of validity, seconds since the epoch
 
 
 def _text(path: Path, what: str) -> str:
@@ -94,8 +96,15 @@ def certified(key: Path, cert: Path, run: Runs, what: str) -> Certified:
     skid = re.search(r"Subject Key Identifier:\s*\n\s*([0-9A-Fa-f:]+)", text)
     algorithm = "ec" if "id-ecPublicKey" in text else "rsa"
     sha256 = fingerprint.split("=", 1)[-1].strip().replace(":", "").lower()
+    start = re.search(r"Not Before\s*:\s*(.+?)\s*$", text, re.M)
     return Certified(key=key, cert=cert, cert_sha256=sha256, key_id=skid[1].lower() if skid else "",
-                     algorithm=algorithm)
+                     algorithm=algorithm, not_before=_openssl_time(start[1]) if start else 0)
+
+
+def _openssl_time(text: str) -> int:
+    """openssl's "Dec  6 11:04:12 2026 GMT" as seconds since the epoch."""
+    when = datetime.datetime.strptime(" ".join(text.split()), "%b %d %H:%M:%S %Y %Z")
+    return int(when.replace(tzinfo=datetime.UTC).timestamp())
 
 
 # --- GnuPG ---------------------------------------------------------------------
@@ -246,9 +255,10 @@ class InBuild:
 
 
 @contextlib.contextmanager
-def in_build(keys: SigningKeys | None, seen_at: Path) -> Iterator[InBuild]:
+def in_build(keys: SigningKeys | None, seen_at: Path, epoch: int) -> Iterator[InBuild]:
     """Copies of the module and Secure Boot keys in a private directory (mode 0700) for one
-    build, which sees it at `seen_at`; removed when the build ends, however it ends."""
+    build, which sees it at `seen_at`; removed when the build ends, however it ends. An
+    image's signature is dated `epoch` (or the certificate's start, if later)."""
     if keys is None or not (keys.module_key or keys.secureboot_key):
         yield InBuild({}, (), {})
         return
@@ -271,9 +281,19 @@ def in_build(keys: SigningKeys | None, seen_at: Path) -> Iterator[InBuild]:
             _private_copy(Path(keys.secureboot_cert), here / "secureboot.crt")
             # Fedora's spec signs the image with `%pesign -s -i IN -o OUT -a CA -c CERT -n NAME`
             # (pesign's macro on Fedora's builders); here it is sbsign with the [sign] pair.
-            defines["pesign(si:o:a:c:n:)"] = (f"sbsign --key {seen_at}/secureboot.key --cert "
+            defines["pesign(si:o:a:c:n:)"] = (f"{_frozen_clock(max(epoch, keys.secureboot_not_before))}"
+                                              f"sbsign --key {seen_at}/secureboot.key --cert "
                                               f"{seen_at}/secureboot.crt --output %{{-o*}} %{{-i*}}")
         yield InBuild({seen_at: here}, path_prefix, defines)
+
+
+def _frozen_clock(when: int) -> str:
+    """The command prefix that stops the clock at `when` for sbsign, which dates its signature
+    with the time it runs (an Authenticode signing-time attribute); "" without faketime."""
+    if shutil.which("faketime") is None:
+        return ""
+    stamp = datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"TZ=UTC faketime -f '{stamp}' "
 
 
 def _private_copy(src: Path, dst: Path) -> None:

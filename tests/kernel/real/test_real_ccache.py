@@ -1,12 +1,13 @@
 """The compile cache changes no byte of a real kernel package.
 
-The session's `real_build` compiled Debian's Linux 6.1 tree through ccache (a
-cold cache on a fresh clone: every object a miss; a warm one later: every
-object a hit). Here the same pipeline runs in a work dir of its own with
-`ccache = false`, a full compile without any cache, and the kernel image,
-config and System.map, then the whole package, must be the same bytes. When
-the session's build was not mostly hits, a pure rerun of this work dir's
-build from the session's (now warm) cache checks the hit path too.
+The session's `real_build` compiled Debian's Linux 6.1 tree through ccache: on
+a fresh clone the cache is cold, so gcc compiled every object (each a miss).
+Here the same pipeline, with the same signing keys, runs in a work dir of its
+own from that cache, now warm: every object a hit, and the kernel image, config
+and System.map, then the whole signed package, must be the same bytes. That is
+also two builds in two directories with one module key giving one package.
+(The benchmark compares a build without the cache too; `ccache = false` itself
+is tested on the small fixtures.)
 """
 
 from __future__ import annotations
@@ -46,35 +47,19 @@ def _boot_files(rpm: Path, kverrel: str) -> dict[str, bytes]:
     return files
 
 
-def test_real_kernel_bytes_are_the_same_with_and_without_the_cache(real_build: RealBuild,
+def test_real_kernel_bytes_are_the_same_compiled_or_from_the_cache(real_build: RealBuild,
                                                                    tmp_path: Path) -> None:
     cached = _cache_meta(real_build.manifest)  # type: ignore[arg-type]
     assert cached is not None, "the session's build did not go through the compile cache"
     assert cached["hits"] + cached["misses"] > 500, cached  # a real kernel's objects
-    marker = Path("/respin-test-no-cache")
     # The session's keys: a build makes a module key of its own otherwise, and differs.
-    text = pipeline_text(real_build.srpm, marker, real_build.keys)
-    line = f'ccache_dir = "{marker}"\n'
-    assert text.count(line) == 1
     pf = tmp_path / "kernel.toml"
-    pf.write_text(text.replace(line, "ccache = false\n"))
-
-    plain = json.loads(respin("run", pf, "--json", cwd=tmp_path, timeout=BUILD_TIMEOUT).stdout)
-    assert _cache_meta(plain) is None and "ccache" not in plain["tools"]
-    assert not (tmp_path / "work/ccache").exists()
-    plain_rpm = _rpm(plain).read_bytes()
-    files = _boot_files(_rpm(plain), real_build.kverrel)
-    session = _boot_files(real_build.rpm, real_build.kverrel)
-    for name, content in files.items():
-        assert session[name] == content, f"{name} differs between the cached and the uncached build"
-    assert real_build.rpm.read_bytes() == plain_rpm
-
-    if cached["hit_rate"] is not None and cached["hit_rate"] >= 0.9:
-        return  # the session's package was itself built from hits
-    # A pure rerun from the session's cache, now warm: every object a hit, the same bytes.
-    pf.write_text(pf.read_text().replace("ccache = false\n", f'ccache_dir = "{cached["dir"]}"\n'))
-    warm = json.loads(respin("run", pf, "--json", "--only", "rebuild", "--force", cwd=tmp_path,
-                             timeout=BUILD_TIMEOUT).stdout)
+    pf.write_text(pipeline_text(real_build.srpm, Path(cached["dir"]), real_build.keys))
+    warm = json.loads(respin("run", pf, "--json", cwd=tmp_path, timeout=BUILD_TIMEOUT).stdout)
     meta = _cache_meta(warm)
     assert meta is not None and meta["hit_rate"] >= 0.9, meta
-    assert _rpm(warm).read_bytes() == plain_rpm
+    files = _boot_files(_rpm(warm), real_build.kverrel)
+    session = _boot_files(real_build.rpm, real_build.kverrel)
+    for name, content in files.items():
+        assert session[name] == content, f"{name} differs between the compiled and the cached build"
+    assert real_build.rpm.read_bytes() == _rpm(warm).read_bytes()
