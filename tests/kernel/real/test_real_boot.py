@@ -25,7 +25,8 @@ pytestmark = [pytest.mark.slow,
 
 def test_the_package_is_the_requested_build(real_build: RealBuild) -> None:
     stages = {s["name"]: s["status"] for s in real_build.manifest["stages"]}  # type: ignore[index,union-attr]
-    assert list(stages) == ["fetch", "sign", "prep", "config", "diff", "inject", "rebuild", "verify"]
+    assert list(stages) == ["fetch", "sign", "prep", "config", "diff", "inject", "rebuild", "verify",
+                            "publish"]
     assert set(stages.values()) == {"ran"}, stages
     assert BUILDID in real_build.kverrel.split("-", 1)[1], real_build.kverrel
     assert real_build.kverrel.endswith(".x86_64")
