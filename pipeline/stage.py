@@ -169,6 +169,13 @@ class Handoff:
         return cls(**{f.name: art.meta[f.name] for f in fields if f.name in art.meta})
 
     @classmethod
+    def find(cls, ctx: Context) -> Self | None:
+        """What an earlier stage published of this kind, or None when no stage of the run did
+        (for a hand-off a stage uses when it is there)."""
+        found = ctx.artifacts(cls.kind)
+        return cls.of(found[0]) if found else None
+
+    @classmethod
     def read(cls, ctx: Context) -> tuple[Path, Self]:
         """The one artifact of this kind an earlier stage published, and what it carries."""
         art = ctx.artifact(cls.kind)

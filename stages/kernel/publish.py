@@ -19,7 +19,7 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError, UsageError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.kinds import GPG_PUBKEY, REPO, SIGNING, SigningKeys
+from respin.stages.kernel.kinds import GPG_PUBKEY, REPO, SigningKeys
 from respin.stages.kernel.lib import signing, topdir, yumrepo
 from respin.stages.lib import packages
 
@@ -45,10 +45,7 @@ class PublishStage(Stage["PublishStage.Options"]):
             raise UsageError(f"{ctx.source.name} [publish]: no stage before it built a package "
                              "(put publish after rebuild)")
         _check_repo_dir(repo)
-        found = ctx.artifacts(SIGNING)
-        keys = SigningKeys.of(found[0]) if found else None
-        gpg = (signing.GpgKey(Path(keys.gpg_home), keys.gpg_fingerprint, keys.gpg_created)
-               if keys and keys.gpg_home and keys.gpg_fingerprint else None)
+        gpg = signing.gpg_key_of(SigningKeys.find(ctx))
         epoch = topdir.source_date(ctx)
         pubkey = ctx.artifact(GPG_PUBKEY).path if gpg is not None else None
         if gpg is not None and pubkey is not None:

@@ -21,8 +21,6 @@ from respin.stages.kernel.kinds import (
     EDITED,
     LOG,
     RPM,
-    SIGNING,
-    SNAPSHOT,
     SPEC,
     SRPM,
     Edited,
@@ -115,8 +113,7 @@ class RebuildStage(Stage["RebuildStage.Options"]):
 
     def _keys(self, ctx: Context) -> SigningKeys | None:
         """The [sign] keys, checked against what this build can do with them."""
-        found = ctx.artifacts(SIGNING)
-        keys = SigningKeys.of(found[0]) if found else None
+        keys = SigningKeys.find(ctx)
         in_build = keys is not None and bool(keys.module_key or keys.secureboot_key)
         if in_build and self.options.backend != "rpmbuild":
             raise ConfigError(f"{ctx.source.name} [rebuild]: the [sign] module and Secure Boot keys are "
@@ -145,8 +142,8 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         if has_key and not signs:
             raise ConfigError(f"{ctx.source.name} [sign] secureboot_key: {spec.name} never signs its kernel "
                               "image (no %pesign), so the package would carry it unsigned")
-        found = ctx.artifacts(SNAPSHOT)
-        always = found and Snapshot.of(found[0]).macros.get("signkernel") == "1"
+        snapshot = Snapshot.find(ctx)
+        always = snapshot is not None and snapshot.macros.get("signkernel") == "1"
         if always and not has_key and not ctx.run(["rpm", "--eval", "%{?pesign:1}"]).stdout.strip():
             raise ConfigError(f"{spec.name} signs the kernel image for Secure Boot with %pesign, which this "
                               "host does not define (pesign's macros): give [sign] secureboot_key and "
@@ -156,9 +153,9 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         keys = self._keys(ctx)
         with signing.in_build(keys, FIXED_KEYS, topdir.source_date(ctx)) as sign:
             built, cache = self._build(ctx, sign)
-        if keys is not None and keys.gpg_home and keys.gpg_fingerprint:
+        gpg = signing.gpg_key_of(keys)
+        if gpg is not None:
             packages = [p for p in built if p.name.endswith(".rpm")]
-            gpg = signing.GpgKey(Path(keys.gpg_home), keys.gpg_fingerprint, keys.gpg_created)
             with signing.gpg_session(gpg.home, ctx.run):
                 signing.rpmsign(packages, gpg, topdir.source_date(ctx), ctx.run,
                                 log_file=ctx.stagedir / "rpmsign.log")

@@ -10,7 +10,7 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import VerifyError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.kinds import GPG_PUBKEY, REPORT, RPM, SIGNING, SRPM, Edited, Injected, SigningKeys
+from respin.stages.kernel.kinds import GPG_PUBKEY, REPORT, RPM, SRPM, Edited, Injected, SigningKeys
 from respin.stages.kernel.lib import kconfig, signing
 from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 
@@ -79,9 +79,9 @@ class VerifyStage(Stage["VerifyStage.Options"]):
         flavours = sorted(str(p["flavour"]) for p in packages if "flavour" in p)
         report["packages"] = packages
         report["flavours"] = flavours
-        signed_with = ctx.artifacts(SIGNING)
-        if signed_with:
-            report["signatures"] = _signatures(ctx, SigningKeys.of(signed_with[0]))
+        keys = SigningKeys.find(ctx)
+        if keys is not None:
+            report["signatures"] = _signatures(ctx, keys)
         out = ctx.stagedir / "report.json"
         fsutil.atomic_write(out, json.dumps(report, indent=1, sort_keys=True) + "\n")
         ctx.log.info("verify: %d requested value(s) present; flavours built: %s", len(reqs),

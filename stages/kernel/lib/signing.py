@@ -158,6 +158,13 @@ class GpgKey:
         return max(epoch, self.created)
 
 
+def gpg_key_of(keys: SigningKeys | None) -> GpgKey | None:
+    """The package signing key the sign stage checked, if it named one."""
+    if keys is None or not keys.gpg_home or not keys.gpg_fingerprint:
+        return None
+    return GpgKey(Path(keys.gpg_home), keys.gpg_fingerprint, keys.gpg_created)
+
+
 def gpg_key(home: Path, key: str, run: Runs) -> GpgKey:
     """Check that `home` holds the secret key `key` and that it signs without a passphrase."""
     if not home.is_dir():
