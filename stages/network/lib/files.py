@@ -14,9 +14,21 @@ from respin.stages.network.lib.model import NetworkModel
 Files = Mapping[str, tuple[bytes, int]]
 
 
+def _comment_safe(text: str) -> str:
+    """`text` with every character that could end a comment line, or join it to the next,
+    replaced by `?`: line breaks of any format (YAML and Python also break on \\x85, \\u2028),
+    other control and format characters, undecodable bytes, and a backslash (a trailing one
+    continues a systemd line)."""
+    return "".join(ch if ch.isprintable() and ch != "\\" else "?" for ch in text)
+
+
 def header(model: NetworkModel, comment: str = "#") -> str:
-    """The first line of every rendered file: where it came from, and not to edit it by hand."""
-    name = PurePosixPath(model.source).name
+    """The first line of every rendered file: where it came from, and not to edit it by hand.
+
+    The model's file name is the user's (or an attacker's) choice, and the line is a
+    comment in shell-sourced files too, so it is made unable to leave its comment.
+    """
+    name = _comment_safe(PurePosixPath(model.source).name)
     return f"{comment} Written by respin from {name}: edit that model, not this file.\n"
 
 
