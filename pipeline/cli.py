@@ -8,11 +8,23 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from respin import DESCRIPTION
 from respin.pipeline import __version__, registry, startup
-from respin.pipeline.errors import EXIT_CODES, InputError, Interrupted, RespinError, UsageError, describe
+from respin.pipeline.errors import (
+    EXIT_CODES,
+    LINE_LIMIT,
+    InputError,
+    Interrupted,
+    RespinError,
+    UsageError,
+    describe,
+    one_line,
+)
+
+if TYPE_CHECKING:
+    import logging
 
 
 class _Parser(argparse.ArgumentParser):
@@ -220,6 +232,15 @@ def _configure_logging(given: set[str]) -> None:
                         else logging.WARNING if given & {"-q", "--quiet"} else logging.INFO,
                         format="respin: %(name)s: %(message)s" if debug else "respin: %(message)s",
                         stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_one_line_record)
+
+
+def _one_line_record(record: logging.LogRecord) -> bool:
+    """A log line carries values (paths, names) that may hold newlines or be huge, as an error
+    line does: it too is written as one printable line."""
+    record.msg, record.args = one_line(record.getMessage(), 2 * LINE_LIMIT), None
+    return True
 
 
 def _traceback() -> None:
@@ -266,18 +287,13 @@ def _dispatch(argv: list[str], given: set[str]) -> int:
 def _report(exc: Exception, debug: bool) -> int:
     """One line on stderr for an error; its exit code. Anything not a RespinError nor an
     OSError is a bug, and says so."""
-    if isinstance(exc, RespinError):
-        print(f"respin: error: {exc.message}", file=sys.stderr)
-        if exc.hint and debug:
-            print(exc.hint, file=sys.stderr)
-        code = exc.exit_code
-    elif isinstance(exc, OSError):
-        message, code = describe(exc)
+    message, code = describe(exc)
+    if isinstance(exc, (RespinError, OSError)):
         print(f"respin: error: {message}", file=sys.stderr)
     else:
-        print(f"respin: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
-              file=sys.stderr)
-        code = 1
+        print(f"respin: {message} (rerun with --debug for details)", file=sys.stderr)
+    if isinstance(exc, RespinError) and exc.hint and debug:
+        print(exc.hint, file=sys.stderr)
     if debug:
         _traceback()
     return code

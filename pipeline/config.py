@@ -80,6 +80,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        # tomllib recurses once per nested array or inline table.
+        raise ConfigError(f"{path}: not usable TOML: arrays or inline tables nested too deeply") from exc
 
 
 def _stage_order(settings: Settings, sections: list[str], where: str) -> tuple[str, ...]:

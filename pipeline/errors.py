@@ -5,6 +5,8 @@ Only the CLI entry point turns these into exit codes and one-line messages.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class RespinError(Exception):
     """Root of every error respin raises on purpose."""
@@ -85,16 +87,53 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
+# An error or log line is one line of a few hundred characters: a value that holds a newline
+# or runs to megabytes is shown escaped and cut, never whole.
+LINE_LIMIT = 400
+
+
+def _escaped(char: str) -> str:
+    return char if char.isprintable() else repr(char)[1:-1]
+
+
+def _take(chars: Iterable[str], budget: int) -> list[str]:
+    """The escaped pieces of `chars`, in order, while they fit in `budget` characters."""
+    pieces: list[str] = []
+    for char in chars:
+        piece = _escaped(char)
+        budget -= len(piece)
+        if budget < 0:
+            break
+        pieces.append(piece)
+    return pieces
+
+
+def one_line(text: str, limit: int = LINE_LIMIT) -> str:
+    """`text` as one printable line: control characters escaped as Python's repr writes
+    them (a newline as \\n), and when longer than `limit`, its middle cut out with a marker
+    saying how many characters are missing (the start names the input, the end the problem)."""
+    if len(text) <= limit:
+        if text.isprintable():
+            return text
+        escaped = "".join(map(_escaped, text))
+        if len(escaped) <= limit:
+            return escaped
+    head = _take(text, limit // 2)
+    tail = _take(reversed(text), limit // 2)
+    cut = len(text) - len(head) - len(tail)
+    return f"{''.join(head)}[...{cut} characters cut...]{''.join(reversed(tail))}"
+
+
 def describe(exc: BaseException) -> tuple[str, int]:
-    """The one-line message and the exit code respin reports for `exc`."""
+    """The one-line message (`one_line`) and the exit code respin reports for `exc`."""
     if isinstance(exc, RespinError):
-        return exc.message, exc.exit_code
+        return one_line(exc.message), exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", Interrupted.exit_code
     if isinstance(exc, OSError):
         name = f"{exc.filename}: " if exc.filename is not None else ""
-        return f"{name}{exc.strerror or exc}", InputError.exit_code
-    return f"internal error: {type(exc).__name__}: {exc}", 1
+        return one_line(f"{name}{exc.strerror or exc}"), InputError.exit_code
+    return one_line(f"internal error: {type(exc).__name__}: {exc}"), 1
 
 
 def restated(exc: RespinError, message: str) -> RespinError:

@@ -70,13 +70,14 @@ class FetchStage(Stage["FetchStage.Options"]):
         name = Path(urllib.parse.urlparse(self.options.srpm).path).name or "download.src.rpm"
         dest = ctx.stagedir / "download" / name
         ctx.log.info("fetch: downloading %s", self.options.srpm)
-        try:
-            from urllib.request import urlopen  # only a URL needs it
+        from http.client import HTTPException  # only a URL needs these
+        from urllib.request import urlopen
 
+        try:
             with urlopen(self.options.srpm, timeout=60) as resp, \
                     fsutil.atomic_open(dest) as out:
                 shutil.copyfileobj(resp, out, 1 << 20)
-        except OSError as exc:
+        except (OSError, HTTPException) as exc:  # HTTPException: a URL http.client refuses too
             raise InputError(f"{self.options.srpm}: download failed: {exc}") from exc
         return dest
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from respin.pipeline.errors import ConfigError
+from respin.pipeline.errors import ConfigError, one_line
 from respin.stages.network.lib import script
 from respin.stages.network.lib.model import ModelError, load_model
 from respin.stages.network.lib.render import BACKENDS, render_for_root
@@ -39,7 +39,7 @@ def _check(args: argparse.Namespace) -> int:
         model = load_model(Path(args.file))
     except ModelError as exc:
         # One line per problem, in the form every other error takes.
-        sys.stderr.writelines(f"respin: error: {problem}\n" for problem in exc.problems)
+        sys.stderr.writelines(f"respin: error: {one_line(problem)}\n" for problem in exc.problems)
         return ConfigError.exit_code
     parts = [f"{model.device} {model.address} via {model.gateway}"]
     parts += [f"{a.label} {a.address} via {a.gateway} table {a.table.name} ({a.table.id})"

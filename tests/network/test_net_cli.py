@@ -130,3 +130,12 @@ def test_net_e2e_pipeline_run_twice(tmp_path: Path) -> None:
     second = subprocess.run([str(RESPIN), "run", "pipeline.toml"], cwd=tmp_path, capture_output=True,
                             text=True, check=False)
     assert second.returncode == 0 and "nothing to do" in second.stderr
+
+
+def test_net_check_cuts_a_huge_value_on_its_error_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(NET.read_text().replace('device = "eth0"', f'device = "{"e" * 200_000}"', 1))
+    proc = _respin("net", "check", str(bad))
+    assert proc.returncode == ConfigError.exit_code
+    assert proc.stderr.count("\n") == 1 and "characters cut" in proc.stderr, proc.stderr[:500]
+    assert len(proc.stderr) < 1000

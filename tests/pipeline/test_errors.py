@@ -238,3 +238,36 @@ def test_work_dir_directories_follow_the_umask(tmp_path: Path, srpm: Path, mask:
     work = tmp_path / "work"
     for rel in ("rpmbuild/SOURCES", "stages/fetch/pristine", "stages/prep/snapshot", "stages/config/edited"):
         assert (work / rel).stat().st_mode & 0o777 == 0o777 & ~mask, (rel, oct((work / rel).stat().st_mode))
+
+
+# One line stays one line: a value holding a newline, or megabytes long, is escaped and cut.
+FETCH_ONLY = '[pipeline]\nstages = ["fetch"]\nworkdir = "work"\n\n[fetch]\n'
+
+
+def test_a_newline_in_a_value_stays_escaped_on_the_error_line(tmp_path: Path) -> None:
+    pf = write(tmp_path / "kernel.toml", FETCH_ONLY + 'srpm = "gone\\nrespin: error: forged"\n')
+    proc = respin("run", pf, check=False)
+    assert_one_line_error(proc, 4, "gone\\nrespin: error: forged: no such file")
+    assert "forged" not in proc.stderr.splitlines()[-1].partition("\\n")[0]
+
+
+def test_a_newline_in_a_logged_value_stays_on_the_log_line(tmp_path: Path) -> None:
+    pf = write(tmp_path / "kernel.toml", FETCH_ONLY + 'srpm = "http://127.0.0.1:9/k\\nrespin: forged"\n')
+    proc = respin("run", pf, check=False)
+    assert_one_line_error(proc, 4, "http://127.0.0.1:9/k\\nrespin: forged", "download failed")
+    assert "respin: fetch: downloading http://127.0.0.1:9/k\\nrespin: forged\n" in proc.stderr
+    assert not [ln for ln in proc.stderr.splitlines() if ln.startswith("respin: forged")]
+
+
+def test_a_huge_value_is_cut_on_the_error_line(tmp_path: Path) -> None:
+    pf = write(tmp_path / "kernel.toml", FETCH_ONLY + f'srpm = "x"\nsha256 = "{"A" * 3_000_000}"\n')
+    proc = respin("run", pf, check=False)
+    assert_one_line_error(proc, 3, "[fetch]: sha256: 'AAAA", "characters cut...]AAAA", "not 64 hex digits")
+    assert len(proc.stderr) < 1000, len(proc.stderr)
+
+
+def test_a_value_nested_thousands_deep_is_a_bad_pipeline_file(tmp_path: Path) -> None:
+    pf = write(tmp_path / "kernel.toml", FETCH_ONLY + f'srpm = {"[" * 5000}{"]" * 5000}\n')
+    for command in ("run", "status"):
+        assert_one_line_error(respin(command, pf, check=False), 3, f"{pf}: ", "nested too deeply")
+    assert not (tmp_path / "work").exists()
