@@ -151,7 +151,9 @@ class RebuildStage(Stage["RebuildStage.Options"]):
 
     def run(self, ctx: Context) -> list[Artifact]:
         keys = self._keys(ctx)
-        with signing.in_build(keys, FIXED_KEYS, topdir.source_date(ctx)) as sign:
+        top = topdir.path(ctx)
+        with signing.in_build(keys, FIXED_KEYS, topdir.source_date(ctx), private_in=ctx.workdir,
+                              trees=(top / "BUILD", top / "BUILDROOT")) as sign:
             built, cache = self._build(ctx, sign)
         gpg = signing.gpg_key_of(keys)
         if gpg is not None:

@@ -4,14 +4,18 @@ real GnuPG keys, rpmsign, `rpm -K` against a private rpmdb, createrepo_c and dnf
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from dnfrepo import dnf
-from respin_cli import assert_one_line_error, respin
+from respin_cli import RESPIN, assert_one_line_error, respin
 from signkeys import encrypted, gpg_home, key_lines, stop_agent, x509_pair
 
 from fixtures.build import build_srpm
@@ -53,6 +57,17 @@ def pipeline(where: Path, srpm: Path, sign: str, repo: str = "repo",
 
 def gpg_table(home: Path, fpr: str) -> str:
     return f'gpg_key = "{fpr}"\ngpg_home = "{home}"\n'
+
+
+def respun(srpm: Path, top: Path, edit: Callable[[str], str]) -> Path:
+    """`srpm` built again with its spec edited by `edit`."""
+    subprocess.run(["rpm", "-i", "--nodeps", "--define", f"_topdir {top}", str(srpm)], check=True,
+                   capture_output=True)
+    spec = top / "SPECS/kernel.spec"
+    spec.write_text(edit(spec.read_text()))
+    subprocess.run(["rpmbuild", "-bs", "--nodeps", "--define", f"_topdir {top}", str(spec)], check=True,
+                   capture_output=True)
+    return next((top / "SRPMS").glob("*.src.rpm"))
 
 
 def rpm_k(pubkey: Path, package: Path, db: Path) -> subprocess.CompletedProcess[str]:
@@ -211,17 +226,131 @@ def test_a_secureboot_key_for_a_spec_that_never_signs_is_refused_before_the_buil
 def test_a_spec_that_always_signs_its_image_needs_a_secureboot_key_here(tmp_path: Path, srpm: Path) -> None:
     """Fedora's spec signs the image with %pesign on x86_64 whatever the host; a host without
     pesign's macros and no [sign] pair is told so before the build, not by a failed build."""
-    top = tmp_path / "top"
-    subprocess.run(["rpm", "-i", "--nodeps", "--define", f"_topdir {top}", str(srpm)], check=True,
-                   capture_output=True)
-    spec = top / "SPECS/kernel.spec"
-    text = spec.read_text().replace("\n%build\n", "\n%build\n%if %{signkernel}\n"
-                                    "%pesign -s -i IMAGE -o IMAGE.signed -a CA -c CERT -n NAME\n%endif\n", 1)
-    spec.write_text("%global signkernel 1\n" + text)
-    subprocess.run(["rpmbuild", "-bs", "--nodeps", "--define", f"_topdir {top}", str(spec)], check=True,
-                   capture_output=True)
-    signing = next((top / "SRPMS").glob("*.src.rpm"))
+    signing = respun(srpm, tmp_path / "top", lambda text: "%global signkernel 1\n" + text.replace(
+        "\n%build\n", "\n%build\n%if %{signkernel}\n"
+        "%pesign -s -i IMAGE -o IMAGE.signed -a CA -c CERT -n NAME\n%endif\n", 1))
     stages = [s for s in SIGNED_STAGES if s not in ("sign", "publish")]
     proc = respin("run", pipeline(tmp_path, signing, "", stages=stages), check=False)
     assert_one_line_error(proc, ConfigError.exit_code, "signs the kernel image for Secure Boot with %pesign",
                           "give [sign] secureboot_key")
+
+
+# --- the module key in the build --------------------------------------------------------
+
+# What the kernel's certs/Makefile and Fedora's spec do with the module key (make it from
+# x509.genkey, copy it per variant), then wait at a gate the test opens: `go` lets the build
+# go on, `go` and `fail` make it fail.
+_MAKES_KEY = """\
+mkdir -p certs
+openssl req -new -nodes -utf8 -sha256 -days 36500 -batch -x509 -config certs/x509.genkey \\
+  -outform PEM -out certs/signing_key.pem -keyout certs/signing_key.pem
+cp certs/signing_key.pem certs/signing_key.pem.sign
+while [ ! -e {gate}/go ]; do sleep 0.1; done
+if [ -e {gate}/fail ]; then exit 1; fi
+"""
+
+
+@pytest.fixture
+def gate() -> Iterator[Path]:
+    """A directory the build (whoever it runs as) can look into: not under pytest's 0700 tmp."""
+    where = Path(tempfile.mkdtemp(prefix="respin-gate-"))
+    where.chmod(0o755)
+    yield where
+    (where / "go").touch()  # a build still waiting ends
+    shutil.rmtree(where, ignore_errors=True)
+
+
+def gated_run(tmp_path: Path, srpm: Path, gate: Path) -> tuple[Path, Path]:
+    """A pipeline file whose build makes the module key as the kernel does and waits at
+    `gate`; and the module key."""
+    key_srpm = respun(srpm, tmp_path / "top", lambda text: text.replace(
+        "%{log_msg Start of build stage}\ncd linux-%{KVERREL}\n",
+        "%{log_msg Start of build stage}\ncd linux-%{KVERREL}\n" + _MAKES_KEY.format(gate=gate), 1))
+    module, _ = x509_pair(tmp_path, "module", combined=True)
+    stages = [s for s in SIGNED_STAGES if s != "publish"]
+    return pipeline(tmp_path, key_srpm, f'module_key = "{module}"\n', stages=stages), module
+
+
+def wait_for(path: Callable[[], list[Path]], proc: subprocess.Popen[str]) -> list[Path]:
+    deadline = time.monotonic() + 120
+    while not (found := path()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the build never made its key"
+        time.sleep(0.05)
+    return found
+
+
+def key_files(work: Path) -> list[Path]:
+    return sorted(work.glob("rpmbuild/BUILD/*/linux-*/certs/signing_key.pem*"))
+
+
+def assert_no_key_in(work: Path, module: Path) -> None:
+    secrets = [s.encode() for s in key_lines(module)]
+    for path in work.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            assert not any(s in data for s in secrets), path
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("ends", ["succeeds", "fails", "SIGTERM"])
+def test_the_module_key_in_the_build_is_the_builds_alone_and_gone_when_it_ends(
+        tmp_path: Path, srpm: Path, gate: Path, ends: str) -> None:
+    """The key the build makes (the stand-in openssl's copy of [sign] module_key) and the
+    spec's copy of it are 0600: another user cannot read them during the compile; and no
+    file holding the key is left in the build trees once the build ends, however it ends."""
+    pf, module = gated_run(tmp_path, srpm, gate)
+    work = tmp_path / "work"
+    proc = subprocess.Popen([str(RESPIN), "run", str(pf)], stdin=subprocess.DEVNULL, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        made = wait_for(lambda: [p for p in key_files(work) if p.name.endswith(".sign")], proc)
+        for path in [*key_files(work), *made]:
+            assert path.stat().st_mode & 0o777 == 0o600, path
+            read = subprocess.run(["runuser", "-u", "nobody", "--", "cat", str(path)],
+                                  capture_output=True, text=True)
+            assert read.returncode != 0 and "PRIVATE KEY" not in read.stdout, path
+        if ends == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            if ends == "fails":
+                (gate / "fail").touch()
+            (gate / "go").touch()
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    # The text kernel's modules are never signed, so verify refuses a build that succeeded.
+    code = {"succeeds": VerifyError.exit_code, "fails": 5, "SIGTERM": 130}[ends]
+    assert_one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr), code)
+    assert (work / "rpmbuild/BUILD").is_dir() and not key_files(work)
+    assert_no_key_in(work, module)
+
+
+@pytest.mark.root
+def test_key_copies_of_a_killed_run_are_removed_by_the_next_run(tmp_path: Path, srpm: Path,
+                                                                gate: Path) -> None:
+    """kill -9 of a signing run's process group mid-build: the key copies stay only in the
+    work dir's private directory, which the next run removes first thing."""
+    pf, module = gated_run(tmp_path, srpm, gate)
+    work = tmp_path / "work"
+    before = set(Path(tempfile.gettempdir()).glob("respin-keys-*"))
+    proc = subprocess.Popen([str(RESPIN), "run", str(pf)], stdin=subprocess.DEVNULL, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: key_files(work), proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    (private,) = work.glob(".respin-keys.*.tmp")
+    assert private.stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in private.rglob("*.pem"))
+    assert set(Path(tempfile.gettempdir()).glob("respin-keys-*")) == before
+    # Any later run of the work dir removes them, even one that runs no stage.
+    respin("run", pf, "--until", "fetch")
+    assert not list(work.glob(".respin-keys.*"))
+    # ...and the build the killed run left, still waiting at the gate, is ended.
+    (gate / "go").touch()
+    respin("run", pf, check=False)
+    assert not key_files(work)
+    assert_no_key_in(work, module)

@@ -14,14 +14,17 @@ what the hand-off carries is paths and fingerprints.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import gzip
 import lzma
 import os
 import re
+import shlex
 import shutil
 import socket
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -246,6 +249,9 @@ for arg in "$@"; do
   prev=$arg
 done
 if [ "$1" = req ] && [ -n "$genkey" ] && [ -n "$out" ]; then
+  # Readable by the build alone, as openssl itself writes a key: a new file under umask 077.
+  umask 077
+  rm -f -- "$out"
   exec cat {key} > "$out"
 fi
 exec {real} "$@"
@@ -261,37 +267,119 @@ class InBuild:
     defines: dict[str, str]
 
 
+# What the kernel build calls its module key: certs/signing_key.pem, and Fedora's copies of it
+# (signing_key.pem.sign, .sign+debug...). Such a file is removed from the build trees after every
+# build, the kernel's own throwaway key too: whoever holds it can sign modules the kernel loads.
+_KEY_NAME = re.compile(r"^signing_key\.pem")
+
+# The private directory of one build's key copies, in the work dir: a temp name, so a run that
+# was killed leaves it where the next run's start removes it (fsutil.remove_stale_temps).
+KEYS_PREFIX = ".respin-keys."
+
+
 @contextlib.contextmanager
-def in_build(keys: SigningKeys | None, seen_at: Path, epoch: int) -> Iterator[InBuild]:
-    """Copies of the module and Secure Boot keys in a private directory (mode 0700) for one
-    build, which sees it at `seen_at`; removed when the build ends, however it ends. An
-    image's signature is dated `epoch` (or the certificate's start, if later)."""
-    if keys is None or not (keys.module_key or keys.secureboot_key):
-        yield InBuild({}, (), {})
-        return
-    with tempfile.TemporaryDirectory(prefix="respin-keys-") as tmp:
-        here = Path(tmp)
-        path_prefix: tuple[str, ...] = ()
-        defines: dict[str, str] = {}
-        if keys.module_key:
-            _private_copy(Path(keys.module_key), here / "module.pem")
-            real = shutil.which("openssl")
-            if real is None:
-                raise UsageError("openssl is not installed: the kernel build needs it to sign modules")
-            (here / "bin").mkdir()
-            shim = here / "bin" / "openssl"
-            shim.write_text(_OPENSSL_SHIM.format(key=seen_at / "module.pem", real=real))
-            shim.chmod(0o700)
-            path_prefix = (str(seen_at / "bin"),)
-        if keys.secureboot_key and keys.secureboot_cert:
-            _private_copy(Path(keys.secureboot_key), here / "secureboot.key")
-            _private_copy(Path(keys.secureboot_cert), here / "secureboot.crt")
-            # Fedora's spec signs the image with `%pesign -s -i IN -o OUT -a CA -c CERT -n NAME`
-            # (pesign's macro on Fedora's builders); here it is sbsign with the [sign] pair.
-            defines["pesign(si:o:a:c:n:)"] = (f"{_frozen_clock(max(epoch, keys.secureboot_not_before))}"
-                                              f"sbsign --key {seen_at}/secureboot.key --cert "
-                                              f"{seen_at}/secureboot.crt --output %{{-o*}} %{{-i*}}")
-        yield InBuild({seen_at: here}, path_prefix, defines)
+def in_build(keys: SigningKeys | None, seen_at: Path, epoch: int, *, private_in: Path,
+             trees: Sequence[Path] = ()) -> Iterator[InBuild]:
+    """Copies of the module and Secure Boot keys (mode 0600) in a private directory (mode
+    0700) under `private_in` for one build, which sees it at `seen_at`; removed when the build
+    ends, however it ends, with every file in `trees` that holds one of the keys or is named as
+    the kernel's (see remove_key_copies). An image's signature is dated `epoch` (or the
+    certificate's start, if later)."""
+    try:
+        if keys is None or not (keys.module_key or keys.secureboot_key):
+            yield InBuild({}, (), {})
+            return
+        private_in.mkdir(parents=True, exist_ok=True)
+        here = Path(tempfile.mkdtemp(prefix=KEYS_PREFIX, suffix=".tmp", dir=private_in))
+        try:
+            yield _key_copies(keys, here, seen_at, epoch)
+        finally:
+            shutil.rmtree(here, ignore_errors=True)
+    finally:
+        remove_key_copies(trees, keys)
+
+
+def _key_copies(keys: SigningKeys, here: Path, seen_at: Path, epoch: int) -> InBuild:
+    """Copy the keys into `here`, and say how the build, seeing `here` at `seen_at`, uses them."""
+    path_prefix: tuple[str, ...] = ()
+    defines: dict[str, str] = {}
+    if keys.module_key:
+        _private_copy(Path(keys.module_key), here / "module.pem")
+        real = shutil.which("openssl")
+        if real is None:
+            raise UsageError("openssl is not installed: the kernel build needs it to sign modules")
+        (here / "bin").mkdir()
+        shim = here / "bin" / "openssl"
+        shim.write_text(_OPENSSL_SHIM.format(key=shlex.quote(str(seen_at / "module.pem")),
+                                             real=shlex.quote(real)))
+        shim.chmod(0o700)
+        path_prefix = (str(seen_at / "bin"),)
+    if keys.secureboot_key and keys.secureboot_cert:
+        _private_copy(Path(keys.secureboot_key), here / "secureboot.key")
+        _private_copy(Path(keys.secureboot_cert), here / "secureboot.crt")
+        # Fedora's spec signs the image with `%pesign -s -i IN -o OUT -a CA -c CERT -n NAME`
+        # (pesign's macro on Fedora's builders); here it is sbsign with the [sign] pair.
+        defines["pesign(si:o:a:c:n:)"] = (f"{_frozen_clock(max(epoch, keys.secureboot_not_before))}"
+                                          f"sbsign --key {seen_at}/secureboot.key --cert "
+                                          f"{seen_at}/secureboot.crt --output %{{-o*}} %{{-i*}}")
+    return InBuild({seen_at: here}, path_prefix, defines)
+
+
+def _needles(keys: SigningKeys | None) -> list[bytes]:
+    """What betrays a copy of a [sign] private key in a file: a line of its PEM text, a run
+    of its DER bytes."""
+    needles: list[bytes] = []
+    for name in (keys.module_key, keys.secureboot_key) if keys else ():
+        if not name:
+            continue
+        text = Path(name).read_text(encoding="ascii", errors="replace")
+        for block in re.findall(r"-----BEGIN [A-Z ]*PRIVATE KEY-----\n(.*?)-----END", text, re.S):
+            lines = [ln.strip() for ln in block.splitlines() if len(ln.strip()) >= 60]
+            if lines:
+                needles.append(lines[len(lines) // 2].encode())
+            with contextlib.suppress(ValueError):
+                der = base64.b64decode("".join(ln.strip() for ln in block.splitlines()
+                                               if ":" not in ln), validate=False)
+                if len(der) >= 96:
+                    needles.append(der[len(der) // 2:len(der) // 2 + 48])
+    return needles
+
+
+def remove_key_copies(trees: Sequence[Path], keys: SigningKeys | None) -> list[Path]:
+    """Remove each file under `trees` named as the kernel's module key (signing_key.pem*) or
+    holding a [sign] private key; return what was removed. The trees are the build's, which
+    an unprivileged build wrote: walked through directory descriptors, never through a link."""
+    needles = _needles(keys)
+    removed: list[Path] = []
+    for tree in trees:
+        if not tree.is_dir() or tree.is_symlink():
+            continue
+        for top, _dirs, files, dir_fd in os.fwalk(tree, follow_symlinks=False):
+            for name in files:
+                if _KEY_NAME.match(name) or (needles and _holds(dir_fd, name, needles)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=dir_fd)
+                        removed.append(Path(top) / name)
+    return removed
+
+
+def _holds(dir_fd: int, name: str, needles: Sequence[bytes]) -> bool:
+    """Whether regular file `name` (in `dir_fd`, not followed if a link) contains a needle."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:
+        return False
+    overlap = max(len(n) for n in needles)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        tail = b""
+        while chunk := fh.read(1 << 20):
+            window = tail + chunk
+            if any(n in window for n in needles):
+                return True
+            tail = window[-overlap:]
+    return False
 
 
 def _frozen_clock(when: int) -> str:
