@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +32,54 @@ from respin.stages.initrd.lib import newc
 from respin.stages.initrd.lib.manifest import MANIFEST_NAME, Manifest, Record
 from respin.stages.initrd.lib.reader import DEFAULT_MAX_SIZE, Entry, ImageReader, Part
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 # What extract wrote, so a later extract into the same directory can tell whether it
 # was changed since (and keep the changes unless forced).
 RECORD_NAME = "initrd-extracted.json"
 RECORD_FORMAT = "respin-initrd-extracted"
+
+
+class BeneathError(Exception):
+    """Component `index` of a path could not be opened as a directory (`error` says why;
+    `is_link` when it is a symlink)."""
+
+    def __init__(self, index: int, error: OSError, is_link: bool) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+        self.is_link = is_link
+
+
+def open_beneath(base_fd: int, comps: Sequence[str | bytes],
+                 missing: Callable[[int, int], None] | None = None) -> int:
+    """An fd of the directory `comps` under `base_fd`, opened one component at a time with
+    O_NOFOLLOW, so no symlink is followed (the caller closes it). `missing(fd, i)` may create
+    a missing component `i` in `fd`; BeneathError says which component failed."""
+    fd = os.dup(base_fd)
+    try:
+        for i, comp in enumerate(comps):
+            try:
+                try:
+                    nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if missing is None:
+                        raise
+                    missing(fd, i)
+                    nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                try:
+                    is_link = stat.S_ISLNK(os.stat(comp, dir_fd=fd, follow_symlinks=False).st_mode)
+                except OSError:
+                    is_link = False
+                raise BeneathError(i, exc, is_link) from None
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class Refused(Exception):
@@ -91,7 +132,7 @@ class TreeBuilder:
         os.mkdir(root, 0o755)
         self.root = root
         self.name = name
-        self.root_fd = os.open(root, _DIR_FLAGS)
+        self.root_fd = os.open(root, DIR_FLAGS)
         self.manifest = manifest
         self.records = manifest.records(name)
         self.privileged = privileged
@@ -123,29 +164,18 @@ class TreeBuilder:
 
     def _walk(self, key: tuple[str, ...]) -> int:
         """Open the directory `key` component by component with O_NOFOLLOW (caller closes)."""
-        fd = os.dup(self.root_fd)
+        def missing(fd: int, i: int) -> None:
+            # The kernel would skip the entry; creating the parent loses nothing.
+            self.warn(f"directory '{'/'.join(key[:i + 1])}' is missing from the archive; created it")
+            os.mkdir(key[i], 0o755, dir_fd=fd)
+
         try:
-            for i, comp in enumerate(key):
-                try:
-                    nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    # The kernel would skip the entry; creating the parent loses nothing.
-                    where = "/".join(key[:i + 1])
-                    self.warn(f"directory '{where}' is missing from the archive; created it")
-                    os.mkdir(comp, 0o755, dir_fd=fd)
-                    nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        st = os.stat(comp, dir_fd=fd, follow_symlinks=False)
-                        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
-                        raise Refused(f"goes through '{'/'.join(key[:i + 1])}', which is {what}") from None
-                    raise
-                os.close(fd)
-                fd = nfd
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+            return open_beneath(self.root_fd, key, missing)
+        except BeneathError as exc:
+            if exc.error.errno in (errno.ELOOP, errno.ENOTDIR):
+                what = "a symlink" if exc.is_link else "not a directory"
+                raise Refused(f"goes through '{'/'.join(key[:exc.index + 1])}', which is {what}") from None
+            raise exc.error from None
 
     def _clear(self, pfd: int, leaf: str, path: str, keep_dir: bool) -> None:
         """Remove what is at `leaf` unless it is a directory we keep (kernel: another type is removed)."""
@@ -285,7 +315,7 @@ class TreeBuilder:
                 continue
             comps = path.split("/")
             pfd = self._parent_fd(comps)
-            dfd = os.open(comps[-1], _DIR_FLAGS, dir_fd=pfd)
+            dfd = os.open(comps[-1], DIR_FLAGS, dir_fd=pfd)
             try:
                 os.fchmod(dfd, mode)
                 os.utime(dfd, (mtime, mtime))

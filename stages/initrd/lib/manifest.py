@@ -8,7 +8,9 @@ it changed (setuid bits dropped, owner read forced) and the image's parts.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,10 +112,20 @@ class Manifest:
         fsutil.atomic_write(path, json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> Manifest:
-        """Read a manifest; a malformed one is an InputError naming the file."""
+    def load(cls, path: Path, *, dir_fd: int | None = None, missing_ok: bool = False) -> Manifest | None:
+        """Read a manifest (`path`, or its name in the directory `dir_fd`), never through a
+        symlink; a malformed one is an InputError naming the file. None when there is none
+        and `missing_ok`."""
         try:
-            data = json.loads(path.read_text())
+            try:
+                fd = os.open(path.name if dir_fd is not None else path,
+                             os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            except FileNotFoundError:
+                if missing_ok:
+                    return None
+                raise
+            with os.fdopen(fd, "rb") as fh:
+                data = json.loads(fh.read())
             if data.get("format") != FORMAT:
                 raise ValueError(f"not a {FORMAT} file")
             if int(data.get("version", 0)) > VERSION:
@@ -121,7 +133,10 @@ class Manifest:
             trees = {str(name): {str(p): Record.from_json(r) for p, r in recs.items()}
                      for name, recs in data.get("trees", {}).items()}
             return cls(trees=trees, parts=list(data.get("parts", [])), image=str(data.get("image", "")))
-        except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        except OSError as exc:
+            why = "a symlink, which is never followed" if exc.errno == errno.ELOOP else exc.strerror
+            raise InputError(f"{path}: unreadable manifest: {why}") from None
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise InputError(f"{path}: unreadable manifest: {exc}") from None
 
     def forget(self, tree: str, path: str) -> None:

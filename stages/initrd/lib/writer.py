@@ -9,6 +9,7 @@ the kernel can read. The same tree and SOURCE_DATE_EPOCH give the same bytes.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from respin.stages.initrd.lib.compress import (
     Compressor,
     compressor,
 )
+from respin.stages.initrd.lib.extract import DIR_FLAGS, BeneathError, open_beneath
 from respin.stages.initrd.lib.manifest import MANIFEST_NAME, Manifest, Record
 
 _READ_CHUNK = 1 << 20
@@ -39,7 +41,6 @@ class Item:
 
     name: bytes
     mode: int
-    source: Path | None = None
     size: int = 0
     mtime: int = 0
     uid: int = 0
@@ -75,27 +76,110 @@ def newc_epoch(value: str | int | None = None) -> int | None:
     return epoch
 
 
-def _scan(root: Path) -> Iterator[tuple[bytes, os.stat_result]]:
-    """Every path under `root` (not `root` itself), relative, as bytes, with its lstat."""
-    stack = [b""]
-    base = os.fsencode(root)
-    while stack:
-        rel = stack.pop()
+class Tree:
+    """A tree read through directory descriptors opened without following symlinks:
+    a directory swapped for a link while it is packed is refused, never followed (as
+    root, a tree another user can write must not lead to files outside it)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self._cache: tuple[bytes, int] | None = None
+
+    @classmethod
+    def open(cls, path: Path, parent: Tree | None = None, name: str = "") -> Tree:
+        """`path` itself (followed: the caller named it), or `name` in `parent`, which must
+        be a real directory, not a symlink."""
         try:
-            with os.scandir(os.path.join(base, rel) if rel else base) as it:
-                entries = list(it)
+            if parent is None:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            else:
+                fd = os.open(name, DIR_FLAGS, dir_fd=parent.fd)
         except OSError as exc:
-            raise InputError(f"{root}: cannot read directory '{os.fsdecode(rel) or '.'}': "
-                             f"{exc.strerror}") from None
-        for de in entries:
-            name = os.path.join(rel, de.name) if rel else de.name
-            st = de.stat(follow_symlinks=False)
-            yield name, st
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(name)
+            if parent is not None and os.path.islink(path):
+                raise InputError(f"{path}: is a symlink; refusing to pack through it") from None
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise InputError(f"{path}: not a directory") from None
+            raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        return cls(path, fd)
+
+    def close(self) -> None:
+        """Close the tree's descriptors."""
+        if self._cache is not None:
+            os.close(self._cache[1])
+            self._cache = None
+        os.close(self.fd)
+
+    def _open_dir(self, rel: bytes) -> int:
+        """An fd of the directory `rel` under the tree, opened one component at a time
+        without following links (the caller closes it)."""
+        try:
+            return open_beneath(self.fd, rel.split(b"/") if rel else ())
+        except BeneathError as exc:
+            raise self._changed(rel, exc.error) from None
+
+    def _parent(self, name: bytes) -> tuple[int, bytes]:
+        """The fd of `name`'s directory (cached: do not close) and its last component."""
+        rel, _, leaf = name.rpartition(b"/")
+        if self._cache is None or self._cache[0] != rel:
+            fd = self._open_dir(rel)
+            if self._cache is not None:
+                os.close(self._cache[1])
+            self._cache = (rel, fd)
+        return self._cache[1], leaf
+
+    def _changed(self, name: bytes, exc: OSError) -> InputError:
+        return InputError(f"{self.path}: '{os.fsdecode(name)}': cannot read: {exc.strerror} "
+                          "(changed while being packed?)")
+
+    def open_file(self, name: bytes) -> int:
+        """A read-only fd of the regular file `name` (never through a link)."""
+        pfd, leaf = self._parent(name)
+        try:
+            # O_NONBLOCK: a fifo swapped in for the file must not hang the pack.
+            fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=pfd)
+        except OSError as exc:
+            raise self._changed(name, exc) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise InputError(f"{self.path}: '{os.fsdecode(name)}': no longer a regular file "
+                             "(changed while being packed)")
+        return fd
+
+    def readlink(self, name: bytes) -> bytes:
+        """The target of the symlink `name`."""
+        pfd, leaf = self._parent(name)
+        try:
+            return os.readlink(leaf, dir_fd=pfd)
+        except OSError as exc:
+            raise self._changed(name, exc) from None
+
+    def mtime(self) -> int:
+        """The mtime of the tree's own directory."""
+        return int(os.fstat(self.fd).st_mtime)
+
+    def scan(self) -> Iterator[tuple[bytes, os.stat_result]]:
+        """Every path under the tree (not the tree itself), relative, as bytes, with its lstat."""
+        stack = [b""]
+        while stack:
+            rel = stack.pop()
+            fd = self._open_dir(rel)
+            try:
+                with os.scandir(fd) as it:
+                    found = [(os.fsencode(de.name), de.stat(follow_symlinks=False)) for de in it]
+            except OSError as exc:
+                raise InputError(f"{self.path}: cannot read directory '{os.fsdecode(rel) or '.'}': "
+                                 f"{exc.strerror}") from None
+            finally:
+                os.close(fd)
+            for leaf, st in found:
+                name = rel + b"/" + leaf if rel else leaf
+                yield name, st
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(name)
 
 
-def collect(root: Path, records: dict[str, Record], epoch: int | None,
+def collect(root: Tree, records: dict[str, Record], epoch: int | None,
             warnings: list[str], first: Item | None = None) -> list[Item]:
     """The entries of one tree, sorted, numbered and with manifest data applied.
 
@@ -119,24 +203,21 @@ def collect(root: Path, records: dict[str, Record], epoch: int | None,
     return ordered
 
 
-def _scan_items(root: Path) -> tuple[dict[bytes, Item], dict[tuple[int, int], list[Item]], dict[bytes, int]]:
+def _scan_items(root: Tree) -> tuple[dict[bytes, Item], dict[tuple[int, int], list[Item]], dict[bytes, int]]:
     """Every path of the tree as an item; the hardlink groups; each directory's subdirectory count."""
     items: dict[bytes, Item] = {}
     groups: dict[tuple[int, int], list[Item]] = {}
     subdirs: dict[bytes, int] = {}
-    for name, st in _scan(root):
+    for name, st in root.scan():
         if len(name) + 1 > newc.PATH_MAX:
-            raise InputError(f"{root}: '{os.fsdecode(name)}': name longer than PATH_MAX")
+            raise InputError(f"{root.path}: '{os.fsdecode(name)}': name longer than PATH_MAX")
         mode = st.st_mode
         item = Item(name=name, mode=mode, mtime=int(st.st_mtime))
         if stat.S_ISREG(mode):
-            item.source = root / os.fsdecode(name)
             item.size = st.st_size
             if st.st_nlink > 1:
                 item.link_group = (st.st_dev, st.st_ino)
                 groups.setdefault(item.link_group, []).append(item)
-        elif stat.S_ISLNK(mode):
-            item.source = root / os.fsdecode(name)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             item.rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
         elif stat.S_ISDIR(mode):
@@ -146,17 +227,17 @@ def _scan_items(root: Path) -> tuple[dict[bytes, Item], dict[tuple[int, int], li
     return items, groups, subdirs
 
 
-def _add_recorded_only(root: Path, items: dict[bytes, Item], records: dict[str, Record],
+def _add_recorded_only(root: Tree, items: dict[bytes, Item], records: dict[str, Record],
                        warnings: list[str]) -> None:
     """The entries only the manifest holds (device nodes, sockets), under a directory the tree has."""
     # What such an entry gets when the manifest has no time for it.
-    tree_mtime = _tree_mtime(root)
+    tree_mtime = root.mtime()
     for path, rec in records.items():
         key = os.fsencode(path)
         if rec.kind in _KIND_FMT and key not in items:
             parent = os.path.dirname(key)
             if parent and (parent not in items or not stat.S_ISDIR(items[parent].mode)):
-                warnings.append(f"{root}: manifest entry '{path}' has no parent directory; left out")
+                warnings.append(f"{root.path}: manifest entry '{path}' has no parent directory; left out")
                 continue
             items[key] = Item(name=key, mode=_KIND_FMT[rec.kind] | (rec.mode or 0), has_data=False,
                               rdev=rec.rdev or (0, 0),
@@ -181,20 +262,12 @@ def _number(ordered: list[Item], groups: dict[tuple[int, int], list[Item]]) -> N
             members[-1].has_data = True
 
 
-def _tree_mtime(root: Path) -> int:
-    """The mtime of the tree's own directory: the time of what the manifest alone holds."""
-    try:
-        return int(os.stat(root).st_mtime)
-    except OSError as exc:
-        raise InputError(f"{root}: cannot read: {exc.strerror}") from None
-
-
 def _clamp(mtime: int, epoch: int | None) -> int:
     """An mtime as written: no later than SOURCE_DATE_EPOCH, no earlier than 1970."""
     return max(0, mtime if epoch is None else min(mtime, epoch))
 
 
-def root_item(records: dict[str, Record], epoch: int | None, root: Path) -> Item | None:
+def root_item(records: dict[str, Record], epoch: int | None, root: Tree) -> Item | None:
     """The "." entry, only when the extracted image had one (it sets the rootfs's root mode).
 
     Its time is the recorded one, else that of `root` itself, clamped like every other.
@@ -202,16 +275,17 @@ def root_item(records: dict[str, Record], epoch: int | None, root: Path) -> Item
     rec = records.get(".")
     if rec is None:
         return None
-    mtime = rec.mtime if rec.mtime is not None else _tree_mtime(root)
+    mtime = rec.mtime if rec.mtime is not None else root.mtime()
     return Item(name=b".", mode=stat.S_IFDIR | (rec.mode if rec.mode is not None else 0o755),
                 uid=rec.uid, gid=rec.gid, mtime=_clamp(mtime, epoch), nlink=2, has_data=False)
 
 
 class ArchiveWriter:
-    """Writes newc entries into a compressor, keeping the stream offset for padding."""
+    """Writes newc entries of `tree` into a compressor, keeping the stream offset for padding."""
 
-    def __init__(self, out: Compressor) -> None:
+    def __init__(self, out: Compressor, tree: Tree) -> None:
         self.out = out
+        self.tree = tree
         self.pos = 0
 
     def _put(self, data: bytes) -> None:
@@ -223,8 +297,7 @@ class ArchiveWriter:
         data: bytes | None = None
         size = 0
         if stat.S_ISLNK(item.mode):
-            assert item.source is not None
-            data = os.readlink(os.fsencode(item.source))
+            data = self.tree.readlink(item.name)
             size = len(data)
         elif stat.S_ISREG(item.mode) and item.has_data:
             size = item.size
@@ -235,16 +308,13 @@ class ArchiveWriter:
         if data is not None:
             self._put(data)
         elif size:
-            assert item.source is not None
-            self._copy(item.source, size)
+            self._copy(item.name, size)
         self._put(b"\0" * newc.pad4(size))
 
-    def _copy(self, path: Path, size: int) -> None:
+    def _copy(self, name: bytes, size: int) -> None:
         left = size
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        fd = self.tree.open_file(name)
+        path = self.tree.path / os.fsdecode(name)
         try:
             while left:
                 chunk = os.read(fd, min(left, _READ_CHUNK))
@@ -277,23 +347,46 @@ class _Counting:
         self.fh.flush()
 
 
-def resolve_layout(tree: Path, early: Path | None) -> tuple[Path, Path | None, Manifest | None]:
-    """The main tree, early tree and manifest for `pack DIR` (DIR may be an extraction)."""
-    tree = Path(tree)
-    if not tree.is_dir():
-        raise InputError(f"{tree}: not a directory")
-    manifest: Manifest | None = None
-    main = tree
-    if (tree / MANIFEST_NAME).is_file():
-        manifest = Manifest.load(tree / MANIFEST_NAME)
-        main = tree / "main"
-        if not main.is_dir():
-            raise InputError(f"{tree}: has {MANIFEST_NAME} but no main/ directory")
-        if early is None and (tree / "early").is_dir():
-            early = tree / "early"
-    if early is not None and not Path(early).is_dir():
-        raise InputError(f"{early}: early tree is not a directory")
-    return main, early, manifest
+def open_layout(tree: Path, early: Path | None) -> tuple[Tree, Tree | None, Manifest | None]:
+    """The main tree, early tree and manifest for `pack DIR` (DIR may be an extraction), opened.
+
+    DIR and `--early` are followed (the caller named them); an extraction's own main/,
+    early/ and manifest are not: a symlink there is refused, so whoever can write the
+    extraction cannot make pack read what lies outside it. The caller closes the trees.
+    """
+    top = Tree.open(Path(tree))
+    opened = [top]
+    try:
+        manifest = Manifest.load(top.path / MANIFEST_NAME, dir_fd=top.fd, missing_ok=True)
+        main = top
+        early_tree: Tree | None = None
+        if manifest is not None:
+            if not _has_dir(top, "main"):
+                raise InputError(f"{tree}: has {MANIFEST_NAME} but no main/ directory")
+            main = Tree.open(top.path / "main", top, "main")
+            opened.append(main)
+            if early is None and _has_dir(top, "early"):
+                early_tree = Tree.open(top.path / "early", top, "early")
+                opened.append(early_tree)
+        if early is not None:
+            early_tree = Tree.open(Path(early))
+            opened.append(early_tree)
+    except BaseException:
+        for t in opened:
+            t.close()
+        raise
+    if main is not top:
+        top.close()
+    return main, early_tree, manifest
+
+
+def _has_dir(top: Tree, name: str) -> bool:
+    """Whether `name` exists in `top`, as anything (a symlink there is then refused)."""
+    try:
+        os.stat(name, dir_fd=top.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def pack(tree: Path, output: Path, *, compress: str | None = None, level: int | None = None,
@@ -304,7 +397,18 @@ def pack(tree: Path, output: Path, *, compress: str | None = None, level: int | 
     Without `compress` an extraction keeps its image's compression, else gzip; with the
     image's compression and no `level`, its recorded level (and xz dictionary) too.
     """
-    main, early, manifest = resolve_layout(tree, early)
+    main, early_tree, manifest = open_layout(tree, early)
+    try:
+        return _pack(main, early_tree, manifest, Path(tree), Path(output), compress=compress, level=level,
+                     epoch=epoch)
+    finally:
+        main.close()
+        if early_tree is not None:
+            early_tree.close()
+
+
+def _pack(main: Tree, early: Tree | None, manifest: Manifest | None, tree: Path, output: Path, *,
+          compress: str | None, level: int | None, epoch: int | None) -> PackResult:
     recorded = manifest.main_compression() if manifest else None
     dict_size: int | None = None
     kept = False
@@ -335,12 +439,12 @@ def pack(tree: Path, output: Path, *, compress: str | None = None, level: int | 
     items = collect(main, main_records, epoch, result.warnings, first=root_item(main_records, epoch, main))
     early_items: list[Item] = []
     if early is not None:
-        early_records = manifest.records("early") if manifest and Path(early) == Path(tree) / "early" else {}
-        early_items = collect(Path(early), early_records, epoch, result.warnings)
+        early_records = manifest.records("early") if manifest and early.path == tree / "early" else {}
+        early_items = collect(early, early_records, epoch, result.warnings)
     with fsutil.atomic_open(Path(output)) as fh:
         counting = _Counting(fh)
         if early is not None:
-            writer = ArchiveWriter(Compressor(counting))
+            writer = ArchiveWriter(Compressor(counting), early)
             for item in early_items:
                 writer.add(item)
             writer.finish()
@@ -348,7 +452,7 @@ def pack(tree: Path, output: Path, *, compress: str | None = None, level: int | 
             pad = newc.pad4(writer.pos)
             counting.write(b"\0" * pad)
         comp = compressor(compress, level, counting, dict_size)
-        writer = ArchiveWriter(comp)
+        writer = ArchiveWriter(comp, main)
         for item in items:
             writer.add(item)
         writer.finish()
