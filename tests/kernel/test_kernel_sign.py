@@ -223,16 +223,48 @@ def test_a_secureboot_key_for_a_spec_that_never_signs_is_refused_before_the_buil
     assert statuses["rebuild"] == "failed" and not list((tmp_path / "work/rpmbuild/RPMS").rglob("*.rpm"))
 
 
-def test_a_spec_that_always_signs_its_image_needs_a_secureboot_key_here(tmp_path: Path, srpm: Path) -> None:
+# A stand-in for mock that records its call and fails as mock does.
+FAILING_MOCK = """#!/bin/sh
+echo "$@" > "$(dirname "$0")/called"
+echo "ERROR: Exception(kernel.src.rpm) Config(default) build failed" >&2
+exit 30
+"""
+
+
+@pytest.mark.parametrize("builds", ["here", "source only", "in mock"])
+def test_a_spec_that_always_signs_its_image_needs_a_secureboot_key_here(
+        tmp_path: Path, srpm: Path, monkeypatch: pytest.MonkeyPatch, builds: str) -> None:
     """Fedora's spec signs the image with %pesign on x86_64 whatever the host; a host without
-    pesign's macros and no [sign] pair is told so before the build, not by a failed build."""
+    pesign's macros and no [sign] pair is told so before the build, not by a failed build. That
+    check, and the warning about a module key made on the spot, are about what this host
+    compiles: a source build runs no %pesign, and mock builds with the chroot's macros."""
     signing = respun(srpm, tmp_path / "top", lambda text: "%global signkernel 1\n" + text.replace(
         "\n%build\n", "\n%build\n%if %{signkernel}\n"
         "%pesign -s -i IMAGE -o IMAGE.signed -a CA -c CERT -n NAME\n%endif\n", 1))
     stages = [s for s in SIGNED_STAGES if s not in ("sign", "publish")]
-    proc = respin("run", pipeline(tmp_path, signing, "", stages=stages), check=False)
-    assert_one_line_error(proc, ConfigError.exit_code, "signs the kernel image for Secure Boot with %pesign",
-                          "give [sign] secureboot_key")
+    pf = pipeline(tmp_path, signing, "", stages=stages)
+    made_key = "signs its modules with a key it makes on the spot"
+    if builds == "here":
+        proc = respin("run", pf, check=False)
+        assert_one_line_error(proc, ConfigError.exit_code, "signs the kernel image for Secure Boot with "
+                              "%pesign", "give [sign] secureboot_key")
+        assert made_key in proc.stderr
+        return
+    if builds == "source only":
+        pf.write_text(pf.read_text().replace('mode = "all"', 'mode = "source"'))
+        proc = respin("run", pf, "--until", "rebuild")
+        assert list((tmp_path / "work/rpmbuild/SRPMS").glob("kernel-*.src.rpm"))
+    else:
+        bindir = tmp_path / "bin"
+        bindir.mkdir()
+        (bindir / "mock").write_text(FAILING_MOCK)
+        (bindir / "mock").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+        pf.write_text(pf.read_text().replace('mode = "all"', 'backend = "mock"'))
+        proc = respin("run", pf, "--until", "rebuild", check=False)
+        assert_one_line_error(proc, 5, "mock --rebuild of kernel-", "exit status 30")
+        assert "--rebuild" in (bindir / "called").read_text()
+    assert "%pesign" not in proc.stderr and made_key not in proc.stderr
 
 
 # --- the module key in the build --------------------------------------------------------
