@@ -13,6 +13,7 @@ from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import PRISTINE_SPEC, SOURCES, Fetched
+from respin.stages.kernel.lib import topdir
 from respin.stages.kernel.lib.repo import download_source, local_repomd, repo_url
 from respin.stages.kernel.lib.rpmpkg import read_package
 from respin.stages.lib.rpmmacros import build_switches, dist_defines, empty_home
@@ -82,6 +83,7 @@ class FetchStage(Stage["FetchStage.Options"]):
         return dest
 
     def run(self, ctx: Context) -> list[Artifact]:
+        topdir.check_workdir(ctx)  # before any rpm call is given a path in it
         local = self._local(ctx)
         if self.options.repo is not None:
             ctx.log.info("fetch: dnf download --source %s from %s", self.options.srpm, self.options.repo)

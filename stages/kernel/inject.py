@@ -20,7 +20,7 @@ from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import KERNEL_LOCAL, LOCAL, PATCH, SPEC, Edited, Fetched, Injected, Snapshot
 from respin.stages.kernel.lib import kconfig, topdir
-from respin.stages.kernel.lib.spectext import find_prep_point
+from respin.stages.kernel.lib.spectext import find_prep_point, rpm_literal, spec_line
 from respin.stages.lib.rpmmacros import DIST_TAG
 
 if TYPE_CHECKING:
@@ -32,6 +32,10 @@ _BUILDID_DEF = re.compile(r"^%(define|global)\s+buildid\s+(\S+)\s*$", re.M)
 _BUILDID_COMMENTED = re.compile(r"^#\s*%?\s*(define|global)\s+buildid\b.*$", re.M)
 _PATCH_TAG = re.compile(r"^Patch(\d+)\s*:\s*(\S+)\s*$", re.M | re.I)
 _RELEASE = re.compile(r"^(Release\s*:\s*)(\S.*?)\s*$", re.M | re.I)
+# A patch file name: what a PatchN tag and an ApplyPatch line carry as they are.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+# [inject] packager: one "Name <email>" (the %changelog entry's author).
+_PACKAGER = re.compile(r"([^<>]*[^<>\s]) <([^<>\s]+)>")
 
 
 @dataclass(frozen=True)
@@ -97,16 +101,19 @@ def _mark_release(text: str, buildid: str, where: str) -> str:
     return text[:m.start()] + m.group(1) + value + text[m.end():]
 
 
-def _changelog(spec: Specfile, inj: Injection) -> str:
+def _changelog(spec: Specfile, inj: Injection, where: str) -> str:
+    """The spec with one %changelog entry for the change, its text, author and EVR written
+    as rpm will read them back: literally."""
     text = str(spec)
-    first = f"- {inj.changelog.splitlines()[0]}"
+    first = f"- {spec_line(inj.changelog, where)}"
     after = text.split("%changelog", 1)[1] if "%changelog" in text else ""
     top = [ln for ln in after.splitlines() if ln.strip()][:2]
     if len(top) == 2 and top[1].strip() == first:
         return text
-    author, _, email = inj.packager.partition("<")
-    spec.add_changelog_entry([f"- {ln}" for ln in inj.changelog.splitlines()], author=author.strip(),
-                             email=email.rstrip(">").strip() or None, timestamp=inj.when, evr=inj.evr)
+    author, email = _PACKAGER.fullmatch(inj.packager).groups()  # type: ignore[union-attr]
+    # specfile expands the EVR through rpm once before writing it: escape it twice.
+    spec.add_changelog_entry([first], author=spec_line(author, where), email=spec_line(email, where),
+                             timestamp=inj.when, evr=rpm_literal(spec_line(inj.evr, where)))
     return str(spec)
 
 
@@ -129,7 +136,7 @@ def _inject(text: str, inj: Injection, sourcedir: str, where: str) -> tuple[str,
         text = _apply_line(text, inj.patch, number, where)
         text = _mark_release(text, inj.buildid, where)
         spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
-        return _changelog(spec, inj), number
+        return _changelog(spec, inj, where), number
     except SpecfileException as exc:
         detail = [ln for ln in str(exc).splitlines() if ln.strip()]
         raise InputError(f"{where}: rpm cannot parse the spec: {detail[-1] if detail else exc}") from exc
@@ -181,10 +188,12 @@ class InjectStage(Stage["InjectStage.Options"]):
         packager: str = "respin <respin@localhost>"
 
         def __post_init__(self) -> None:
-            if self.patch is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", self.patch):
-                raise ValueError(f"patch: '{self.patch}' is not a plain file name")
+            if self.patch is not None and not _PLAIN_NAME.fullmatch(self.patch):
+                raise ValueError(f"patch: {self.patch[:80]!a} is not a plain file name")
+            if not (self.packager.isprintable() and _PACKAGER.fullmatch(self.packager)):
+                raise ValueError(f"packager: {self.packager[:80]!a} is not one 'Name <email>' line")
             if not re.fullmatch(r"\.[A-Za-z0-9._+~]+", self.buildid):
-                raise ValueError(f"buildid: '{self.buildid}' must start with '.' and hold only "
+                raise ValueError(f"buildid: {self.buildid[:80]!a} must start with '.' and hold only "
                                  "letters, digits and . _ + ~")
 
     options: Options
@@ -201,6 +210,9 @@ class InjectStage(Stage["InjectStage.Options"]):
         if Edited.read(ctx)[1].mechanism == "kernel-local":
             return self._kernel_local(ctx, spec_path, fetched)
         patch_name = self.options.patch or default_patch_name(fetched.version)
+        if not _PLAIN_NAME.fullmatch(patch_name):
+            raise InputError(f"{spec_path.name}: version {fetched.version[:80]!a} gives no plain patch "
+                             "file name: set [inject] patch")
         patch = ctx.artifact(PATCH).path
         dest = topdir.path(ctx) / "SOURCES" / patch_name
         fsutil.atomic_copy(patch, dest)
@@ -237,7 +249,7 @@ class InjectStage(Stage["InjectStage.Options"]):
                 text = _changelog(spec, Injection(
                     patch="kernel-local", changelog=f"Set through kernel-local: {summary}",
                     buildid=self.options.buildid, packager=self.options.packager, when=when,
-                    evr=self._evr(ctx, fetched)))
+                    evr=self._evr(ctx, fetched)), where)
             except SpecfileException as exc:
                 detail = [ln for ln in str(exc).splitlines() if ln.strip()]
                 raise InputError(f"{where}: rpm cannot parse the spec: {detail[-1] if detail else exc}"

@@ -368,3 +368,49 @@ def test_localversion_is_refused_where_the_module_directory_follows_the_release(
         (rpm,) = built(json.loads(proc.stdout), "rpm")
         assert 'CONFIG_LOCALVERSION="-respin"' in boot_config(rpm).splitlines()
         assert any(f.startswith("/lib/modules/2.6.27.5-117.respin.i686") for f in read_package(rpm).files)
+
+
+def _changelogs(package: Path) -> list[str]:
+    """The package header's %changelog: each entry as rpm stored it, name line then text."""
+    import rpm
+
+    from respin.stages.kernel.lib.rpmpkg import _header
+
+    hdr = _header(package)
+    return [f"{name}\n{text}" for name, text in zip(hdr[rpm.RPMTAG_CHANGELOGNAME],
+                                                     hdr[rpm.RPMTAG_CHANGELOGTEXT], strict=True)]
+
+
+def test_a_hostile_value_is_data_in_the_spec_and_the_changelog_shows_it(tmp_path: Path, srpm: Path) -> None:
+    # rpm expands macros in every spec line, %changelog too: a value respin writes there
+    # unescaped would run at rpmbuild time, and in every mock or koji rebuild of the SRPM.
+    pwned = tmp_path / "PWNED"
+    value = f"%(touch {pwned})"
+    packager = f"Eve %(touch {pwned}) <eve@example.org>"
+    pf = pipeline_file(tmp_path, srpm, config=f'set = {{ CONFIG_LOCALVERSION = "{value}" }}\n',
+                       extra=f'\n[inject]\npackager = "{packager}"\n')
+    manifest = json.loads(respin("run", pf, "--json").stdout)
+    assert not pwned.exists()
+    (new_srpm,) = built(manifest, "srpm")
+    for package in (new_srpm, built(manifest, "rpm")[0]):
+        newest = _changelogs(package)[0]
+        assert newest.splitlines()[0].startswith(packager + " - "), newest
+        assert f'{string_symbol(srpm)}="{value}"' in newest, newest
+    spec = tmp_path / "shipped.spec"
+    spec.write_bytes(dict(payload_files(new_srpm, re.compile(r"\.spec$")))["kernel.spec"])
+    # As rpm reads the spec inside the SRPM, which mock and koji rebuild from.
+    shown = run(["rpmspec", "-q", "--srpm", "--qf", "[%{CHANGELOGNAME}\n%{CHANGELOGTEXT}\n]", str(spec)])
+    assert not pwned.exists()
+    assert shown.stdout.startswith(f'{packager} - ') and f'{string_symbol(srpm)}="{value}"' in shown.stdout
+
+
+@pytest.mark.parametrize("workdir", ["w%(touch PWNED)", "w\\nx", "w$(touch PWNED)"],
+                         ids=["macro", "newline", "shell"])
+def test_a_work_dir_rpm_cannot_take_literally_is_refused_before_rpm_runs(workdir: str, tmp_path: Path,
+                                                                         srpm: Path) -> None:
+    pf = pipeline_file(tmp_path, srpm)
+    pf.write_text(pf.read_text().replace('workdir = "work"', f'workdir = "{workdir}"'))
+    proc = respin("run", pf, check=False, cwd=tmp_path)
+    assert_one_line_error(proc, 3, "work dir", "rpm")
+    assert not list(tmp_path.rglob("PWNED"))
+    assert not list(tmp_path.rglob("rpmbuild")) and not list(tmp_path.rglob("pristine"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
 import re
 from pathlib import Path
 
@@ -139,7 +141,8 @@ def test_values_in_config_syntax(value: object, existing: str | None, line: str)
 
 @pytest.mark.parametrize(("name", "value"), [
     ("B", "y"), ("CONFIG_B-X", "y"), ("CONFIG_", "y"), ("config_b", "y"),
-    ("CONFIG_B", "a\nb"), ("CONFIG_B", '"unterminated'), ("CONFIG_B", 1.5),
+    ("CONFIG_B", "a\nb"), ("CONFIG_B", "a\u2028b"), ("CONFIG_B", "a\x0cb"), ("CONFIG_B", '"unterminated'),
+    ("CONFIG_B", 1.5),
 ])
 def test_malformed_names_and_values_are_refused(name: str, value: object) -> None:
     with pytest.raises(ConfigError, match=r"p\.toml \[config\]"):
@@ -276,3 +279,29 @@ def test_a_run_with_no_time_to_date_it_by_is_refused_in_one_line(tmp_path: Path,
                                   "by: set source_date_epoch in [pipeline] or SOURCE_DATE_EPOCH")
     assert source_date(ctx({}, {"fetch": 1700000000})) == 1700000000  # what fetch published
     assert source_date(ctx({"source_date_epoch": 5}, {"fetch": 1700000000})) == 5  # the user's wins
+
+
+@pytest.mark.parametrize("packager", [
+    "respin <r@l> - 1\n- x\n\n%post\necho INJECTED\nexit 0\n#",  # a %post scriptlet of its own
+    "respin <r@l>\u2028%post",  # a line break to Python (and specfile), not to rpm
+    "respin", "<r@l>", "respin <r@l> extra", "respin <r l>",
+])
+def test_a_packager_that_is_not_one_name_email_line_is_refused(packager: str, tmp_path: Path) -> None:
+    from respin_cli import assert_one_line_error, respin
+
+    pf = tmp_path / "kernel.toml"
+    pf.write_text(f'[pipeline]\nworkdir = "work"\n[fetch]\nsrpm = "k.src.rpm"\n'
+                  f'[config]\nset = {{ CONFIG_X = "y" }}\n[inject]\npackager = {json.dumps(packager)}\n')
+    assert_one_line_error(respin("run", pf, check=False), 3, "[inject]", "packager",
+                          "is not one 'Name <email>' line")
+
+
+def test_the_changelog_entry_is_literal_for_rpm_and_stays_one_line() -> None:
+    inj = dataclasses.replace(_inj(), changelog='Add it (CONFIG_X="%(id)")', packager="Eve %x <e@x>",
+                              evr="2.6.27.5-117%{x}")
+    lines = inject_text(SPEC, inj, "kernel.spec")[0].splitlines()
+    cl = lines.index("%changelog")
+    assert lines[cl + 1:cl + 3] == ["* Sat Nov 08 2008 Eve %%x <e@x> - 2.6.27.5-117%%{x}",
+                                    '- Add it (CONFIG_X="%%(id)")']
+    with pytest.raises(InputError, match="line break"):
+        inject_text(SPEC, dataclasses.replace(_inj(), changelog="a\u2028%post"), "kernel.spec")

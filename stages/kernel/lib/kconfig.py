@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from respin.pipeline.errors import ConfigError
+from respin.stages.kernel.lib.spectext import LINE_BREAKS
 
 NAME = re.compile(r"^CONFIG_[A-Za-z0-9_]+$")
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
@@ -63,7 +64,7 @@ def normalize(name: str, value: object, existing: str | None, where: str) -> Req
         return Request(name, str(value))
     if not isinstance(value, str):
         raise ConfigError(f"{where}: {name}: value must be a string, integer or boolean, got {value!r}")
-    if any(c in value for c in "\n\r\0"):
+    if any(c in LINE_BREAKS or c == "\0" for c in value):
         raise ConfigError(f"{where}: {name}: value contains a line break or NUL")
     if value == "n":
         return Request(name, UNSET)

@@ -30,6 +30,25 @@ _SECTION = re.compile(
 )
 
 
+# What Python (and so specfile) takes for the end of a line; rpm ends one at "\n" only.
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def rpm_literal(text: str) -> str:
+    """`text` as rpm reads it back from a spec line: rpm expands macros in every line of a
+    spec, %changelog included, so each `%` is doubled."""
+    return text.replace("%", "%%")
+
+
+def spec_line(text: str, where: str) -> str:
+    """`text` as one literal spec line, or an error: a value respin writes into a spec is
+    data, and a line break would let it start a section (%post) of its own."""
+    if any(c in LINE_BREAKS or c == "\0" for c in text):
+        raise InputError(f"{where}: {text[:80]!a}: holds a line break or NUL, which a spec "
+                         "line cannot carry")
+    return rpm_literal(text)
+
+
 @dataclass(frozen=True)
 class PrepPoint:
     """Where, in the spec's lines, patch application ends.

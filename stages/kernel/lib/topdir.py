@@ -5,17 +5,36 @@ the one time its dated outputs carry."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 from respin.pipeline import fsutil
-from respin.pipeline.errors import InputError
+from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Context
 from respin.stages.kernel.kinds import PRISTINE_SPEC, SOURCE_SRPM, SOURCES, Fetched
+
+# What rpm would not take literally in a path it is given (--define _topdir ...): a macro,
+# a line break; and what the spec's own scripts, which use %{_sourcedir} and the like
+# unquoted, would take for shell syntax.
+_NOT_LITERAL = re.compile(r"""[%$`"'\\;&|<>()*?\[\]{}\s]""")
+
+
+def check_workdir(ctx: Context) -> None:
+    """Refuse a work dir whose path rpm or the spec's scripts would not take literally,
+    before any rpm call is given it."""
+    where = str(ctx.workdir.absolute())
+    bad = _NOT_LITERAL.search(where) or next((c for c in where if not c.isprintable()), None)
+    if bad is not None:
+        char = bad if isinstance(bad, str) else bad.group(0)
+        raise ConfigError(f"work dir {where[:200]!a}: holds {char!a}, which rpm cannot take "
+                          "literally in a path (a macro, a line break, or shell syntax in the spec's "
+                          "scripts): choose another ([pipeline] workdir or --workdir)")
 
 
 def path(ctx: Context) -> Path:
     """The run's rpmbuild tree (a workspace of each stage that writes it)."""
+    check_workdir(ctx)
     return ctx.workdir / "rpmbuild"
 
 
