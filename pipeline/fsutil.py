@@ -73,11 +73,18 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         fh.write(data)
 
 
-def atomic_copy(src: Path, dst: Path) -> None:
-    """Copy a file's content to `dst` atomically, keeping the source's permission bits."""
-    mode = os.stat(src).st_mode & 0o7777
-    with open(src, "rb") as fin, atomic_open(dst, mode) as fout:
-        shutil.copyfileobj(fin, fout, _CHUNK)
+def atomic_copy(src: Path, dst: Path) -> str:
+    """Copy a file's content to `dst` atomically, keeping the source's permission bits; return
+    the hex sha256 of the bytes copied. The source is read through one descriptor, so what
+    was hashed is what `dst` holds, whatever is renamed over `src` meanwhile."""
+    digest = hashlib.sha256()
+    with open(src, "rb") as fin:
+        mode = os.fstat(fin.fileno()).st_mode & 0o7777
+        with atomic_open(dst, mode) as fout:
+            while chunk := fin.read(_CHUNK):
+                digest.update(chunk)
+                fout.write(chunk)
+    return digest.hexdigest()
 
 
 def free_bytes(path: Path) -> int | None:

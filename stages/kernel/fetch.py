@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import urllib.parse
@@ -10,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from respin.pipeline import fsutil
-from respin.pipeline.errors import InputError
+from respin.pipeline.errors import InputError, restated
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import PRISTINE_SPEC, SOURCES, Fetched
 from respin.stages.kernel.lib import topdir
@@ -20,6 +19,26 @@ from respin.stages.lib.rpmmacros import build_switches, dist_defines, empty_home
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+@dataclass(frozen=True)
+class _Copy:
+    path: Path
+    digest: str
+
+
+def _check_digests(ctx: Context, srpm: Path, copy: Path, env: dict[str, str]) -> None:
+    """Refuse a package whose payload digests fail (`rpm -K`): rpm -i checks the header's
+    only, so a damaged or cut payload fails half-way in, and bytes after it pass."""
+    proc = ctx.run(["rpm", "-Kv", "--nosignature", str(copy)], env=env, check=False,
+                   what=f"rpm -K {srpm.name}")
+    if proc.returncode == 0:
+        return
+    said = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip()]
+    bad = [ln.partition(": BAD")[0] for ln in said if ": BAD" in ln]
+    why = f"its {bad[0]} does not match" if bad else (said[-1] if said else "rpm -K failed")
+    raise InputError(f"{srpm}: damaged package (cut short, altered, or with bytes after its payload): "
+                     f"{why} (rpm -K: digests NOT OK)")
 
 
 class FetchStage(Stage["FetchStage.Options"]):
@@ -39,6 +58,8 @@ class FetchStage(Stage["FetchStage.Options"]):
         repo: str | None = None  # a repository URL or local directory (createrepo_c)
 
         def __post_init__(self) -> None:
+            if not self.srpm.strip():
+                raise ValueError("srpm: empty value (a path, a URL, or with repo a package name)")
             if self.sha256 is not None and not _SHA256.match(self.sha256.lower()):
                 raise ValueError(f"sha256: '{self.sha256}' is not 64 hex digits")
             scheme = _SCHEME.match(self.srpm)
@@ -82,6 +103,21 @@ class FetchStage(Stage["FetchStage.Options"]):
             raise InputError(f"{self.options.srpm}: download failed: {exc}") from exc
         return dest
 
+    def _own_copy(self, ctx: Context, srpm: Path) -> _Copy:
+        """The copy of `srpm` in the stage dir that every later read uses, with the sha256 of
+        its bytes. A download is already the stage's own."""
+        if srpm.is_relative_to(ctx.stagedir):
+            return _Copy(srpm, fsutil.sha256_file(srpm))
+        copy = ctx.stagedir / "srpm" / srpm.name
+        shutil.rmtree(copy.parent, ignore_errors=True)  # an earlier run's, of another name
+        try:
+            digest = fsutil.atomic_copy(srpm, copy)
+        except IsADirectoryError as exc:
+            raise InputError(f"{srpm}: is a directory, expected an RPM package") from exc
+        except PermissionError as exc:
+            raise InputError(f"{srpm}: cannot read: {exc.strerror}") from exc
+        return _Copy(copy, digest)
+
     def run(self, ctx: Context) -> list[Artifact]:
         topdir.check_workdir(ctx)  # before any rpm call is given a path in it
         local = self._local(ctx)
@@ -93,14 +129,20 @@ class FetchStage(Stage["FetchStage.Options"]):
             srpm = local if local is not None else self._download(ctx)
         if not srpm.exists():
             raise InputError(f"{srpm}: no such file")
-        if self.options.sha256:
-            digest = hashlib.sha256(srpm.read_bytes()).hexdigest()
-            if digest != self.options.sha256.lower():
-                raise InputError(f"{srpm}: sha256 is {digest}, but the pipeline pins {self.options.sha256}")
-        pkg = read_package(srpm)
+        # Everything below reads one copy, hashed as it was made: a rename over the input
+        # between the pin check and rpm -i cannot put another package in.
+        used = self._own_copy(ctx, srpm)
+        if self.options.sha256 and used.digest != self.options.sha256.lower():
+            raise InputError(f"{srpm}: sha256 is {used.digest}, but the pipeline pins {self.options.sha256}")
+        try:
+            pkg = read_package(used.path)
+        except InputError as exc:
+            raise restated(exc, exc.message.replace(str(used.path), str(srpm))) from exc
         if not pkg.is_source:
             raise InputError(f"{srpm}: is a binary package ({pkg.nvr}.{pkg.arch}), expected a source "
                              "package (.src.rpm)")
+        home = empty_home(ctx.stagedir)
+        _check_digests(ctx, srpm, used.path, home)
         specs = [f for f in pkg.files if f.endswith(".spec")]
         if len(specs) != 1:
             raise InputError(f"{srpm}: source package holds {len(specs)} spec files, expected one")
@@ -113,7 +155,6 @@ class FetchStage(Stage["FetchStage.Options"]):
             raise InputError(f"{pristine}: no space left on device: unpacking {srpm.name} needs "
                              f"about {need // 1024} KiB, {free // 1024} KiB free")
         given = dict(ctx.settings.get("define") or {})
-        home = empty_home(ctx.stagedir)
         host_dist = ctx.run(["rpm", "--eval", "%{?dist}"], env=home).stdout.strip()
         dist = dist_defines(pkg.release, host_dist, given)
         if dist:
@@ -123,7 +164,7 @@ class FetchStage(Stage["FetchStage.Options"]):
         tmp = fsutil.fresh_dir(pristine)
         ctx.run(["rpm", "-i", "--nodeps", *build_switches(None, (), (), {
                  **dist, **given, "_topdir": str(tmp), "_sourcedir": f"{tmp}/SOURCES",
-                 "_specdir": f"{tmp}/SPECS"}), str(srpm)], env=home, what=f"rpm -i {srpm.name}")
+                 "_specdir": f"{tmp}/SPECS"}), str(used.path)], env=home, what=f"rpm -i {srpm.name}")
         spec = tmp / "SPECS" / specs[0]
         if not spec.is_file():
             raise InputError(f"{srpm}: installing it produced no {specs[0]}")
@@ -141,6 +182,6 @@ class FetchStage(Stage["FetchStage.Options"]):
         if when:
             ctx.publish_source_date(when)
         ctx.log.info("fetch: %s is %s, source package", srpm.name, pkg.nvr)
-        return [fetched.artifact(srpm.absolute()),
+        return [fetched.artifact(used.path.absolute()),
                 Artifact(pristine / "SPECS" / f"{pkg.name}.spec", PRISTINE_SPEC),
                 Artifact(pristine / "SOURCES", SOURCES)]

@@ -271,3 +271,63 @@ def test_a_value_nested_thousands_deep_is_a_bad_pipeline_file(tmp_path: Path) ->
     for command in ("run", "status"):
         assert_one_line_error(respin(command, pf, check=False), 3, f"{pf}: ", "nested too deeply")
     assert not (tmp_path / "work").exists()
+
+
+# A damaged SRPM is refused before rpm -i, by its own digests; the pin holds the bytes used.
+DAMAGE = {
+    "cut-short": lambda b: b[:len(b) - 4000],
+    "flipped-payload-byte": lambda b: b[:-3000] + bytes([b[-3000] ^ 0xFF]) + b[-2999:],
+    "trailing-garbage": lambda b: b + b"garbage after the payload\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_a_damaged_srpm_is_refused_naming_the_failed_digest(tmp_path: Path, srpm: Path, case: str) -> None:
+    bad = write(tmp_path / "damaged.src.rpm", DAMAGE[case](srpm.read_bytes()))
+    proc = respin("run", kernel_toml(tmp_path, str(bad)), "--until", "fetch", check=False)
+    assert_one_line_error(proc, 4, f"{bad}: damaged package", "Payload SHA256", "digest does not match")
+    assert not (tmp_path / "work/stages/fetch/pristine").exists()
+
+
+def test_a_pinned_srpm_swapped_by_a_racing_rename_is_never_installed(tmp_path: Path, srpm: Path) -> None:
+    import hashlib
+    import threading
+
+    pin = hashlib.sha256(srpm.read_bytes()).hexdigest()
+    other = build_srpm("kernel-current", tmp_path / "other")
+    given = tmp_path / "kernel.src.rpm"
+    pf = kernel_toml(tmp_path, str(given), extra=f'sha256 = "{pin}"\n')
+    stop = threading.Event()
+
+    def swap() -> None:
+        # A second user alternates the two packages under the pinned name, by rename.
+        n = 0
+        while not stop.is_set():
+            n += 1
+            tmp = tmp_path / f".swap{n}"
+            shutil.copy(other if n % 2 else srpm, tmp)
+            os.replace(tmp, given)
+
+    shutil.copy(srpm, given)
+    racer = threading.Thread(target=swap, daemon=True)
+    racer.start()
+    try:
+        outcomes = []
+        for _ in range(6):
+            proc = respin("run", pf, "--until", "fetch", "--force", check=False)
+            outcomes.append(proc.returncode)
+            if proc.returncode == 0:
+                spec = (tmp_path / "work/stages/fetch/pristine/SPECS/kernel.spec").read_text()
+                assert "2.6.27" in spec, "the other package was installed under the pin"
+            else:
+                assert_one_line_error(proc, 4, f"{given}: sha256 is", "pipeline pins")
+    finally:
+        stop.set()
+        racer.join()
+    assert set(outcomes) <= {0, 4}, outcomes
+
+
+def test_an_empty_srpm_value_is_named_empty(tmp_path: Path) -> None:
+    proc = respin("run", kernel_toml(tmp_path, ""), check=False)
+    assert_one_line_error(proc, 3, "[fetch]", "srpm: empty value")
+    assert "is a directory" not in proc.stderr
