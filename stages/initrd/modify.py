@@ -17,8 +17,10 @@ from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.initrd.kinds import TREE
+from respin.stages.initrd.lib import newc
 from respin.stages.initrd.lib.extract import RECORD_NAME, Refused, split_name
 from respin.stages.initrd.lib.manifest import MANIFEST_NAME, Manifest, Record
+from respin.stages.initrd.lib.tree import Unresolved, resolve
 
 
 def _checked_rel(value: str, where: str, allow_root: bool = False) -> list[str]:
@@ -47,6 +49,33 @@ def _safe_parent(root: Path, comps: list[str], where: str, create: bool) -> Path
         elif not cur.is_dir():
             raise ConfigError(f"{where}: '{cur.relative_to(root)}' in the tree is not a directory")
     return root.joinpath(*comps[:-1])
+
+
+def _link_target(root: Path, comps: list[str], where: str) -> list[str]:
+    """Where the symlink at `comps` leads in the tree, which must be a directory there.
+
+    Looked up as the booted image would (lib/tree.py): an absolute target from the tree's
+    root, `..` never above it, so the answer is always inside the tree, never the host's.
+    """
+    def kind_of(rel: str) -> str | None:
+        try:
+            return newc.file_kind(os.lstat(root / rel).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def target_of(rel: str) -> str:
+        return os.readlink(root / rel)
+
+    link = "/".join(comps)
+    try:
+        real, _ = resolve(link, kind_of, target_of)
+    except Unresolved as exc:
+        raise ConfigError(f"{where}: '{link}' is a symlink to '{os.readlink(root / link)}', which "
+                          f"is no directory in the tree ({exc})") from None
+    kind = kind_of(real) if real else "dir"
+    if kind != "dir":
+        raise ConfigError(f"{where}: '{link}' is a symlink to '{real}', a {kind}, not a directory")
+    return real.split("/") if real else []
 
 
 def _remove(path: Path) -> None:
@@ -83,6 +112,14 @@ def _copy_in(src: Path, dst: Path, root: Path | None = None) -> None:
         fsutil.atomic_copy(src, dst)
 
 
+def _not_around_workdir(ctx: Context, source: Path, where: str) -> None:
+    """Refuse a source directory that holds the work dir: copying it would copy the tree
+    being written into itself, deeper each round, until names grow too long."""
+    if source.is_dir() and not source.is_symlink() and ctx.workdir.resolve().is_relative_to(source):
+        raise ConfigError(f"{where}: source directory {source} holds the work dir {ctx.workdir}; "
+                          "name a directory beside it")
+
+
 class ModifyStage(Stage["ModifyStage.Options"]):
     """Copy the tree, then remove and add files; `add` sources may be "@kind" artifacts."""
 
@@ -113,6 +150,7 @@ class ModifyStage(Stage["ModifyStage.Options"]):
         for p in paths:
             if not (p.exists() or p.is_symlink()):
                 raise InputError(f"{where}: source {p} does not exist")
+            _not_around_workdir(ctx, p, where)
         return paths
 
     def inputs(self, ctx: Context) -> Sequence[Path]:
@@ -121,6 +159,7 @@ class ModifyStage(Stage["ModifyStage.Options"]):
             if src.startswith("@"):
                 continue
             p = ctx.resolve(src)
+            _not_around_workdir(ctx, p, f"[{self.name}] add")
             found.extend([x for x in fsutil.walk(p) if x.is_file()] if p.is_dir() else [p])
         return found
 
@@ -169,6 +208,10 @@ class ModifyStage(Stage["ModifyStage.Options"]):
         parent = _safe_parent(root, comps, f"[{self.name}] add", create=True)
         sources = self._sources(ctx, dest, src)
         target = parent / comps[-1] if comps else root
+        if into and target.is_symlink():
+            # lib -> usr/lib (merged /usr): add into the directory it names, keeping the link.
+            comps = _link_target(root, comps, f"[{self.name}] add")
+            target = root.joinpath(*comps)
         if into:
             stale = _merge_into(target, sources, root)
             forget = [comps] if stale is None else [comps + rel.split("/") for rel in stale]

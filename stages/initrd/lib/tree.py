@@ -10,6 +10,8 @@ Linux's own limit has it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 # Linux gives up after this many symlinks in one lookup (ELOOP).
 MAX_LINKS = 40
 
@@ -60,33 +62,40 @@ class ImageTree:
     def resolve(self, path: str) -> tuple[str, list[str]]:
         """The real path `path` names, every symlink on the way followed (the last one too),
         and the links followed as "link -> target". Unresolved says why there is none."""
-        pending = [c for c in reversed(path.split("/")) if c not in ("", ".")]
-        done: list[str] = []
-        followed: list[str] = []
-        while pending:
-            comp = pending.pop()
-            if comp in ("", "."):
-                continue
-            if comp == "..":
-                if done:
-                    done.pop()
-                continue
-            cur = "/".join([*done, comp])
-            kind = self.kinds.get(cur)
-            if kind is None:
-                raise Unresolved(f"no entry '{cur}'" + (f" ({', '.join(followed)})" if followed else ""),
-                                 cur, followed)
-            if kind == "symlink":
-                if len(followed) == MAX_LINKS:
-                    raise Unresolved(f"more than {MAX_LINKS} symlinks in one lookup, a loop "
-                                     f"({', '.join(followed[:4])}, ...)", cur, followed)
-                target = self.links[cur]
-                followed.append(f"{cur} -> {target}")
-                if target.startswith("/"):
-                    done = []
-                pending.extend(reversed(target.split("/")))
-                continue
-            if pending and kind != "dir":
-                raise Unresolved(f"'{cur}' is a {kind}, not a directory", cur, followed)
-            done.append(comp)
-        return "/".join(done), followed
+        return resolve(path, self.kinds.get, self.links.__getitem__)
+
+
+def resolve(path: str, kind_of: Callable[[str], str | None],
+            target_of: Callable[[str], str]) -> tuple[str, list[str]]:
+    """Look `path` up in a tree told by `kind_of` (a path's kind, None when absent) and
+    `target_of` (a symlink's target), with the rules above; as ImageTree.resolve."""
+    pending = [c for c in reversed(path.split("/")) if c not in ("", ".")]
+    done: list[str] = []
+    followed: list[str] = []
+    while pending:
+        comp = pending.pop()
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if done:
+                done.pop()
+            continue
+        cur = "/".join([*done, comp])
+        kind = kind_of(cur)
+        if kind is None:
+            raise Unresolved(f"no entry '{cur}'" + (f" ({', '.join(followed)})" if followed else ""),
+                             cur, followed)
+        if kind == "symlink":
+            if len(followed) == MAX_LINKS:
+                raise Unresolved(f"more than {MAX_LINKS} symlinks in one lookup, a loop "
+                                 f"({', '.join(followed[:4])}, ...)", cur, followed)
+            target = target_of(cur)
+            followed.append(f"{cur} -> {target}")
+            if target.startswith("/"):
+                done = []
+            pending.extend(reversed(target.split("/")))
+            continue
+        if pending and kind != "dir":
+            raise Unresolved(f"'{cur}' is a {kind}, not a directory", cur, followed)
+        done.append(comp)
+    return "/".join(done), followed
