@@ -155,7 +155,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     def pipeline_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("file", help="pipeline file (TOML)")
-        p.add_argument("--workdir", help="work dir (default: [pipeline] workdir, _respin)")
+        p.add_argument("--workdir", help="work dir (default: [pipeline] workdir, _respin/<file stem>)")
         p.add_argument("--target", help="override [pipeline] target")
         p.add_argument("--json", action="store_true", help="print JSON on stdout")
 

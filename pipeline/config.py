@@ -14,6 +14,7 @@ from respin.pipeline import registry
 from respin.pipeline.errors import ConfigError, InputError, RespinError, UsageError
 from respin.pipeline.options import parse_options
 from respin.pipeline.stage import Stage
+from respin.pipeline.workdirs import check as check_owner
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Settings:
     """The `[pipeline]` table."""
 
     target: str | None = None  # the architecture every stage that builds builds for
-    workdir: str = "_respin"  # relative to the pipeline file's folder
+    workdir: str | None = None  # relative to the pipeline file's folder; default DEFAULT_WORKDIR
     stages: tuple[str, ...] | None = None  # explicit stage order
     template: str | None = None  # a named stage sequence a plugin or domain registers
     source_date_epoch: int | None = None  # else the environment, else what a domain decides
@@ -36,6 +37,11 @@ class Settings:
                                  "string value")
 
 
+# The default work dir of `x.toml`: `_respin/x` beside it, one per pipeline file, so two
+# files in one folder never share (and so never replace) each other's outputs.
+DEFAULT_WORKDIR = "_respin"
+
+
 @dataclass(frozen=True)
 class PipelineFile:
     """A loaded, validated pipeline file."""
@@ -47,7 +53,8 @@ class PipelineFile:
 
     @property
     def workdir(self) -> Path:
-        p = Path(self.settings.workdir).expanduser()
+        given = self.settings.workdir
+        p = Path(given).expanduser() if given is not None else Path(DEFAULT_WORKDIR, self.path.stem)
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
     def settings_json(self) -> dict[str, Any]:
@@ -124,10 +131,15 @@ def load(file: str | os.PathLike[str], overrides: Mapping[str, Any] | None = Non
     settings = parse_options(Settings, {**table, **(overrides or {})}, f"{where} [pipeline]")
     order = _checked_order(settings, [k for k in raw if k != "pipeline"], where)
     pipeline = PipelineFile(path, settings, tuple(_build_stage(name, raw, where) for name in order), raw)
+    error: type[RespinError]
     if overrides and "workdir" in overrides:
-        _check_workdir(pipeline.workdir, "--workdir", UsageError)
+        given, error = "--workdir", UsageError
+    elif settings.workdir is not None:
+        given, error = f"{where} [pipeline] workdir", ConfigError
     else:
-        _check_workdir(pipeline.workdir, f"{where} [pipeline] workdir", ConfigError)
+        given, error = f"{where}: the default work dir", ConfigError
+    _check_workdir(pipeline.workdir, given, error)
+    check_owner(pipeline.workdir, path, given, error)  # before anything is written there
     return pipeline
 
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import stat
 import sys
 import time
@@ -27,7 +28,7 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
-from respin.pipeline import fsutil
+from respin.pipeline import fsutil, workdirs
 from respin.pipeline.config import PipelineFile
 from respin.pipeline.errors import (
     CommandError,
@@ -160,6 +161,7 @@ class Runner:
         self._hashes: dict[str, list[Any]] | None = None
         self.manifest: dict[str, Any] | None = None  # the last one written, of a failed run too
         self._hashes_dirty = False
+        self._started = False  # whether a stage of this run began (then its work dir stays)
 
     # --- state ---------------------------------------------------------------
 
@@ -306,13 +308,19 @@ class Runner:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.workdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        workdirs.check(self.workdir, self.pipeline.path, "work dir", UsageError)
+        made = workdirs.make(self.workdir)
+        fd = os.open(self.workdir / workdirs.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        locked = False
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
                 raise LockedError(f"{self.workdir}: another respin run is using this work dir") from exc
+            locked = True
+            # Checked again under the lock: another pipeline file's run may have claimed it.
+            workdirs.check(self.workdir, self.pipeline.path, "work dir", UsageError)
+            workdirs.claim(self.workdir, self.pipeline.path)
             owner_prefix = hashlib.sha256(str(self.workdir).encode()).hexdigest()[:16]
             killed = end_orphans(owner_prefix + ":")
             if killed:
@@ -328,6 +336,14 @@ class Runner:
                     os.environ.pop(OWNER_VAR, None)
                 else:
                     os.environ[OWNER_VAR] = saved
+        except BaseException:
+            if locked and made and not self._started:
+                # Nothing ran: a failed invocation leaves no work dir behind.
+                shutil.rmtree(self.workdir, ignore_errors=True)
+                for parent in reversed(made[:-1]):
+                    with contextlib.suppress(OSError):
+                        parent.rmdir()
+            raise
         finally:
             os.close(fd)
 
@@ -335,6 +351,7 @@ class Runner:
             only: Sequence[str] = (), force: bool = False) -> RunResult:
         """Run the selected stages that are not up to date (all selected ones with `force`)."""
         selected = self.select(from_=from_, until=until, only=only)
+        self._started = False
         with self._locked():
             try:
                 return self._run(selected, force)
@@ -378,6 +395,7 @@ class Runner:
         """Run one stage and record its state; on failure, clean up, write the failed run's
         manifest and raise what the stage's failure is reported as."""
         fp, parts = fingerprint
+        self._started = True
         self.progress.start(f"{label}: running ({record.reason})")
         started = time.monotonic()
         try:

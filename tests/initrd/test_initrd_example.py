@@ -53,7 +53,7 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int, 
                               stdin=subprocess.DEVNULL, check=False, timeout=600)
         assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
     epoch = int(next(m.group(1) for c in commands if (m := re.search(r"SOURCE_DATE_EPOCH=(\d+)", c))))
-    return where, where / "_respin/stages/initrd-pack/initrd.img", epoch, commands
+    return where, where / "_respin/initrd-pipeline/stages/initrd-pack/initrd.img", epoch, commands
 
 
 def test_the_example_image_passes_its_own_check(example: tuple[Path, Path, int, list[str]]) -> None:

@@ -29,7 +29,7 @@ def _staged(tmp_path: Path) -> Path:
 def test_net_hand_edit_of_a_staged_file_is_noticed_and_force_true_replaces_it(tmp_path: Path) -> None:
     pipeline = _staged(tmp_path)
     staged = tmp_path / "image" / IFCFG
-    rendered = (tmp_path / "_respin/stages/network/netfiles" / IFCFG).read_bytes()
+    rendered = (tmp_path / "_respin/pipeline/stages/network/netfiles" / IFCFG).read_bytes()
     edited = rendered + b"MTU=9000\n"
     staged.write_bytes(edited)
 

@@ -67,7 +67,7 @@ def _build(where: Path) -> Path:
     proc = _respin("run", PIPELINE, cwd=where)
     ran = [line for line in proc.stderr.decode().splitlines() if ": running " in line]
     assert len(ran) == 4, proc.stderr.decode()
-    image = where / "_respin" / "stages" / "initrd-pack" / "initrd.img"
+    image = where / "_respin" / "initrd-pipeline" / "stages" / "initrd-pack" / "initrd.img"
     assert image.is_file()
     return image
 

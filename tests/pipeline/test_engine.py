@@ -84,7 +84,7 @@ def test_default_template_is_chosen_from_the_sections(pfile: Path) -> None:
 def test_run_then_nothing_to_do(pfile: Path) -> None:
     first = Runner(load(pfile)).run()
     assert first.ran == ["example-write", "example-upper"]
-    upper = pfile.parent / "_respin/stages/example-upper/upper.txt"
+    upper = pfile.parent / "_respin/p/stages/example-upper/upper.txt"
     assert upper.read_text() == "FROM A FILE\n"
     second = Runner(load(pfile)).run()
     assert second.ran == []
@@ -108,7 +108,7 @@ def test_same_output_does_not_rerun_later_stages(pfile: Path) -> None:
 
 def test_tampered_output_is_noticed(pfile: Path) -> None:
     Runner(load(pfile)).run()
-    out = pfile.parent / "_respin/stages/example-upper/upper.txt"
+    out = pfile.parent / "_respin/p/stages/example-upper/upper.txt"
     out.write_text("tampered")
     plans = Runner(load(pfile)).plan()
     assert plans[1].reason.startswith("output changed")
@@ -179,7 +179,7 @@ def test_failing_stage_leaves_no_state_and_rerun_works(tmp_path: Path) -> None:
     p = write(tmp_path / "p.toml", "[example-write]\nfail = true\n")
     proc = respin("run", p, check=False)
     assert proc.returncode == 1 and "internal error" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "_respin/state/example-write.json").exists()
+    assert not (tmp_path / "_respin/p/state/example-write.json").exists()
     write(p, "[example-write]\nfail = false\n")
     respin("run", p)
 
@@ -299,7 +299,7 @@ def test_a_damaged_input_hash_cache_is_no_cache(pfile: Path, junk: str) -> None:
     from respin.pipeline.runner import STATE_DIR
 
     Runner(load(pfile)).run()
-    (pfile.parent / "_respin" / STATE_DIR / "inputs.json").write_text(junk)
+    (pfile.parent / "_respin/p" / STATE_DIR / "inputs.json").write_text(junk)
     assert Runner(load(pfile)).run().ran == []  # hashed again: still up to date
     write(pfile.parent / "in.txt", "changed\n")
     assert Runner(load(pfile)).run().ran == ["example-write", "example-upper"]

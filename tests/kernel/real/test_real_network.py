@@ -58,11 +58,11 @@ def booted(real_build: RealBuild, tmp_path_factory: pytest.TempPathFactory) -> t
     assert BUSYBOX is not None
     shutil.copy(BUSYBOX, where / "busybox")
     respin("run", EXAMPLE.name, cwd=where, env={"SOURCE_DATE_EPOCH": "1700000000"})
-    image = where / "_respin" / "stages" / "initrd-pack" / "initrd.img"
+    image = where / "_respin" / "initrd-pipeline" / "stages" / "initrd-pack" / "initrd.img"
     respin("initrd", "check", image)
     console = boot(real_build.kernel_image(where), image)
     assert "RESPIN-DONE" in console, console[-4000:]
-    return console, where / "_respin" / "stages" / "network" / "netfiles"
+    return console, where / "_respin" / "initrd-pipeline" / "stages" / "network" / "netfiles"
 
 
 def test_one_boot_runs_the_respun_kernel_and_the_repacked_image(real_build: RealBuild,
