@@ -9,6 +9,7 @@ Logs are left out: they name the paths and times on purpose.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -18,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from respin.pipeline import fsutil
-from respin.pipeline.config import load
-from respin.pipeline.errors import RespinError, UsageError, restated
+from respin.pipeline import fsutil, workdirs
+from respin.pipeline.config import PipelineFile, load
+from respin.pipeline.errors import InputError, RespinError, UsageError, restated
 from respin.pipeline.progress import Progress
 from respin.pipeline.runner import Runner
 
@@ -163,8 +164,56 @@ def _twice(path: Path, overrides: Mapping[str, Any] | None, dirs: tuple[Path, Pa
         progress.note(f"repro: run {number} of 2 in {workdir}")
         pipeline = load(path, {**(overrides or {}), "workdir": str(workdir)})
         try:
+            pipeline = _redirected(pipeline, progress)
             manifests.append(Runner(pipeline, progress=progress).run(force=True).manifest)
         except RespinError as exc:
             kept = f"work dir kept: {workdir}" if keep else "work dirs removed; --keep keeps them"
             raise restated(exc, f"repro run {number} of 2: {exc.message} ({kept})") from exc
     return compare_manifests(manifests[0], manifests[1])
+
+
+OUTSIDE = "outside"  # in each run's work dir: the copies of what stages write outside it
+
+
+def _redirected(pipeline: PipelineFile, progress: Progress) -> PipelineFile:
+    """`pipeline` with every path a stage writes outside the work dir (Stage.outputs: an
+    image root, a repository) pointed at a copy of it in the work dir's `outside/`: each run
+    starts from what is there, writes only its own copy, and the copies are compared."""
+    workdir = pipeline.workdir
+    workdirs.make(workdir)
+    workdirs.claim(workdir, pipeline.path)  # repro made it, for this pipeline file
+    runner = Runner(pipeline)
+    stages = []
+    for stage in pipeline.stages:
+        where = f"{pipeline.path} [{stage.name}]"
+        moved: dict[str, str] = {}
+        for option, out in stage.outputs(runner.context(stage)).items():
+            if out.absolute().is_relative_to(workdir):
+                continue
+            copy = workdir / OUTSIDE / f"{stage.name}.{option}"
+            _copy(out, copy, f"{where} {option}")
+            progress.note(f"repro: [{stage.name}] {option} {out}: this run writes a copy, {copy}")
+            moved[option] = str(copy)
+        if moved:
+            stage = type(stage).from_table({**pipeline.raw.get(stage.name, {}), **moved}, where)
+        stages.append(stage)
+    return dataclasses.replace(pipeline, stages=tuple(stages))
+
+
+def _copy(src: Path, dst: Path, given: str) -> None:
+    """A copy of `src` (a file or a tree, links kept as links) at `dst`; none if `src` is absent."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if src.is_dir() and not src.is_symlink():
+            shutil.copytree(src, dst, symlinks=True)
+        elif os.path.lexists(src):
+            shutil.copy2(src, dst, follow_symlinks=False)
+    except (OSError, shutil.Error) as exc:
+        raise InputError(f"{given} {src}: cannot copy it for repro's run: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        first = exc.args[0][0]  # (src, dst, why) of the first file that failed
+        return f"{first[0]}: {first[2]}"
+    return getattr(exc, "strerror", None) or str(exc)

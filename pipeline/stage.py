@@ -229,5 +229,11 @@ class Stage(Generic[OptionsT]):
         what a failed or interrupted run left half written there, as in `stagedir`."""
         return ()
 
+    def outputs(self, ctx: Context) -> Mapping[str, Path]:
+        """Paths the stage writes that its options name (an image root, a repository), by
+        option: `respin repro` points each one outside the work dir at a copy in each run's
+        own directory, so neither run writes there nor reads what the other wrote."""
+        return {}
+
     def run(self, ctx: Context) -> list[Artifact]:
         raise NotImplementedError

@@ -267,10 +267,28 @@ def test_repro_of_a_signed_run_signed_packages_and_repository(tmp_path: Path) ->
         stop_agent(home)
     assert report["identical"], report["differences"]
     compared = {c.split()[1] for c in report["compared"]}
-    assert {"srpm", "rpm", "gpg-pubkey"} <= compared, compared
-    # The repository is outside both work dirs: the second run found its packages there, the same.
-    assert len(list((tmp_path / "repo").glob("*.rpm"))) == 2
-    assert (tmp_path / "repo/repodata/repomd.xml.asc").is_file()
+    assert {"srpm", "rpm", "gpg-pubkey", "published-package", "repo-signature"} <= compared, compared
+    # Each run published into its own copy of the repository (compared as above), none into it.
+    assert not (tmp_path / "repo").exists()
+    assert any(c.startswith("publish repo outside/publish.repo/repodata/") for c in report["compared"])
+
+
+def test_repro_stages_an_image_root_into_each_runs_own_copy(tmp_path: Path) -> None:
+    """A [network] root outside the work dir: each run stages into a copy of it in its own
+    work dir (compared like every artifact), and the real image root is left as it was."""
+    pf = tmp_path / "pipeline.toml"
+    shutil.copy(Path(__file__).parent.parent / "fixtures/network/pipeline.toml", pf)
+    (tmp_path / "image/etc").mkdir(parents=True)
+    (tmp_path / "image/etc/hostname").write_text("mine\n")
+    proc = respin("repro", pf, "--json", "--keep", "--base", tmp_path / "r", "--pause", "0")
+    report = json.loads(proc.stdout)
+    assert report["identical"], report["differences"]
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "image").rglob("*")) == \
+        ["image/etc", "image/etc/hostname"]
+    assert "network staged outside/network.root/etc/sysconfig/network-scripts/ifcfg-eth0" \
+        in report["compared"]
+    for workdir in map(Path, report["workdirs"]):
+        assert (workdir / "outside/network.root/etc/hostname").read_text() == "mine\n"
 
 
 def _tmpdir(tmp_path: Path) -> dict[str, str]:

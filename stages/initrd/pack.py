@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,11 +38,16 @@ class PackStage(Stage["PackStage.Options"]):
         early = ctx.resolve(self.options.early)
         return [p for p in fsutil.walk(early) if p.is_file()] if early.is_dir() else [early]
 
+    def _output(self, ctx: Context) -> Path:
+        output = Path(self.options.output)
+        return output if output.is_absolute() else ctx.stagedir / output
+
+    def outputs(self, ctx: Context) -> Mapping[str, Path]:
+        return {"output": self._output(ctx)}
+
     def run(self, ctx: Context) -> list[Artifact]:
         tree = ctx.artifact(TREE).path
-        output = Path(self.options.output)
-        if not output.is_absolute():
-            output = ctx.stagedir / output
+        output = self._output(ctx)
         try:
             epoch = newc_epoch(self.options.source_date_epoch)
         except ConfigError as exc:  # say where the bad value is: this table, not the environment

@@ -13,6 +13,7 @@ is put in DIR as RPM-GPG-KEY-respin, for a `.repo` file's `gpgkey=`.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,9 @@ class PublishStage(Stage["PublishStage.Options"]):
     @dataclass(frozen=True)
     class Options:
         repo: str  # the repository directory; made if its parent exists
+
+    def outputs(self, ctx: Context) -> Mapping[str, Path]:
+        return {"repo": ctx.resolve(self.options.repo)}
 
     def run(self, ctx: Context) -> list[Artifact]:
         repo = ctx.resolve(self.options.repo)

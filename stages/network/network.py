@@ -78,6 +78,10 @@ class NetworkStage(Stage["NetworkStage.Options"]):
         opts = self.options
         return ctx.resolve(opts.root) if opts.root is not None else None
 
+    def outputs(self, ctx: Context) -> Mapping[str, Path]:
+        root = self._root(ctx)
+        return {"root": root} if root is not None else {}
+
     def run(self, ctx: Context) -> list[Artifact]:
         """Render once; write the netfiles tree, then the root and the RPM if asked for."""
         opts = self.options
