@@ -414,3 +414,65 @@ def test_a_work_dir_rpm_cannot_take_literally_is_refused_before_rpm_runs(workdir
     assert_one_line_error(proc, 3, "work dir", "rpm")
     assert not list(tmp_path.rglob("PWNED"))
     assert not list(tmp_path.rglob("rpmbuild")) and not list(tmp_path.rglob("pristine"))
+
+
+# --- verify reads the config where the package has it ---------------------------------
+
+def fedora_layout(lib_modules_config: str | None = "install -m 644 .config") -> Callable[[str], str]:
+    """A spec edit: /boot/config-* listed as %ghost, as Fedora's kernel-core lists it (the
+    buildroot still holds the full config there: the package carries none of it), and the
+    config installed as /lib/modules/<kver>/config by `lib_modules_config` (None: not at all)."""
+    def edit(spec: str) -> str:
+        spec = spec.replace("\n/boot/config-%{KVERREL}", "\n%ghost /boot/config-%{KVERREL}")
+        line = "install -m 644 .config $RPM_BUILD_ROOT/lib/modules/$KernelVer/config\n"
+        assert spec.count(line) == 1 and spec.count("%ghost /boot/config-") == 2
+        new = "" if lib_modules_config is None else line.replace("install -m 644 .config", lib_modules_config)
+        return spec.replace(line, new)
+    return edit
+
+
+@pytest.fixture(scope="module")
+def current_srpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_srpm("kernel-current", tmp_path_factory.mktemp("kernel-current"))
+
+
+@pytest.mark.parametrize("mode", ["binary", "all"])
+def test_verify_reads_the_config_under_lib_modules_when_boot_config_is_a_ghost(
+        tmp_path: Path, current_srpm: Path, mode: str) -> None:
+    ghosted = respun_srpm(current_srpm, tmp_path, fedora_layout())
+    proc = respin("run", pipeline_file(tmp_path, ghosted, rebuild=f'mode = "{mode}"\n'), "--json")
+    report = json.loads((tmp_path / "work/stages/verify/report.json").read_text())
+    (kernel,) = [p for p in report["packages"] if "flavour" in p]
+    assert kernel["flavour"] == "base" and report["flavours"] == ["base"]
+    assert kernel["configs"] == ["/lib/modules/6.1.0-200.respin.x86_64/config"]
+    assert report["checked"] == "binary and source packages"
+    assert "present in the config of every built kernel; flavours built: base" in proc.stderr
+
+
+@pytest.mark.parametrize("mode", ["binary", "all"])
+def test_verify_fails_when_the_config_under_lib_modules_lacks_the_value(
+        tmp_path: Path, current_srpm: Path, mode: str) -> None:
+    # The package's only config with content lacks the value (the %ghost /boot one had it
+    # in the buildroot): verify must read that one, and fail.
+    drop = "sed 's/^CONFIG_RESPIN_FEATURE_B=y$/# CONFIG_RESPIN_FEATURE_B is not set/' .config >"
+    lacking = respun_srpm(current_srpm, tmp_path, fedora_layout(drop))
+    proc = respin("run", pipeline_file(tmp_path, lacking, rebuild=f'mode = "{mode}"\n'), check=False)
+    assert_one_line_error(proc, 6, "/config has CONFIG_RESPIN_FEATURE_B not set, requested y")
+    assert "/lib/modules/6.1.0-200.respin.x86_64/config" in proc.stderr
+
+
+def test_verify_fails_when_a_built_kernel_goes_unchecked(tmp_path: Path, current_srpm: Path) -> None:
+    # A kernel package whose only config is %ghost: nothing to check, and that is a failure
+    # (not "present", not "source only"), in mode "all" as in "binary".
+    unchecked = respun_srpm(current_srpm, tmp_path, fedora_layout(None))
+    proc = respin("run", pipeline_file(tmp_path, unchecked), check=False)
+    assert_one_line_error(proc, 6, "kernel-6.1.0-200.respin.x86_64.rpm: kernel 6.1.0-200.respin.x86_64 goes "
+                          "unchecked: the package lists /boot/config-6.1.0-200.respin.x86_64 as %ghost")
+
+
+def test_a_source_only_build_is_not_reported_as_present(tmp_path: Path, current_srpm: Path) -> None:
+    proc = respin("run", pipeline_file(tmp_path, current_srpm, rebuild='mode = "source"\n'))
+    assert "checked in the source package only (no binary package was built)" in proc.stderr
+    assert "present" not in proc.stderr
+    report = json.loads((tmp_path / "work/stages/verify/report.json").read_text())
+    assert report["checked"] == "source package only" and report["flavours"] == []

@@ -34,6 +34,9 @@ class PackageInfo:
     files: tuple[str, ...]
     size: int = 0  # of the files it installs, in bytes
     epoch: int | None = None
+    # %ghost files: listed (and owned once installed) but carried without content,
+    # as Fedora's kernel-core lists /boot/config-* (kernel-install copies it there).
+    ghosts: frozenset[str] = frozenset()
 
     @property
     def nvr(self) -> str:
@@ -113,6 +116,8 @@ def read_package(path: Path) -> PackageInfo:
 
     hdr = _header(path)
     times = hdr[rpm.RPMTAG_CHANGELOGTIME] or []
+    files = tuple(_text(f) for f in (hdr[rpm.RPMTAG_FILENAMES] or []))
+    flags = hdr[rpm.RPMTAG_FILEFLAGS] or []
     return PackageInfo(
         name=_text(hdr[rpm.RPMTAG_NAME]),
         version=_text(hdr[rpm.RPMTAG_VERSION]),
@@ -121,14 +126,19 @@ def read_package(path: Path) -> PackageInfo:
         is_source=bool(hdr.isSource()),
         changelog_time=int(times[0]) if times else None,
         build_time=int(hdr[rpm.RPMTAG_BUILDTIME]) if hdr[rpm.RPMTAG_BUILDTIME] else None,
-        files=tuple(_text(f) for f in (hdr[rpm.RPMTAG_FILENAMES] or [])),
+        files=files,
         size=int(hdr[rpm.RPMTAG_LONGSIZE] or 0),
         epoch=int(hdr[rpm.RPMTAG_EPOCH]) if hdr[rpm.RPMTAG_EPOCH] is not None else None,
+        ghosts=frozenset(f for f, flag in zip(files, flags, strict=False) if flag & rpm.RPMFILE_GHOST),
     )
 
 
 def payload_files(path: Path, wanted: re.Pattern[str]) -> Iterator[tuple[str, bytes]]:
-    """Yield (name, content) of regular files in the payload whose name matches `wanted`."""
+    """Yield (name, content) of regular files in the payload whose name matches `wanted`.
+
+    A %ghost file has no content in the package: it is never yielded, whatever
+    the payload holds under its name.
+    """
     import rpm
 
     ts = rpm.TransactionSet()
@@ -142,6 +152,8 @@ def payload_files(path: Path, wanted: re.Pattern[str]) -> Iterator[tuple[str, by
         archive = rpm.files(hdr).archive(payload, write=False)
         for entry in archive:
             name = _text(entry.name)
+            if entry.fflags & rpm.RPMFILE_GHOST:
+                continue
             if wanted.search(name) and archive.hascontent():
                 yield name, archive.read()
     except rpm.error as exc:
