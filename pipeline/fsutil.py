@@ -13,9 +13,9 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _CHUNK = 1 << 20
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -38,16 +38,36 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _naming(exc: OSError, path: Path) -> OSError:
+    """`exc` naming `path` where it names one of `path`'s temp files (`.NAME.*.tmp` beside it),
+    or no file at all on a full disk: the user asked for `path`, the temp name is respin's."""
+    name = exc.filename
+    temp = name is not None and Path(os.fsdecode(name)).parent == path.parent \
+        and Path(os.fsdecode(name)).name.startswith(f".{path.name}.")
+    if temp or (name is None and exc.errno in _NO_SPACE):
+        return OSError(exc.errno, exc.strerror, str(path))
+    return exc
+
+
+def _temp_beside(path: Path, make: Callable[..., Any]) -> Any:
+    """`make` (mkstemp, mkdtemp) run for a temp name beside `path`; an error names `path`."""
+    try:
+        return make(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
+
+
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     """Open a temp file beside `path` for binary writing; rename it over `path` on success.
 
-    On any exception the temp file is removed and `path` is left as it was.
-    Replacing (not writing through) also keeps hard-linked copies untouched.
+    On any exception the temp file is removed and `path` is left as it was; an error names
+    `path`, not the temp file. Replacing (not writing through) also keeps hard-linked copies
+    untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path, tempfile.mkstemp)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -58,9 +78,8 @@ def atomic_open(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None and exc.errno in _NO_SPACE:
-            # A write that finds the disk full names no file: name the one being written.
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        if isinstance(exc, OSError) and _naming(exc, path) is not exc:
+            raise _naming(exc, path) from exc
         raise
     _fsync_dir(path.parent)
 
@@ -117,7 +136,7 @@ def fresh_dir(path: Path) -> Path:
     for a private temp dir, and this one becomes `path`.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(_temp_beside(path, tempfile.mkdtemp))
     os.chmod(tmp, 0o777 & ~umask())
     return tmp
 
@@ -129,12 +148,15 @@ def commit_dir(tmp: Path, path: Path) -> None:
     interruption leaves either the old tree or the new one at `path`.
     """
     old: Path | None = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old.{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(path, old)
-    os.replace(tmp, path)
+    try:
+        if path.exists():
+            old = path.with_name(f".{path.name}.old.{os.getpid()}")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     _fsync_dir(path.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

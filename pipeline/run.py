@@ -90,6 +90,8 @@ def run(
     full_env = clean_env(env)
     with contextlib.ExitStack() as stack:
         if log_file is not None:
+            # A command with a log runs long and shows nothing meanwhile: say where to look.
+            log.info("%s: running; its output goes to %s", what or args[0], log_file)
             log_file.parent.mkdir(parents=True, exist_ok=True)
             out_fh: IO[bytes] = stack.enter_context(open(log_file, "a+b"))
             start = out_fh.tell()

@@ -331,3 +331,12 @@ def test_an_empty_srpm_value_is_named_empty(tmp_path: Path) -> None:
     proc = respin("run", kernel_toml(tmp_path, ""), check=False)
     assert_one_line_error(proc, 3, "[fetch]", "srpm: empty value")
     assert "is a directory" not in proc.stderr
+
+
+@pytest.mark.root
+def test_a_read_only_destination_is_named_not_its_temp_file(tmp_path: Path) -> None:
+    kernel_toml(tmp_path, "kernel.src.rpm")
+    got = in_small_fs(tmp_path, "1m", f'mount -o remount,ro "{tmp_path}/fs"\n'
+                      f'step mk makefile kernel.toml -o "{tmp_path}/fs/respin.mk"\n')
+    assert got["mk.rc"].strip() == "4", got["mk.err"]
+    assert got["mk.err"] == f"respin: error: {tmp_path}/fs/respin.mk: Read-only file system\n"
