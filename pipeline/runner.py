@@ -354,9 +354,15 @@ class Runner:
         self._started = False
         with self._locked():
             try:
-                return self._run(selected, force)
-            finally:
-                self._save_hashes()
+                result = self._run(selected, force)
+            except BaseException:
+                # The run's own error is the one to report: a cache that cannot be saved on
+                # the disk the stage filled must not take its place.
+                with contextlib.suppress(OSError):
+                    self._save_hashes()
+                raise
+            self._save_hashes()
+            return result
 
     def _run(self, selected: list[str], force: bool) -> RunResult:
         run = _Run(records=[StageRecord(name) for name in self.names], selected=selected)
