@@ -13,7 +13,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -199,3 +199,135 @@ def remove_stale_temps(directory: Path) -> None:
             else:
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
+
+
+# --- Working under a directory another user may change ------------------------------------
+# Every component is opened relative to the one before with O_NOFOLLOW, so a symlink planted
+# (or swapped in mid-way) anywhere under the top directory is refused, never followed.
+
+NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class BeneathError(Exception):
+    """Component `index` of a path could not be opened as a directory (`error` says why;
+    `is_link` when it is a symlink)."""
+
+    def __init__(self, index: int, error: OSError, is_link: bool) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+        self.is_link = is_link
+
+
+def open_beneath(base_fd: int, comps: Sequence[str | bytes],
+                 missing: Callable[[int, int], None] | None = None) -> int:
+    """An fd of the directory `comps` under `base_fd`, opened one component at a time with
+    O_NOFOLLOW, so no symlink is followed (the caller closes it). `missing(fd, i)` may create
+    a missing component `i` in `fd`; BeneathError says which component failed."""
+    fd = os.dup(base_fd)
+    try:
+        for i, comp in enumerate(comps):
+            try:
+                try:
+                    nfd = os.open(comp, NOFOLLOW_DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    if missing is None:
+                        raise
+                    missing(fd, i)
+                    nfd = os.open(comp, NOFOLLOW_DIR, dir_fd=fd)
+            except OSError as exc:
+                try:
+                    is_link = stat.S_ISLNK(os.stat(comp, dir_fd=fd, follow_symlinks=False).st_mode)
+                except OSError:
+                    is_link = False
+                raise BeneathError(i, exc, is_link) from None
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class NotRegular(Exception):
+    """A file under a directory fd that is not a regular file; `what` says what it is
+    ("a symlink", "a directory", "not a regular file")."""
+
+    def __init__(self, name: str, what: str) -> None:
+        super().__init__(f"{name}: is {what}")
+        self.what = what
+
+
+def _kind_at(dir_fd: int, name: str) -> str:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return "gone"
+    if stat.S_ISLNK(st.st_mode):
+        return "a symlink"
+    return "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+
+
+def read_at(dir_fd: int, name: str) -> tuple[bytes, int] | None:
+    """Content and permission bits of the regular file `name` in `dir_fd`; None if absent.
+
+    Anything else (a symlink, a fifo, a device) raises NotRegular without being opened,
+    and a file swapped between the check and the open is refused too.
+    """
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegular(name, _kind_at(dir_fd, name))
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegular(name, "a symlink") from None
+        raise
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
+            raise NotRegular(name, "a file that was replaced while being read")
+        chunks = []
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks), stat.S_IMODE(now.st_mode)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o644, *,
+                    shown: str | None = None) -> None:
+    """Write `data` as `name` in the directory fd `dir_fd`, as `atomic_write` does: a new temp
+    file (O_EXCL, O_NOFOLLOW) given its mode before it is renamed over `name`.
+
+    Rename replaces a symlink at `name` itself, never what it points to. An error names
+    `shown` (the path the user knows, default `name`), not the temp file.
+    """
+    tmp = f".{name}.{os.urandom(4).hex()}.tmp"
+    made = False
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dir_fd)
+        made = True
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException as exc:
+        if made:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, exc.strerror, shown or name) from exc
+        raise
+    os.fsync(dir_fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -218,20 +219,20 @@ def test_net_interrupted_staging_can_be_repeated(tmp_path: Path, monkeypatch: py
     stage_into_root(model_files, tmp_path)
     changed = {rel: (data.replace(b"eth0", b"eth0 "), mode) if rel.endswith(":1") else (data, mode)
                for rel, (data, mode) in model_files.items()}
-    real_write = fsutil.atomic_write
+    real_write = fsutil.atomic_write_at
     calls = []
 
-    def failing_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
-        if path.name != "network.json":
-            calls.append(path)
+    def failing_write(dir_fd: int, name: str, data: bytes, mode: int = 0o644, **kw: Any) -> None:
+        if name != "network.json":
+            calls.append(name)
             if len(calls) == 2:
                 raise KeyboardInterrupt
-        real_write(path, data, mode)
+        real_write(dir_fd, name, data, mode, **kw)
 
-    monkeypatch.setattr(fsutil, "atomic_write", failing_write)
+    monkeypatch.setattr(fsutil, "atomic_write_at", failing_write)
     with pytest.raises(KeyboardInterrupt):
         stage_into_root(changed, tmp_path)
-    monkeypatch.setattr(fsutil, "atomic_write", real_write)
+    monkeypatch.setattr(fsutil, "atomic_write_at", real_write)
     # Half the files are new, half old: both count as respin's, whichever model comes next.
     stage_into_root(model_files, tmp_path)
     for rel, (data, _mode) in model_files.items():

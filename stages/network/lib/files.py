@@ -32,9 +32,18 @@ def header(model: NetworkModel, comment: str = "#") -> str:
     return f"{comment} Written by respin from {name}: edit that model, not this file.\n"
 
 
+def inside_root(path: str) -> str | None:
+    """`path` normalised if it names a file inside an image root: relative, not climbing
+    out with `..`, not empty, no NUL; else None."""
+    p = PurePosixPath(path)
+    if p.is_absolute() or ".." in p.parts or not p.parts or "\0" in path:
+        return None
+    return str(p)
+
+
 def check_relative(path: str) -> str:
     """Refuse a rendered path that is absolute or climbs out of the image root (a bug guard)."""
-    p = PurePosixPath(path)
-    if p.is_absolute() or ".." in p.parts or not p.parts:
+    rel = inside_root(path)
+    if rel is None:
         raise ValueError(f"rendered path {path!r} is not relative to the image root")
-    return str(p)
+    return rel

@@ -16,7 +16,7 @@ from respin.stages.network.lib import (
 from respin.stages.network.lib.files import Files
 from respin.stages.network.lib.model import NetworkModel
 from respin.stages.network.lib.render_initscripts import RtTablesMode
-from respin.stages.network.lib.root import read_merge_base
+from respin.stages.network.lib.root import read_image_dir, read_merge_base
 
 Backend = Literal["initscripts", "networkmanager", "networkd", "nmstate"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -64,9 +64,6 @@ def check_image_rt_tables(model: NetworkModel, root: Path, files: Files) -> None
     base, source = read_merge_base(root)
     if base is not None:
         rt_tables.check_clashes(base, tables, source)
-    dropins = root / rt_tables.RT_TABLES_D
-    if dropins.is_dir():
-        for conf in sorted(dropins.glob("*.conf")):
-            rel = f"{rt_tables.RT_TABLES_D}/{conf.name}"
-            if rel not in files and conf.is_file():
-                rt_tables.check_clashes(conf.read_text(errors="surrogateescape"), tables, str(conf))
+    for rel, text in read_image_dir(root, rt_tables.RT_TABLES_D, ".conf", "an rt_tables drop-in",
+                                    skip=files):
+        rt_tables.check_clashes(text, tables, str(root / rel))

@@ -10,26 +10,37 @@ leaves the root as it was; a file whose bytes and mode already match is not
 touched, so staging twice changes nothing.
 
 The state lives in the root, beside what it describes, so it travels with
-the image root it is true of.
+the image root it is true of. It is as untrusted as the rest of the root:
+every path it lists must lie inside the root, and the only path it may call
+merged is rt_tables.
+
+An image root may belong to another user who changes it while respin (as
+root) works: every path under it is reached through directory fds opened
+with O_NOFOLLOW, when staging plans and again when it writes, so a directory
+swapped for a symlink mid-way is refused, never followed; a file read from
+the image (the state, rt_tables and its drop-ins) must be a regular file,
+and no content of one is ever quoted in a message.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError
 from respin.stages.network.lib import rt_tables
-from respin.stages.network.lib.files import Files, check_relative
+from respin.stages.network.lib.files import Files, check_relative, inside_root
 
 log = logging.getLogger("respin.network")
 
@@ -37,6 +48,11 @@ STATE_PATH = "var/lib/respin/network.json"
 _STATE_FORMAT = 1
 
 Action = Literal["write", "unchanged", "remove"]
+# The only file respin merges into rather than owns.
+MERGEABLE = frozenset({rt_tables.RT_TABLES})
+# What `_Root.read` gives for something other than a regular file: never opened, and
+# never respin's (a mode < 0 matches no mode respin writes).
+_SPECIAL = (b"\0not a regular file", -1)
 
 
 @dataclass(frozen=True)
@@ -51,30 +67,159 @@ def _digest(data: bytes) -> str:
     return sha256(data).hexdigest()
 
 
-def _load_state(root: Path) -> dict[str, Any]:
-    path = root / STATE_PATH
-    if not path.exists():
+class _Root:
+    """An image root, opened once; every path under it is reached through directory fds
+    opened with O_NOFOLLOW (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def __enter__(self) -> _Root:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        os.close(self.fd)
+
+    @contextlib.contextmanager
+    def directory(self, parts: Sequence[str], *, make: bool = False,
+                  doing: str) -> Iterator[int | None]:
+        """The fd of the directory `parts` (None if it is missing and not made); a symlink or
+        non-directory on the way is refused, naming what `doing` was."""
+        def made(fd: int, i: int) -> None:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(parts[i], 0o755, dir_fd=fd)
+
+        try:
+            fd: int | None = fsutil.open_beneath(self.fd, parts, made if make else None)
+        except fsutil.BeneathError as exc:
+            where = self.path.joinpath(*parts[:exc.index + 1])
+            if isinstance(exc.error, FileNotFoundError):
+                fd = None
+            elif exc.is_link or exc.error.errno == errno.ELOOP:
+                raise InputError(f"{where}: is a symlink; refusing to {doing} through it") from None
+            elif exc.error.errno == errno.ENOTDIR:
+                raise InputError(f"{where}: is not a directory; cannot {doing}") from None
+            else:
+                raise exc.error from None
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def parent(self, rel: str, *, make: bool = False,
+               doing: str | None = None) -> Iterator[tuple[int | None, str]]:
+        """The fd of `rel`'s directory (as `directory`) and `rel`'s name in it."""
+        parts = PurePosixPath(rel).parts
+        with self.directory(parts[:-1], make=make, doing=doing or f"stage {rel}") as fd:
+            yield fd, parts[-1]
+
+    def read(self, rel: str) -> tuple[bytes, int] | None:
+        """Content and mode of the regular file `rel`, None if absent; anything else is
+        _SPECIAL, never opened."""
+        with self.parent(rel) as (dfd, name):
+            if dfd is None:
+                return None
+            try:
+                return fsutil.read_at(dfd, name)
+            except fsutil.NotRegular:
+                return _SPECIAL
+
+    def read_strict(self, rel: str, what: str) -> tuple[bytes, int] | None:
+        """Like `read`, but something other than a regular file is refused in one line."""
+        with self.parent(rel, doing=f"read {what}") as (dfd, name):
+            return None if dfd is None else self._read_strict_at(dfd, name, rel, what)
+
+    def _read_strict_at(self, dfd: int, name: str, rel: str, what: str) -> tuple[bytes, int] | None:
+        try:
+            return fsutil.read_at(dfd, name)
+        except fsutil.NotRegular as exc:
+            raise InputError(f"{self.path / rel}: {what} is {exc.what}; refusing to read it") from None
+
+    def read_dir_strict(self, rel_dir: str, suffix: str, what: str,
+                        skip: Collection[str] = ()) -> list[tuple[str, str]]:
+        """(path, text) of every `suffix` file in the directory `rel_dir` but those in `skip`,
+        in name order, each refused as `read_strict` refuses; none if the directory is missing."""
+        out: list[tuple[str, str]] = []
+        with self.directory(PurePosixPath(rel_dir).parts, doing=f"read {what}") as dfd:
+            if dfd is None:
+                return out
+            for name in sorted(n for n in os.listdir(dfd) if n.endswith(suffix)):
+                rel = f"{rel_dir}/{name}"
+                if rel in skip:
+                    continue
+                found = self._read_strict_at(dfd, name, rel, what)
+                if found is not None:
+                    out.append((rel, found[0].decode(errors="surrogateescape")))
+        return out
+
+    def is_dir(self, rel: str) -> bool:
+        with self.parent(rel) as (dfd, name):
+            if dfd is None:
+                return False
+            try:
+                return stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)
+            except FileNotFoundError:
+                return False
+
+    def write(self, rel: str, data: bytes, mode: int) -> None:
+        """Write `rel` by rename, making its directories; a link or special file there is
+        replaced itself (only reached with force), a directory is refused."""
+        with self.parent(rel, make=True) as (dfd, name):
+            assert dfd is not None
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                if stat.S_ISDIR(st.st_mode):
+                    raise InputError(f"{self.path / rel}: is a directory; cannot stage a file there")
+            fsutil.atomic_write_at(dfd, name, data, mode, shown=str(self.path / rel))
+
+    def remove(self, rel: str) -> None:
+        with self.parent(rel) as (dfd, name):
+            if dfd is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=dfd)
+
+
+def _load_state(root: _Root) -> dict[str, Any]:
+    shown = root.path / STATE_PATH
+    found = root.read_strict(STATE_PATH, "respin's staging record")
+    if found is None:
         return {"format": _STATE_FORMAT, "files": {}, "merged": []}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(found[0].decode())
         if not isinstance(data, dict) or data.get("format") != _STATE_FORMAT \
                 or not isinstance(data.get("files"), dict) or not isinstance(data.get("merged"), list):
             raise ValueError("unexpected shape")
-        return data
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path}: respin's staging record is unreadable ({exc}); "
+        for entry in data["files"].values():
+            if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) \
+                    or not isinstance(entry.get("pending", []), list):
+                raise ValueError("unexpected shape")
+    except ValueError as exc:
+        # A decoding error would quote the bytes it met: say only what is wrong.
+        why = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise InputError(f"{shown}: respin's staging record is unreadable ({why}); "
                          "remove it to start over") from exc
+    data["files"] = {_state_path(shown, rel): entry for rel, entry in data["files"].items()}
+    data["merged"] = [_state_path(shown, rel, merged=True) for rel in data["merged"]]
+    return data
 
 
-def _check_no_symlinks(root: Path, rel: str) -> None:
-    """Refuse to write through a symlinked directory: an absolute link would leave the root."""
-    current = root
-    for part in Path(rel).parts[:-1]:
-        current = current / part
-        if current.is_symlink():
-            raise InputError(f"{current}: is a symlink; refusing to stage {rel} through it")
-        if current.exists() and not current.is_dir():
-            raise InputError(f"{current}: is not a directory; cannot stage {rel}")
+def _state_path(shown: Path, rel: object, *, merged: bool = False) -> str:
+    """A path the staging record lists, checked as a rendered path is: the record is the
+    image's, and an image is untrusted."""
+    checked = inside_root(rel) if isinstance(rel, str) else None
+    if checked is None:
+        raise InputError(f"{shown}: lists {str(rel)[:200]!r}, which is not a path inside the image "
+                         "root; refusing to touch it (remove the record to start over)")
+    if merged and checked not in MERGEABLE:
+        raise InputError(f"{shown}: lists {checked[:200]!r} as merged, but respin merges only into "
+                         f"{rt_tables.RT_TABLES}; refusing to touch it (remove the record to start over)")
+    return checked
 
 
 def _accepted(entry: Mapping[str, Any] | None) -> set[str]:
@@ -85,23 +230,11 @@ def _accepted(entry: Mapping[str, Any] | None) -> set[str]:
     return {str(entry.get("sha256")), *(str(h) for h in entry.get("pending", []))}
 
 
-def _write_state(root: Path, files: Mapping[str, Any], merged: Sequence[str]) -> None:
+def _write_state(root: _Root, files: Mapping[str, Any], merged: Sequence[str]) -> None:
     state = {"format": _STATE_FORMAT, "files": dict(sorted(files.items())), "merged": sorted(merged)}
     data = (json.dumps(state, indent=1, sort_keys=True) + "\n").encode()
-    if _read(root / STATE_PATH) != (data, 0o644):
-        _check_no_symlinks(root, STATE_PATH)
-        fsutil.atomic_write(root / STATE_PATH, data, 0o644)
-
-
-def _read(path: Path) -> tuple[bytes, int] | None:
-    """Content and mode of a regular file, None if absent; anything else is refused."""
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return (b"\0not a regular file", -1)
-    return path.read_bytes(), stat.S_IMODE(st.st_mode)
+    if root.read(STATE_PATH) != (data, 0o644):
+        root.write(STATE_PATH, data, 0o644)
 
 
 def _make_root(root: Path) -> None:
@@ -134,24 +267,32 @@ def stage_into_root(files: Files, root: Path, *, merged: frozenset[str] = frozen
     """
     root = Path(root)
     _make_root(root)
-    state = _load_state(root)
-    plan = _Plan(root, state["files"])
-    was_merged = {str(p) for p in state["merged"]}
-    for raw_rel, (data, mode) in sorted(files.items()):
-        plan.stage(check_relative(raw_rel), data, mode, rel_merged=check_relative(raw_rel) in merged)
-    plan.drop_unrendered()
-    # A file respin merged into before but no longer does gets its block taken out.
-    for rel in sorted(was_merged - merged):
-        plan.unmerge(rel)
-    if plan.conflicts and not force:
-        more = f" (and {len(plan.conflicts) - 1} more)" if len(plan.conflicts) > 1 else ""
-        raise InputError(f"{plan.conflicts[0]}; refusing to overwrite it ({replace_hint}){more}")
-    if plan.writes or plan.removes:
-        # Record first what may be found mid-way, so a crash leaves files respin still owns.
-        _write_state(root, plan.journal(), sorted(merged | was_merged))
-    plan.apply()
-    _write_state(root, plan.new_owned, sorted(merged))
+    with _Root(root) as tree:
+        state = _load_state(tree)
+        plan = _Plan(tree, state["files"])
+        was_merged = set(state["merged"])
+        for raw_rel, (data, mode) in sorted(files.items()):
+            rel = check_relative(raw_rel)
+            plan.stage(rel, data, mode, rel_merged=rel in merged)
+        plan.drop_unrendered()
+        # A file respin merged into before but no longer does gets its block taken out.
+        for rel in sorted(was_merged - merged):
+            plan.unmerge(rel)
+        if plan.conflicts and not force:
+            more = f" (and {len(plan.conflicts) - 1} more)" if len(plan.conflicts) > 1 else ""
+            raise InputError(f"{plan.conflicts[0]}; refusing to overwrite it ({replace_hint}){more}")
+        if plan.writes or plan.removes:
+            # Record first what may be found mid-way, so a crash leaves files respin still owns.
+            _write_state(tree, plan.journal(), sorted(merged | was_merged))
+        plan.apply()
+        _write_state(tree, plan.new_owned, sorted(merged))
     return sorted(plan.changes, key=lambda c: c.path)
+
+
+def _merged_mode(mode: int) -> int:
+    """The mode a merged rt_tables keeps from the image's: a data file, readable, never
+    executable nor writable by anyone but its owner."""
+    return mode & 0o644
 
 
 @dataclass
@@ -159,7 +300,7 @@ class _Plan:
     """What staging will do to an image root: writes, removals, and the files it refuses
     to replace; `new_owned` is the state respin records once it is done."""
 
-    root: Path
+    root: _Root
     owned: Mapping[str, Mapping[str, Any]]
     writes: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     removes: list[str] = field(default_factory=list)
@@ -169,14 +310,13 @@ class _Plan:
 
     def stage(self, rel: str, data: bytes, mode: int, *, rel_merged: bool) -> None:
         """Plan one rendered file: unchanged, written, or a conflict with what is there."""
-        _check_no_symlinks(self.root, rel)
-        target = self.root / rel
-        if target.is_dir() and not target.is_symlink():
+        target = self.root.path / rel
+        if self.root.is_dir(rel):
             raise InputError(f"{target}: is a directory; cannot stage a file there")
-        current = _read(target)
+        current = self.root.read(rel)
         if rel_merged:
             if current is not None and current[1] >= 0:
-                mode = current[1]  # an edit keeps the image's own mode
+                mode = _merged_mode(current[1])  # an edit keeps the image's own mode
         else:
             self.new_owned[rel] = {"sha256": _digest(data), "mode": f"{mode:04o}"}
         if current == (data, mode):
@@ -192,25 +332,24 @@ class _Plan:
     def drop_unrendered(self) -> None:
         """Plan the removal of files respin wrote before and renders no more."""
         for rel in sorted(set(self.owned) - set(self.new_owned)):
-            _check_no_symlinks(self.root, rel)
-            current = _read(self.root / rel)
+            current = self.root.read(rel)
             if current is None:
                 continue
             if not self._ours(rel, current):
-                self.conflicts.append(f"{self.root / rel}: was changed since respin wrote it, "
+                self.conflicts.append(f"{self.root.path / rel}: was changed since respin wrote it, "
                                       "and is no longer rendered")
             self.removes.append(rel)
             self.changes.append(Change(rel, "remove"))
 
     def unmerge(self, rel: str) -> None:
         """Plan taking respin's block out of a file it merged into before."""
-        current = _read(self.root / rel)
+        current = self.root.read(rel)
         if current is None or current[1] < 0:
             return
         stripped = rt_tables.strip_block(current[0].decode(errors="surrogateescape"))
         data = stripped.encode(errors="surrogateescape")
         if data != current[0]:
-            self.writes[rel] = (data, current[1])
+            self.writes[rel] = (data, _merged_mode(current[1]))
             self.changes.append(Change(rel, "write"))
 
     def journal(self) -> dict[str, Any]:
@@ -219,27 +358,45 @@ class _Plan:
         pending: dict[str, Any] = {rel: dict(self.owned[rel]) for rel in self.removes}
         for rel, entry in self.new_owned.items():
             entry = dict(entry)
-            current = _read(self.root / rel)
+            current = self.root.read(rel)
             if current is not None and current[1] >= 0 and _digest(current[0]) != entry["sha256"]:
                 entry["pending"] = [_digest(current[0])]
             pending[rel] = entry
         return pending
 
     def apply(self) -> None:
+        """Write and remove, each path walked again without following links: what the plan
+        checked may have been swapped since."""
         for rel, (data, mode) in sorted(self.writes.items()):
-            target = self.root / rel
-            if target.is_symlink() or (target.exists() and not target.is_file()):
-                # Only reached with force: replace the link or node itself, never its target.
-                target.unlink()
-            fsutil.atomic_write(target, data, mode)
-            log.debug("wrote %s", target)
+            self.root.write(rel, data, mode)
+            log.debug("wrote %s", self.root.path / rel)
         for rel in self.removes:
-            (self.root / rel).unlink()
-            log.debug("removed %s", self.root / rel)
+            self.root.remove(rel)
+            log.debug("removed %s", self.root.path / rel)
 
     def _ours(self, rel: str, current: tuple[bytes, int]) -> bool:
         """Whether the file at `rel` is as respin wrote it (a mode < 0 marks a special file)."""
         return _digest(current[0]) in _accepted(self.owned.get(rel)) and current[1] >= 0
+
+
+def read_image_dir(root: Path, rel_dir: str, suffix: str, what: str,
+                   skip: Collection[str] = ()) -> list[tuple[str, str]]:
+    """(image-relative path, text) of every `suffix` file in the image's `rel_dir` but those
+    in `skip`, read as `read_image_file` reads."""
+    if not root.is_dir():
+        return []
+    with _Root(root) as tree:
+        return tree.read_dir_strict(rel_dir, suffix, what, skip)
+
+
+def read_image_file(root: Path, rel: str, what: str) -> str | None:
+    """The text of the image's regular file `rel` (None if absent or no root), read through
+    O_NOFOLLOW directory fds: a symlink or special file is refused in one line, unread."""
+    if not root.is_dir():
+        return None
+    with _Root(root) as tree:
+        found = tree.read_strict(rel, what)
+    return None if found is None else found[0].decode(errors="surrogateescape")
 
 
 def read_merge_base(root: Path) -> tuple[str | None, str]:
@@ -249,9 +406,9 @@ def read_merge_base(root: Path) -> tuple[str | None, str]:
     under `usr/share/iproute2` (iproute2 >= 6.5), else None (stock entries).
     """
     for rel in (rt_tables.RT_TABLES, rt_tables.RT_TABLES_VENDOR):
-        path = Path(root) / rel
-        if path.is_file():
-            return path.read_text(errors="surrogateescape"), str(path)
+        text = read_image_file(Path(root), rel, "the image's rt_tables")
+        if text is not None:
+            return text, str(Path(root) / rel)
     return None, str(Path(root) / rt_tables.RT_TABLES)
 
 
