@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 
 from respin.pipeline.config import PipelineFile
@@ -20,17 +21,27 @@ from respin.pipeline.errors import RespinError, UsageError
 from respin.pipeline.runner import Runner
 
 STAMPS = "stamps"
-_UNSAFE = re.compile(r"[\s:#;=%*?\[\]\\\"']")
+# What make reads as syntax in a target or prerequisite (a separator, a comment, a pattern,
+# a wildcard, an order-only bar, an escape); quotes too, as recipes quote paths with them.
+_UNSAFE = re.compile(r"[\s:#;=%*?\[\]\\|\"']")
 
 
 def _make_path(path: Path, base: Path) -> str:
-    """`path` as make should see it: relative to `base` when that is shorter; `$` doubled."""
+    """`path` as make should see it: relative to `base` when that is shorter; `$` doubled.
+    A path make would read as syntax is refused (a recipe quotes it too: `_recipe`)."""
     rel = os.path.relpath(path, base)
     text = rel if not rel.startswith("../../") else str(path)
-    if _UNSAFE.search(text):
-        raise UsageError(f"{text}: make cannot name a path with spaces or any of :#;=%*?[]\\\"' "
+    if _UNSAFE.search(text) or text.startswith("~") or text.endswith(")"):
+        raise UsageError(f"{text}: make cannot name a path with spaces or any of "
+                         ":#;=%*?[]|\\\"', one starting with ~ or one ending with ) "
                          "(move it or rename it)")
     return text.replace("$", "$$")
+
+
+def _recipe(word: str) -> str:
+    """A word of a recipe line, make-escaped (`$$`), as the shell takes it literally: single
+    quotes keep `$(...)`, backticks and `()&<>` from running (a path holds no quote)."""
+    return shlex.quote(word.replace("$$", "$")).replace("$", "$$")
 
 
 def stage_inputs(pipeline: PipelineFile) -> dict[str, list[Path]]:
@@ -75,8 +86,8 @@ def render(pipeline: PipelineFile, base: Path, *, prefix: str = "", target: str 
         lines += [
             f"{prefix}{name}: {stamp}",
             f"{stamp}: {' '.join(deps)}",
-            f"\t$(RESPIN) $(RESPIN_FLAGS) run {source}{override} --only {name}",
-            "\t@mkdir -p $(@D) && touch $@",
+            f"\t$(RESPIN) $(RESPIN_FLAGS) run {_recipe(source)}{override} --only {_recipe(name)}",
+            "\t@mkdir -p '$(@D)' && touch '$@'",
             "",
         ]
         previous = stamp
