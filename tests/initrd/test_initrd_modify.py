@@ -11,7 +11,7 @@ from respin_cli import assert_one_line_error, respin
 
 from respin.stages.initrd.lib.writer import pack
 
-IMAGE = "_respin/stages/initrd-pack/initrd.img"
+IMAGE = "_respin/p/stages/initrd-pack/initrd.img"
 
 
 def _merged_usr(where: Path, lib_target: str) -> None:
@@ -69,4 +69,4 @@ def test_add_source_holding_the_work_dir_is_refused_in_one_short_line(tmp_path: 
     [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("respin: error:")]
     assert len(line) < 300, line
     assert not (tmp_path / IMAGE).exists()
-    assert not (tmp_path / "_respin/stages/initrd-modify/tree").exists()
+    assert not (tmp_path / "_respin/p/stages/initrd-modify/tree").exists()
