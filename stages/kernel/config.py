@@ -485,7 +485,7 @@ def _make_listnewconfig(ctx: Context, tree: Path, dot: Path, arch: str, text: st
     out: dict[str, str | None] = {}
     for line in result.stdout.splitlines():
         name, sep, value = line.strip().partition("=")
-        if sep and kconfig.NAME.match(name):
+        if sep and kconfig.NAME.fullmatch(name):
             out[name] = None if value == "n" else value
     return out
 

@@ -22,10 +22,10 @@ from respin.pipeline.errors import InputError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import DISTGIT, SPEC
 from respin.stages.kernel.lib import topdir
+from respin.stages.kernel.lib.spectext import identity
 
 # Archives go to the lookaside cache; everything else is committed.
 _LOOKASIDE = re.compile(r"\.(tar(\.[a-z0-9]+)?|tgz|tbz2|txz|zip|src\.rpm|rpm|bz2|gz|xz|zst)$")
-_IDENT = re.compile(r"^([^<>]+?)\s*<([^<>\s]+)>$")
 
 
 def _sha512(path: Path) -> str:
@@ -56,7 +56,7 @@ class DistGitStage(Stage["DistGitStage.Options"]):
         max_git_size: int = 1 << 20  # larger plain files go to the lookaside cache too
 
         def __post_init__(self) -> None:
-            if not _IDENT.match(self.author):
+            if identity(self.author) is None:
                 raise ValueError(f"author: '{self.author}' is not 'Name <email>'")
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", self.branch) or ".." in self.branch:
                 raise ValueError(f"branch: '{self.branch}' is not a branch name")
@@ -94,7 +94,7 @@ class DistGitStage(Stage["DistGitStage.Options"]):
         committed += ["sources", ".gitignore"]
 
         epoch = topdir.source_date(ctx)
-        name, email = _IDENT.match(self.options.author).groups()  # type: ignore[union-attr]
+        name, email = identity(self.options.author) or ("", "")  # Options checked it
         actor = git.Actor(name, email)
         when = f"{epoch} +0000"
         message = self.options.message or _message(spec.read_text(), spec.stem)

@@ -17,7 +17,7 @@ from respin.stages.kernel.lib.repo import download_source, local_repomd, repo_ur
 from respin.stages.kernel.lib.rpmpkg import read_package
 from respin.stages.lib.rpmmacros import build_switches, dist_defines, empty_home
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -60,7 +60,7 @@ class FetchStage(Stage["FetchStage.Options"]):
         def __post_init__(self) -> None:
             if not self.srpm.strip():
                 raise ValueError("srpm: empty value (a path, a URL, or with repo a package name)")
-            if self.sha256 is not None and not _SHA256.match(self.sha256.lower()):
+            if self.sha256 is not None and not _SHA256.fullmatch(self.sha256.lower()):
                 raise ValueError(f"sha256: '{self.sha256}' is not 64 hex digits")
             scheme = _SCHEME.match(self.srpm)
             # Any other scheme would be taken for a local path and reported missing.

@@ -20,7 +20,7 @@ from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import KERNEL_LOCAL, LOCAL, PATCH, SPEC, Edited, Fetched, Injected, Snapshot
 from respin.stages.kernel.lib import kconfig, topdir
-from respin.stages.kernel.lib.spectext import find_prep_point, rpm_literal, spec_line
+from respin.stages.kernel.lib.spectext import find_prep_point, identity, rpm_literal, spec_line
 from respin.stages.lib.rpmmacros import DIST_TAG
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ _PATCH_TAG = re.compile(r"^Patch(\d+)\s*:\s*(\S+)\s*$", re.M | re.I)
 _RELEASE = re.compile(r"^(Release\s*:\s*)(\S.*?)\s*$", re.M | re.I)
 # A patch file name: what a PatchN tag and an ApplyPatch line carry as they are.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-# [inject] packager: one "Name <email>" (the %changelog entry's author).
-_PACKAGER = re.compile(r"([^<>]*[^<>\s]) <([^<>\s]+)>")
 
 
 @dataclass(frozen=True)
@@ -110,7 +108,7 @@ def _changelog(spec: Specfile, inj: Injection, where: str) -> str:
     top = [ln for ln in after.splitlines() if ln.strip()][:2]
     if len(top) == 2 and top[1].strip() == first:
         return text
-    author, email = _PACKAGER.fullmatch(inj.packager).groups()  # type: ignore[union-attr]
+    author, email = identity(inj.packager) or ("", "")  # Options checked it
     # specfile expands the EVR through rpm once before writing it: escape it twice.
     spec.add_changelog_entry([first], author=spec_line(author, where), email=spec_line(email, where),
                              timestamp=inj.when, evr=rpm_literal(spec_line(inj.evr, where)))
@@ -189,11 +187,11 @@ class InjectStage(Stage["InjectStage.Options"]):
 
         def __post_init__(self) -> None:
             if self.patch is not None and not _PLAIN_NAME.fullmatch(self.patch):
-                raise ValueError(f"patch: {self.patch[:80]!a} is not a plain file name")
-            if not (self.packager.isprintable() and _PACKAGER.fullmatch(self.packager)):
-                raise ValueError(f"packager: {self.packager[:80]!a} is not one 'Name <email>' line")
+                raise ValueError(f"patch: '{self.patch}' is not a plain file name")
+            if identity(self.packager) is None:
+                raise ValueError(f"packager: '{self.packager}' is not one 'Name <email>' line")
             if not re.fullmatch(r"\.[A-Za-z0-9._+~]+", self.buildid):
-                raise ValueError(f"buildid: {self.buildid[:80]!a} must start with '.' and hold only "
+                raise ValueError(f"buildid: '{self.buildid}' must start with '.' and hold only "
                                  "letters, digits and . _ + ~")
 
     options: Options
@@ -211,7 +209,7 @@ class InjectStage(Stage["InjectStage.Options"]):
             return self._kernel_local(ctx, spec_path, fetched)
         patch_name = self.options.patch or default_patch_name(fetched.version)
         if not _PLAIN_NAME.fullmatch(patch_name):
-            raise InputError(f"{spec_path.name}: version {fetched.version[:80]!a} gives no plain patch "
+            raise InputError(f"{spec_path.name}: version '{fetched.version}' gives no plain patch "
                              "file name: set [inject] patch")
         patch = ctx.artifact(PATCH).path
         dest = topdir.path(ctx) / "SOURCES" / patch_name

@@ -32,7 +32,7 @@ from respin.stages.kernel.lib.backends import BuildRequest, KojiJob, koji_build,
 from respin.stages.kernel.lib.ccache import CompileCache, find_ccache
 from respin.stages.kernel.lib.rpmpkg import FIXED_KEYS, read_package
 
-_SWITCH = re.compile(r"^[A-Za-z0-9_]+$")
+_SWITCH = re.compile(r"[A-Za-z0-9_]+")
 _MODES = {"binary": "-bb", "source": "-bs", "all": "-ba"}
 
 
@@ -66,10 +66,10 @@ class RebuildStage(Stage["RebuildStage.Options"]):
 
         def __post_init__(self) -> None:
             for sw in (*self.with_, *self.without):
-                if not _SWITCH.match(sw):
+                if not _SWITCH.fullmatch(sw):
                     raise ValueError(f"'{sw}' is not an rpmbuild --with/--without switch name")
             for key in self.define or {}:
-                if not _SWITCH.match(key):
+                if not _SWITCH.fullmatch(key):
                     raise ValueError(f"define: '{key}' is not a macro name")
             if self.backend == "koji" and not self.koji_target:
                 raise ValueError("backend koji needs koji_target (the koji build target)")

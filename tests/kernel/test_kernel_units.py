@@ -140,7 +140,7 @@ def test_values_in_config_syntax(value: object, existing: str | None, line: str)
 
 
 @pytest.mark.parametrize(("name", "value"), [
-    ("B", "y"), ("CONFIG_B-X", "y"), ("CONFIG_", "y"), ("config_b", "y"),
+    ("B", "y"), ("CONFIG_B-X", "y"), ("CONFIG_", "y"), ("config_b", "y"), ("CONFIG_B\n", "y"),
     ("CONFIG_B", "a\nb"), ("CONFIG_B", "a\u2028b"), ("CONFIG_B", "a\x0cb"), ("CONFIG_B", '"unterminated'),
     ("CONFIG_B", 1.5),
 ])
@@ -305,3 +305,26 @@ def test_the_changelog_entry_is_literal_for_rpm_and_stays_one_line() -> None:
                                     '- Add it (CONFIG_X="%%(id)")']
     with pytest.raises(InputError, match="line break"):
         inject_text(SPEC, dataclasses.replace(_inj(), changelog="a\u2028%post"), "kernel.spec")
+
+
+def test_a_name_with_a_final_newline_is_not_a_name() -> None:
+    # `^...$` matches before a final newline: every name and value is matched whole.
+    with pytest.raises(ConfigError, match="is not a kernel config symbol"):
+        kconfig.requests({}, ["CONFIG_B\n"], {}, "p.toml [config]")
+    assert kconfig.normalize("CONFIG_B", "12\t", "1", "w").line() == 'CONFIG_B="12\t"'
+    assert kconfig.parse("CONFIG_A=y\n# CONFIG_B is not set\n") == {"CONFIG_A": "y", "CONFIG_B": None}
+
+
+@pytest.mark.parametrize(("table", "needle"), [
+    ('[rebuild]\nwith = ["baseonly\\n"]\n', "--with/--without switch name"),
+    ('[rebuild]\ndefine = { "dist\\n" = ".x" }\n', "is not a macro name"),
+    ('[distgit]\nauthor = "a <b>\\n"\n', "is not 'Name <email>'"),
+    ('[fetch]\nsrpm = "k.src.rpm"\nsha256 = "' + "0" * 64 + '\\n"\n', "not 64 hex digits"),
+])
+def test_a_final_newline_is_refused_in_every_checked_name(table: str, needle: str, tmp_path: Path) -> None:
+    from respin_cli import assert_one_line_error, respin
+
+    fetch = "" if table.startswith("[fetch]") else '[fetch]\nsrpm = "k.src.rpm"\n'
+    pf = tmp_path / "kernel.toml"
+    pf.write_text(f'[pipeline]\nworkdir = "work"\n{fetch}[config]\nset = {{ CONFIG_X = "y" }}\n{table}')
+    assert_one_line_error(respin("run", pf, check=False), 3, needle)

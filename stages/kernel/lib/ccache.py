@@ -43,15 +43,15 @@ from respin.pipeline.errors import InputError
 
 # Compiler names worth a link: gcc, g++, cc, c++, clang, clang++, with a
 # target prefix (x86_64-linux-gnu-gcc) and/or a version (gcc-12, clang-16).
-_COMPILER = re.compile(r"^(?:[A-Za-z0-9_.]+-)*(?:gcc|g\+\+|cc|c\+\+|clang|clang\+\+)(?:-[0-9][0-9.]*)?$")
+_COMPILER = re.compile(r"(?:[A-Za-z0-9_.]+-)*(?:gcc|g\+\+|cc|c\+\+|clang|clang\+\+)(?:-[0-9][0-9.]*)?")
 
 # Counters in the stats log that are neither a hit, a miss nor storage traffic:
 # calls ccache passed straight to the compiler (links, preprocessing, configure
 # tests, failed compiles...).
 _HITS = ("direct_cache_hit", "preprocessed_cache_hit")
 _MISS = "cache_miss"
-_NOT_CALLS = re.compile(r"^(?:direct_cache_miss|preprocessed_cache_miss|local_storage_\w+|"
-                        r"remote_storage_\w+|recache)$")
+_NOT_CALLS = re.compile(r"(?:direct_cache_miss|preprocessed_cache_miss|local_storage_\w+|"
+                        r"remote_storage_\w+|recache)")
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def parse_stats_log(text: str) -> CacheStats:
         if line and not line.startswith("#"):
             counts[line] += 1
     uncacheable = sum(n for name, n in counts.items()
-                      if name not in (*_HITS, _MISS) and not _NOT_CALLS.match(name))
+                      if name not in (*_HITS, _MISS) and not _NOT_CALLS.fullmatch(name))
     return CacheStats(hits=sum(counts[h] for h in _HITS), misses=counts[_MISS], uncacheable=uncacheable)
 
 
@@ -126,7 +126,7 @@ def compiler_names(path: str, ccache: Path) -> list[str]:
         except OSError:
             continue
         for candidate in listing:
-            if (_COMPILER.match(candidate.name) and os.access(candidate, os.X_OK)
+            if (_COMPILER.fullmatch(candidate.name) and os.access(candidate, os.X_OK)
                     and not candidate.is_dir() and not _is_ccache(candidate, ccache)):
                 names.add(candidate.name)
     return sorted(names)

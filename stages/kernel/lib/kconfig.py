@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from respin.pipeline.errors import ConfigError
 from respin.stages.kernel.lib.spectext import LINE_BREAKS
 
-NAME = re.compile(r"^CONFIG_[A-Za-z0-9_]+$")
-_SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
-_UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
-_NUMBER = re.compile(r"^(-?[0-9]+|0x[0-9a-fA-F]+)$")
+# Each matched whole (fullmatch): `$` would also match before a final newline.
+NAME = re.compile(r"CONFIG_[A-Za-z0-9_]+")
+_SET = re.compile(r"(CONFIG_[A-Za-z0-9_]+)=(.*)")
+_UNSET = re.compile(r"# (CONFIG_[A-Za-z0-9_]+) is not set")
+_NUMBER = re.compile(r"-?[0-9]+|0x[0-9a-fA-F]+")
 
 UNSET = None  # the value of a symbol that is "not set"
 
@@ -37,9 +38,9 @@ def parse(text: str) -> dict[str, str | None]:
     """Symbol -> value ("y", "m", "1000", '"str"') or None when not set. Later lines win."""
     values: dict[str, str | None] = {}
     for line in text.splitlines():
-        if m := _SET.match(line):
+        if m := _SET.fullmatch(line):
             values[m.group(1)] = m.group(2)
-        elif m := _UNSET.match(line):
+        elif m := _UNSET.fullmatch(line):
             values[m.group(1)] = None
     return values
 
@@ -56,7 +57,7 @@ def normalize(name: str, value: object, existing: str | None, where: str) -> Req
     kind decides ("1000" for a number symbol stays a number). A value that
     starts with a double quote is taken as an already quoted string.
     """
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ConfigError(f"{where}: '{name}' is not a kernel config symbol (expected CONFIG_[A-Z0-9_]+)")
     if isinstance(value, bool):
         return Request(name, "y" if value else UNSET)
@@ -75,7 +76,7 @@ def normalize(name: str, value: object, existing: str | None, where: str) -> Req
             raise ConfigError(f"{where}: {name}: malformed quoted string {value!r}")
         return Request(name, value)
     existing_is_string = existing is not None and existing.startswith('"')
-    if _NUMBER.match(value) and not existing_is_string:
+    if _NUMBER.fullmatch(value) and not existing_is_string:
         return Request(name, value)
     return Request(name, _quote(value))
 
@@ -87,7 +88,7 @@ def requests(set_: Mapping[str, object], unset: Sequence[str], current: Mapping[
     for name, value in set_.items():
         out[name] = normalize(name, value, current.get(name), f"{where} set")
     for name in unset:
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise ConfigError(f"{where} unset: '{name}' is not a kernel config symbol "
                               "(expected CONFIG_[A-Z0-9_]+)")
         if name in out:
@@ -102,7 +103,7 @@ def apply(text: str, reqs: Sequence[Request]) -> str:
     seen: set[str] = set()
     lines = text.splitlines()
     for i, line in enumerate(lines):
-        m = _SET.match(line) or _UNSET.match(line)
+        m = _SET.fullmatch(line) or _UNSET.fullmatch(line)
         if m and m.group(1) in wanted:
             lines[i] = wanted[m.group(1)].line()
             seen.add(m.group(1))

@@ -18,7 +18,7 @@ from respin.pipeline import fsutil
 from respin.pipeline.errors import CommandError, ConfigError, InputError
 
 # A package name, optionally with version(-release), as dnf accepts it; never an option.
-PACKAGE_SPEC = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+~:-]*$")
+PACKAGE_SPEC = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~:-]*")
 REPO_ID = "respin-source"
 
 
@@ -60,7 +60,7 @@ def dnf_download_argv(package: str, url: str, workdir: Path, destdir: Path) -> l
 def download_source(package: str, repo: str, stagedir: Path, run: Callable[..., Any],
                     resolve: Callable[[str], Path]) -> Path:
     """Download the source package `package` from `repo`; return its path in the stage dir."""
-    if not PACKAGE_SPEC.match(package):
+    if not PACKAGE_SPEC.fullmatch(package):
         raise ConfigError(f"srpm: '{package}' is not a package name (with repo set, srpm names a "
                           "package in that repository)")
     url = repo_url(repo, resolve)

@@ -34,6 +34,16 @@ _SECTION = re.compile(
 LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
+_IDENTITY = re.compile(r"([^<>]*[^<>\s])\s*<([^<>\s]+)>")
+
+
+def identity(text: str) -> tuple[str, str] | None:
+    """(name, email) of one printable "Name <email>" line (a %changelog entry's author,
+    a commit's), else None."""
+    m = _IDENTITY.fullmatch(text) if text.isprintable() else None
+    return (m.group(1), m.group(2)) if m else None
+
+
 def rpm_literal(text: str) -> str:
     """`text` as rpm reads it back from a spec line: rpm expands macros in every line of a
     spec, %changelog included, so each `%` is doubled."""
@@ -44,7 +54,7 @@ def spec_line(text: str, where: str) -> str:
     """`text` as one literal spec line, or an error: a value respin writes into a spec is
     data, and a line break would let it start a section (%post) of its own."""
     if any(c in LINE_BREAKS or c == "\0" for c in text):
-        raise InputError(f"{where}: {text[:80]!a}: holds a line break or NUL, which a spec "
+        raise InputError(f"{where}: '{text}': holds a line break or NUL, which a spec "
                          "line cannot carry")
     return rpm_literal(text)
 

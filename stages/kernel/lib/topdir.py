@@ -27,7 +27,7 @@ def check_workdir(ctx: Context) -> None:
     bad = _NOT_LITERAL.search(where) or next((c for c in where if not c.isprintable()), None)
     if bad is not None:
         char = bad if isinstance(bad, str) else bad.group(0)
-        raise ConfigError(f"work dir {where[:200]!a}: holds {char!a}, which rpm cannot take "
+        raise ConfigError(f"work dir {where}: holds {char!r}, which rpm cannot take "
                           "literally in a path (a macro, a line break, or shell syntax in the spec's "
                           "scripts): choose another ([pipeline] workdir or --workdir)")
 
