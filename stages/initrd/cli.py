@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO
 from respin.pipeline.errors import CheckFailed, InputError
 from respin.stages.initrd.lib import newc
 from respin.stages.initrd.lib.compress import PACK_COMPRESSIONS
-from respin.stages.initrd.lib.reader import ImageReader, parse_size
+from respin.stages.initrd.lib.reader import ImageReader, parse_count, parse_size
 
 if TYPE_CHECKING:
     from respin.stages.initrd.lib.tree import ImageTree
@@ -40,7 +40,8 @@ def _mode_string(mode: int) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     """List every entry of every part (or, with --parts, the parts)."""
     # Headers only (and symlink targets): no decompression thread, see ImageReader.
-    reader = ImageReader(args.image, max_size=parse_size(args.max_size), prefetch=False)
+    reader = ImageReader(args.image, max_size=parse_size(args.max_size),
+                         max_entries=parse_count(args.max_entries), prefetch=False)
     out = _out()
     if args.parts:
         reader.summary()
@@ -121,12 +122,14 @@ def cmd_cat(args: argparse.Namespace) -> int:
     if not want:
         raise InputError(f"{args.image}: '{args.path}' is the image's root directory, not a file")
     max_size = parse_size(args.max_size)
+    max_entries = parse_count(args.max_entries)
     wanted = "/".join(want)
     tree = ImageTree()
     with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
         # One walk reads the path as named and learns the tree; only a path that goes
         # through a symlink needs a second walk, for the file it leads to.
-        found = _spool(ImageReader(args.image, max_size=max_size), want, spool, tree)
+        found = _spool(ImageReader(args.image, max_size=max_size, max_entries=max_entries), want,
+                       spool, tree)
         try:
             real, followed = tree.resolve(wanted)
         except Unresolved as exc:
@@ -135,7 +138,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
             raise InputError(f"{args.image}: no entry '{args.path}'") from None
         if real != wanted:
             sys.stderr.write(f"respin: reading '{real}' for '{args.path}' ({', '.join(followed)})\n")
-            found = _spool(ImageReader(args.image, max_size=max_size), real.split("/"),
+            found = _spool(ImageReader(args.image, max_size=max_size, max_entries=max_entries),
+                           real.split("/"),
                            spool, None)
         if found != "file":
             shown = args.path if real == wanted else f"{args.path}' -> '{real}"
@@ -155,7 +159,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from respin.stages.initrd.lib.extract import extract
 
     result = extract(Path(args.image), Path(args.dir), privileged=args.privileged,
-                     max_size=parse_size(args.max_size), force=args.force)
+                     max_size=parse_size(args.max_size), max_entries=parse_count(args.max_entries),
+                     force=args.force)
     _warn(result.warnings)
     trees = ", ".join(f"{args.dir}/{t}" for t in result.trees)
     _out().write(f"extracted {result.entries} entries from {len(result.parts)} part(s) into {trees}\n"
@@ -190,7 +195,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     findings = check_image(Path(args.image), root=args.root,
                            kernel_config=Path(args.kernel_config) if args.kernel_config else None,
-                           max_size=parse_size(args.max_size))
+                           max_size=parse_size(args.max_size),
+                           max_entries=parse_count(args.max_entries))
     out = _out()
     for finding in findings:
         out.write(f"{finding}\n".encode())
@@ -214,6 +220,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def size_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--max-size", metavar="SIZE",
                        help="stop when the image decompresses to more than SIZE (default 4G)")
+        p.add_argument("--max-entries", metavar="N",
+                       help="stop when the image holds more than N entries (default 1000000)")
 
     p = cmds.add_parser("list", help="list the parts and every entry")
     p.add_argument("image", metavar="IMAGE")

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from respin.pipeline.errors import ConfigError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.initrd.kinds import INITRD, Extracted
 from respin.stages.initrd.lib.extract import extract
-from respin.stages.initrd.lib.reader import parse_size
+from respin.stages.initrd.lib.reader import parse_count, parse_size
 
 
 class ExtractStage(Stage["ExtractStage.Options"]):
@@ -28,12 +29,20 @@ class ExtractStage(Stage["ExtractStage.Options"]):
     class Options:
         image: str | None = None  # default: the "initrd" an earlier stage produced
         max_size: str | None = None
+        max_entries: int | None = None  # default 1000000 (lib/reader.py says why)
         privileged: bool = False
 
     def _image(self, ctx: Context) -> Path:
         if self.options.image is not None:
             return ctx.resolve(self.options.image)
         return ctx.artifact(INITRD).path
+
+    def _max_entries(self) -> int:
+        try:
+            return parse_count(self.options.max_entries)
+        except ConfigError:
+            raise ConfigError(f"[{self.name}] max_entries: {self.options.max_entries}: want a "
+                              "positive whole number") from None
 
     def inputs(self, ctx: Context) -> Sequence[Path]:
         return [ctx.resolve(self.options.image)] if self.options.image is not None else []
@@ -44,7 +53,8 @@ class ExtractStage(Stage["ExtractStage.Options"]):
         # reruns the stage when it was touched (`respin status` says so) and it is replaced.
         # Changes to the image belong in [initrd-modify].
         result = extract(self._image(ctx), out, privileged=self.options.privileged,
-                         max_size=parse_size(self.options.max_size), force=True)
+                         max_size=parse_size(self.options.max_size),
+                         max_entries=self._max_entries(), force=True)
         for warning in result.warnings:
             ctx.log.warning("%s", warning)
         ctx.log.info("extracted %d entries from %d part(s)", result.entries, len(result.parts))

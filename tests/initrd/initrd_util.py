@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,3 +159,27 @@ def respin_has_initrd() -> bool:
     proc = subprocess.run([str(exe), "initrd", "--help"], capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, check=False)
     return proc.returncode == 0
+
+
+def many_files_image(path: Path, count: int) -> Path:
+    """An image of `count` empty files in one directory (an entry-count bomb, at any size),
+    gzip -1: a million entries compress to a few megabytes."""
+    comp = zlib.compressobj(1, zlib.DEFLATED, 31)
+    with open(path, "wb") as fh:
+        pos = 0
+        batch: list[bytes] = []
+
+        def put(data: bytes) -> None:
+            nonlocal pos
+            batch.append(data)
+            pos += len(data)
+
+        put(newc.format_header(name=b"d", ino=1, mode=stat.S_IFDIR | 0o755, nlink=2, offset=pos))
+        for i in range(count):
+            put(newc.format_header(name=b"d/%07d" % i, ino=i + 2, mode=stat.S_IFREG | 0o644, offset=pos))
+            if len(batch) >= 4096:
+                fh.write(comp.compress(b"".join(batch)))
+                batch.clear()
+        put(newc.trailer(offset=pos))
+        fh.write(comp.compress(b"".join(batch)) + comp.flush())
+    return path

@@ -23,7 +23,7 @@ from respin.pipeline.errors import InputError
 from respin.stages.initrd.lib import newc
 from respin.stages.initrd.lib.compress import NOT_BOOTABLE
 from respin.stages.initrd.lib.extract import Refused, split_name
-from respin.stages.initrd.lib.reader import DEFAULT_MAX_SIZE, ImageReader
+from respin.stages.initrd.lib.reader import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, ImageReader
 from respin.stages.initrd.lib.tree import ImageTree, Unresolved
 
 # Files whose content the check reads (bounded: init scripts and config are small).
@@ -272,11 +272,11 @@ def _init(view: ImageTree) -> list[Finding]:
 
 
 def check_image(image: Path, *, root: str | None = None, kernel_config: Path | None = None,
-                max_size: int = DEFAULT_MAX_SIZE) -> list[Finding]:
+                max_size: int = DEFAULT_MAX_SIZE, max_entries: int = DEFAULT_MAX_ENTRIES) -> list[Finding]:
     """All findings for `image`; unreadable images raise InputError."""
     # A file that is no kernel config is refused before the image is read.
     config = read_kernel_config(kernel_config) if kernel_config is not None else None
-    reader = ImageReader(image, max_size=max_size)
+    reader = ImageReader(image, max_size=max_size, max_entries=max_entries)
     view, findings = _scan(reader)
     return [*_parts(reader, config), *findings, *_init(view), *_root_device(view, root),
             *(Finding("note", w) for w in reader.warnings)]

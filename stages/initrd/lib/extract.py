@@ -30,7 +30,7 @@ from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError, UsageError
 from respin.stages.initrd.lib import newc
 from respin.stages.initrd.lib.manifest import MANIFEST_NAME, Manifest, Record
-from respin.stages.initrd.lib.reader import DEFAULT_MAX_SIZE, Entry, ImageReader, Part
+from respin.stages.initrd.lib.reader import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, Entry, ImageReader, Part
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -339,65 +339,89 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, onerror=fix)
 
 
-class _Listing(dict[str, tuple[str, Path, tuple[int, int]]]):
-    """Every path under a directory but the record itself: relative name -> (signature
-    without content hash, absolute path, inode). lstat only, nothing followed."""
+class _Listing(dict[str, str]):
+    """Every path under a directory but the record itself: relative name -> signature
+    without content hash. lstat only, nothing followed.
+
+    Kept small per entry (an image may hold a million): signatures are shared between the
+    entries that have the same, and only hardlinked files keep their inode.
+    """
 
     def __init__(self, root: Path) -> None:
         super().__init__()
+        self.root = root
+        self._inodes: dict[str, tuple[int, int]] = {}
         self._digests: dict[tuple[int, int], str] = {}
-        stack = [(root, "")]
+        # One string per distinct signature ("file 0644 0"), however many entries have it.
+        shared: dict[str, str] = {}
+        stack = [""]
         while stack:
-            directory, rel = stack.pop()
+            rel = stack.pop()
             try:
-                with os.scandir(directory) as it:
-                    found = list(it)
+                it = os.scandir(root / rel if rel else root)
             except OSError as exc:
                 if not rel:
                     raise InputError(f"{root}: cannot read: {exc.strerror}") from None
                 # Made unreadable since: its own entry (mode) shows the change, and sorts first.
                 continue
-            for de in found:
-                name = f"{rel}{de.name}"
-                if name == RECORD_NAME:
-                    continue
-                st = de.stat(follow_symlinks=False)
-                mode = stat.S_IMODE(st.st_mode)
-                kind = newc.file_kind(st.st_mode)
-                path = Path(de.path)
-                if kind == "symlink":
-                    sig = f"symlink {os.readlink(path)}"
-                elif kind == "file":
-                    sig = f"file {mode:04o} {st.st_size}"
-                elif kind in ("chr", "blk"):
-                    sig = f"{kind} {mode:04o} {os.major(st.st_rdev)},{os.minor(st.st_rdev)}"
-                else:
-                    sig = f"{kind} {mode:04o}"
-                self[name] = (sig, path, (st.st_dev, st.st_ino))
-                if kind == "dir":
-                    stack.append((path, name + "/"))
+            with it:
+                for de in it:
+                    self._add(shared, stack, f"{rel}{de.name}", de.stat(follow_symlinks=False))
+
+    def _add(self, shared: dict[str, str], stack: list[str], name: str, st: os.stat_result) -> None:
+        """Record one path (a directory goes on `stack`, to be read in its turn)."""
+        if name == RECORD_NAME:
+            return
+        mode = stat.S_IMODE(st.st_mode)
+        kind = newc.file_kind(st.st_mode)
+        if kind == "symlink":
+            sig = f"symlink {os.readlink(self.root / name)}"
+        elif kind == "file":
+            sig = f"file {mode:04o} {st.st_size}"
+            if st.st_nlink > 1:
+                self._inodes[name] = (st.st_dev, st.st_ino)
+        elif kind in ("chr", "blk"):
+            sig = f"{kind} {mode:04o} {os.major(st.st_rdev)},{os.minor(st.st_rdev)}"
+        else:
+            sig = f"{kind} {mode:04o}"
+        self[name] = shared.setdefault(sig, sig)
+        if kind == "dir":
+            stack.append(name + "/")
 
     def full(self, name: str) -> str:
         """The full signature of `name`: a regular file's gets the sha256 of its content
         (once per inode: a busybox hardlinked under 300 names is read once)."""
-        sig, path, inode = self[name]
+        sig = self[name]
         if not sig.startswith("file "):
             return sig
-        digest = self._digests.get(inode)
+        inode = self._inodes.get(name)
+        digest = self._digests.get(inode) if inode is not None else None
         if digest is None:
+            path = self.root / name
             try:
-                digest = self._digests[inode] = fsutil.sha256_file(path)
+                digest = fsutil.sha256_file(path)
             except OSError as exc:
                 raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+            if inode is not None:
+                self._digests[inode] = digest
         return f"{sig} {digest}"
 
 
 def record_extraction(root: Path) -> None:
-    """Write what `root` (a finished extraction) holds, for a later extract to compare."""
+    """Write what `root` (a finished extraction) holds, for a later extract to compare.
+
+    Written entry by entry, as json.dumps(indent=0, sort_keys=True) would write the whole:
+    the record of a large image is never one string in memory.
+    """
     listing = _Listing(root)
-    files = {name: listing.full(name) for name in sorted(listing)}
-    fsutil.atomic_write(root / RECORD_NAME, json.dumps(
-        {"format": RECORD_FORMAT, "version": 1, "files": files}, indent=0, sort_keys=True) + "\n")
+    with fsutil.atomic_open(root / RECORD_NAME) as fh:
+        fh.write(b'{\n"files": {')
+        sep = b"\n"
+        for name in sorted(listing):
+            fh.write(sep + f"{json.dumps(name)}: {json.dumps(listing.full(name))}".encode())
+            sep = b",\n"
+        fh.write((b"\n}" if sep != b"\n" else b"}") + f',\n"format": {json.dumps(RECORD_FORMAT)},\n'
+                 '"version": 1\n}\n'.encode())
 
 
 def first_change(root: Path) -> str | None:
@@ -424,7 +448,7 @@ def first_change(root: Path) -> str | None:
         if name not in recorded:
             return f"{name} added"
         # Kind, mode, size and link target first; the content hash only when those agree.
-        sig = current[name][0]
+        sig = current[name]
         if recorded[name] != sig and not recorded[name].startswith(sig + " "):
             return f"{name} modified"
         if current.full(name) != recorded[name]:
@@ -454,7 +478,7 @@ def check_target(dest: Path, *, force: bool = False) -> None:
 
 
 def extract(image: Path, dest: Path, *, privileged: bool = False, max_size: int = DEFAULT_MAX_SIZE,
-            force: bool = False) -> ExtractResult:
+            max_entries: int = DEFAULT_MAX_ENTRIES, force: bool = False) -> ExtractResult:
     """Extract every part of `image` into `dest`/main (and `dest`/early), with the manifest.
 
     Leading uncompressed archives followed by a compressed member (early CPU
@@ -466,7 +490,7 @@ def extract(image: Path, dest: Path, *, privileged: bool = False, max_size: int 
         raise UsageError("--privileged (devices, owners, setuid bits) needs root")
     dest = Path(dest)
     check_target(dest, force=force)
-    reader = ImageReader(image, max_size=max_size)
+    reader = ImageReader(image, max_size=max_size, max_entries=max_entries)
     result = ExtractResult(parts=reader.parts)
     manifest = Manifest(image=Path(image).name)
     tmp = fsutil.fresh_dir(dest)

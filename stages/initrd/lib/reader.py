@@ -21,6 +21,11 @@ from respin.stages.initrd.lib.newc import Header, HeaderError
 # Decompressed bytes allowed per image before it counts as a bomb; real images
 # are well under 1 GiB, and --max-size raises it.
 DEFAULT_MAX_SIZE = 4 << 30
+# Entries allowed per image before it counts as an entry-count bomb (a few megabytes of xz
+# can hold millions of empty files, each an inode on disk and a record in memory). Real
+# initrds hold a few thousand entries (dracut, mkinitramfs) up to ~100,000 (a live system's
+# whole root); ten times that is no real image. --max-entries raises it.
+DEFAULT_MAX_ENTRIES = 1_000_000
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -33,6 +38,18 @@ def parse_size(text: str | None) -> int:
     if not m or int(m.group(1)) == 0:
         raise ConfigError(f"--max-size {text!r}: want a positive size such as 512M or 4G")
     return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_count(value: str | int | None) -> int:
+    """An entry bound (`--max-entries`, or the stages' `max_entries`); ConfigError when it is
+    not a positive whole number."""
+    if value is None:
+        return DEFAULT_MAX_ENTRIES
+    text = str(value).strip().replace("_", "")
+    if not text.isdigit() or not text.isascii() or int(text) == 0:
+        shown = str(value) if len(str(value)) <= 40 else str(value)[:40] + "..."
+        raise ConfigError(f"--max-entries {shown!r}: want a positive whole number such as 2000000")
+    return int(text)
 
 
 class Part:
@@ -99,7 +116,7 @@ class ImageReader:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, max_size: int = DEFAULT_MAX_SIZE,
-                 prefetch: bool = True) -> None:
+                 max_entries: int = DEFAULT_MAX_ENTRIES, prefetch: bool = True) -> None:
         # A str, not a Path: pathlib is deferred (pipeline/startup.py).
         self.path = os.fspath(path)
         # Decompress on a worker thread: a gain when the consumer does real work per
@@ -107,6 +124,8 @@ class ImageReader:
         # and loses to the hand-offs on a busy machine.
         self.prefetch = prefetch
         self.budget = Budget(max_size)
+        self.max_entries = max_entries
+        self.count = 0
         self.parts: list[Part] = []
         self.warnings: list[str] = []
         self._stream: Stream | None = None
@@ -239,6 +258,12 @@ class ImageReader:
             if kind != "file":
                 self._check_entry(header, name)
             formats.add("crc" if crc else "newc")
+            self.count += 1
+            if self.count > self.max_entries:
+                # Before the entry is handed on: no consumer keeps more than the bound.
+                raise InputError(f"{self.path}: more than {self.max_entries} entries (real initrds "
+                                 "hold up to ~100000: an entry-count bomb?); --max-entries raises "
+                                 "the bound")
             part.entries += 1
             entry = Entry(header, part.index, archive, hoff)
             self._stream, self._left, self._current = s, filesize, entry
