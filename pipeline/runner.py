@@ -78,6 +78,13 @@ def _content_hash(path: Path) -> str:
     return _digest(sorted(fsutil.tree(path).items()))
 
 
+def _settings_read(stage: Stage[Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that go into `stage`'s fingerprint: those it reads."""
+    if stage.settings_read is None:
+        return settings
+    return {k: v for k, v in settings.items() if k in stage.settings_read}
+
+
 def _recorded_date(state: dict[str, Any] | None, name: str, dates: dict[str, int]) -> None:
     """The default time a stage published when it ran (Context.publish_source_date)."""
     value = (state or {}).get("source_date")
@@ -196,7 +203,7 @@ class Runner:
             "version": stage.version,
             "options": _digest(stage.options_json()),
             "inputs": _digest({str(p): self._input_hash(p) for p in inputs}),
-            "settings": _digest(self.pipeline.settings_json()),
+            "settings": _digest(_settings_read(stage, self.pipeline.settings_json())),
             "prev": prev,
         }
         return _digest(parts), parts
@@ -361,7 +368,12 @@ class Runner:
                 with contextlib.suppress(OSError):
                     self._save_hashes()
                 raise
-            self._save_hashes()
+            try:
+                self._save_hashes()
+            except OSError as exc:
+                # Each stage that ran saved its own; what is left is a cache.
+                log.warning("%s: %s; the next run hashes its inputs again", exc.filename or
+                            self.workdir / STATE_DIR, exc.strerror or exc)
             return result
 
     def _run(self, selected: list[str], force: bool) -> RunResult:
@@ -440,6 +452,7 @@ class Runner:
             "artifacts": [{**a.to_json(), "stat": _stat_sig(a.path)} for a in artifacts],
             **({"source_date": run.dates[stage.name]} if stage.name in run.dates else {}),
         }, indent=1, sort_keys=True) + "\n")
+        self._save_hashes()  # with the stage's record: a full disk here names the stage
         return artifacts
 
     def _remove_temps(self, stage: Stage[Any], ctx: Context) -> None:

@@ -205,6 +205,11 @@ class Stage(Generic[OptionsT]):
     # latest to produce them (a stage knows what a user came for; the engine does not).
     results: ClassVar[tuple[str, ...]] = ()
 
+    # The [pipeline] settings (keys of the manifest's "settings") whose value decides this
+    # stage's output; None: every one. A change of another does not rerun the stage (a stage
+    # that builds nothing is not rerun for another target).
+    settings_read: ClassVar[tuple[str, ...] | None] = None
+
     Options: ClassVar[type[Any]] = NoOptions
 
     def __init__(self, options: OptionsT) -> None:

@@ -50,6 +50,7 @@ class FetchStage(Stage["FetchStage.Options"]):
     summary = ("get the kernel SRPM (path, URL or name in a repo; optional sha256 pin) and unpack "
                "spec and sources")
     version = "5"  # 5: typed hand-offs: the pristine spec is its own kind
+    settings_read = ("define",)  # it builds nothing: another --target is not another fetch
 
     @dataclass(frozen=True)
     class Options:
@@ -173,6 +174,7 @@ class FetchStage(Stage["FetchStage.Options"]):
             spec.rename(spec.with_name(f"{pkg.name}.spec"))
         (tmp / "SOURCES").mkdir(exist_ok=True)
         fsutil.commit_dir(tmp, pristine)
+        shutil.rmtree(home["HOME"], ignore_errors=True)  # and the rpm database rpm -i made there
         version = ctx.run(["rpm", "--version"]).stdout.strip()
         ctx.record_tool("rpm", version)
         fetched = Fetched(name=pkg.name, version=pkg.version, release=pkg.release,

@@ -19,6 +19,7 @@ KERNEL_TOML = '[pipeline]\ntarget = "i686"\nworkdir = "work"\n\n[fetch]\nsrpm = 
 
 
 def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(text, str):
         text = text.encode()
     path.write_bytes(text)
@@ -341,3 +342,22 @@ def test_a_read_only_destination_is_named_not_its_temp_file(tmp_path: Path) -> N
                       f'step mk makefile kernel.toml -o "{tmp_path}/fs/respin.mk"\n')
     assert got["mk.rc"].strip() == "4", got["mk.err"]
     assert got["mk.err"] == f"respin: error: {tmp_path}/fs/respin.mk: Read-only file system\n"
+
+
+@pytest.mark.root
+def test_a_full_disk_while_recording_a_stage_names_the_stage(tmp_path: Path) -> None:
+    """The input-hash cache is saved with each stage's record: when it is what no longer fits,
+    the error names the stage being recorded, not only state/inputs.json."""
+    # Two inputs of long paths: the cache of both takes two pages, of one, one.
+    first, second = (write(tmp_path.joinpath(*[name * 240] * 14, "in.txt"), name) for name in "ab")
+    pf = write(tmp_path / "p.toml", '[pipeline]\nworkdir = "fs/work"\n\n[example-write]\n'
+               f'source = "{first}"\n')
+    got = in_small_fs(tmp_path, "1m", f"step first run {pf}\n"
+                      f"sed -i 's|{first}|{second}|' {pf}\n"
+                      "dd if=/dev/zero of=fs/filler bs=4k count=$(( $(stat -f -c %a fs) - 1 )) 2>/dev/null\n"
+                      f"step full run {pf}\n")
+    assert got["first.rc"].strip() == "0", got["first.err"]
+    errors = [ln for ln in got["full.err"].splitlines() if ln.startswith("respin: error:")]
+    assert got["full.rc"].strip() == "4" and len(errors) == 1, got["full.err"]
+    assert "stage 'example-write'" in errors[0] and "state/inputs.json" in errors[0], errors
+    assert "no space left on device" in errors[0].lower() and got["full.left"] == ""
