@@ -17,6 +17,7 @@ from respin.pipeline.errors import (
     LINE_LIMIT,
     InputError,
     Interrupted,
+    LockedError,
     RespinError,
     UsageError,
     describe,
@@ -99,7 +100,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from respin.pipeline.runner import Runner
 
     pipeline = load(args.file, _overrides(args))
-    plans = Runner(pipeline).plan()
+    runner = Runner(pipeline)
+    if runner.run_in_progress():
+        # Its state files are half updated: a table now would mix two runs.
+        raise LockedError(f"{pipeline.workdir}: a respin run holds this work dir's lock; "
+                          "status shows nothing until it ends")
+    plans = runner.plan()
     rows = [{"stage": p.stage.name, "up_to_date": not p.reason, "reason": p.reason or "up to date",
              "missing": [str(m) for m in p.missing]}
             for p in plans]
@@ -114,7 +120,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if p.missing:
             # The table is the answer; the exit status says a run cannot succeed as things are.
             raise InputError(f"{p.missing[0]}: no such file (an input of stage '{p.stage.name}')")
-    return 0
+    # As `make -q`: 0 when every stage is up to date, 1 when a run would run something.
+    return 1 if any(p.reason for p in plans) else 0
 
 
 def _cmd_stages(args: argparse.Namespace) -> int:

@@ -72,7 +72,7 @@ class Interrupted(RespinError):
 
 EXIT_CODES: dict[int, str] = {
     0: "success",
-    1: "internal error (a bug: please report it with --debug output)",
+    1: "internal error (a bug: please report it with --debug output); from status: a stage would run",
     UsageError.exit_code: "usage: unknown command, stage, option or selection",
     ConfigError.exit_code: "pipeline or model file invalid (not UTF-8, not TOML, unknown key, wrong type, "
                            "bad value), or it asks for a change that cannot work (a name the input does "

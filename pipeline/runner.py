@@ -175,6 +175,18 @@ class Runner:
     def _state_path(self, name: str) -> Path:
         return self.workdir / STATE_DIR / f"{name}.json"
 
+    def _failed_path(self, name: str) -> Path:
+        # Written when the stage fails, removed when it succeeds: `status` says "failed".
+        return self.workdir / STATE_DIR / f"{name}.failed.json"
+
+    def _never_ran(self, name: str) -> str:
+        """Why a stage with no state would run: it failed last time (when), or it never ran."""
+        try:
+            at = json.loads(self._failed_path(name).read_text())["at"]
+            return f"failed at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(int(at)))}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "never ran"
+
     def _load_state(self, name: str) -> dict[str, Any] | None:
         try:
             data: dict[str, Any] = json.loads(self._state_path(name).read_text())
@@ -241,9 +253,9 @@ class Runner:
                                 json.dumps(self._hashes, indent=0, sort_keys=True) + "\n")
             self._hashes_dirty = False
 
-    def _why(self, state: dict[str, Any] | None, fp: str, parts: dict[str, str]) -> str:
+    def _why(self, name: str, state: dict[str, Any] | None, fp: str, parts: dict[str, str]) -> str:
         if state is None:
-            return "never ran"
+            return self._never_ran(name)
         if state.get("fingerprint") != fp:
             old = state.get("parts", {})
             for key, label in (("version", "stage version changed"), ("options", "options changed"),
@@ -276,7 +288,7 @@ class Runner:
             # say so rather than "never ran" or "inputs changed".
             missing = tuple(p for p in inputs if not p.is_relative_to(self.workdir)
                             and not p.exists())
-            reason = f"input missing: {missing[0]}" if missing else self._why(state, fp, parts)
+            reason = f"input missing: {missing[0]}" if missing else self._why(stage.name, state, fp, parts)
             if not reason and pending:
                 reason = f"reruns if '{pending}' changes its output"
             pending = pending or (stage.name if reason else None)
@@ -310,6 +322,20 @@ class Runner:
         if lo > hi:
             raise UsageError(f"--from {from_} comes after --until {until}")
         return self.names[lo:hi + 1]
+
+    def run_in_progress(self) -> bool:
+        """Whether a run holds the work dir's lock now (its state is half updated)."""
+        try:
+            fd = os.open(self.workdir / workdirs.LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # and the shared lock with it, at once: a run starting now takes it
+        return False
 
     # --- running -------------------------------------------------------------
 
@@ -386,7 +412,7 @@ class Runner:
             ctx = self.context(stage, run.produced, run.tools, run.dates)
             fp, parts = self._fingerprint(stage, ctx, prev)
             record.fingerprint = fp
-            reason = self._why(state, fp, parts)
+            reason = self._why(stage.name, state, fp, parts)
             if stage.name not in selected and reason:
                 raise UsageError(f"stage '{stage.name}' is not up to date ({reason}); "
                                  "run it first or widen the selection")
@@ -426,6 +452,9 @@ class Runner:
             # What the stage had half built goes (after the free-space check above).
             self._remove_temps(stage, ctx)
             message, code = describe(error or exc)
+            with contextlib.suppress(OSError):  # on a full disk the manifest says it, if anything
+                fsutil.atomic_write(self._failed_path(stage.name), json.dumps(
+                    {"at": int(time.time()), "message": message}) + "\n")
             self._write_manifest(run.records, run.produced, run.tools, run.dates,
                                  {"stage": stage.name, "message": message, "exit_code": code})
             if error is not None:
@@ -453,6 +482,7 @@ class Runner:
             **({"source_date": run.dates[stage.name]} if stage.name in run.dates else {}),
         }, indent=1, sort_keys=True) + "\n")
         self._save_hashes()  # with the stage's record: a full disk here names the stage
+        self._failed_path(stage.name).unlink(missing_ok=True)
         return artifacts
 
     def _remove_temps(self, stage: Stage[Any], ctx: Context) -> None:

@@ -33,8 +33,8 @@ def test_net_hand_edit_of_a_staged_file_is_noticed_and_force_true_replaces_it(tm
     edited = rendered + b"MTU=9000\n"
     staged.write_bytes(edited)
 
-    status = respin("status", pipeline.name, cwd=tmp_path)
-    assert status.stdout == f"network  output changed: {staged}\n"
+    status = respin("status", pipeline.name, cwd=tmp_path, check=False)
+    assert (status.returncode, status.stdout) == (1, f"network  output changed: {staged}\n")
 
     # A plain run and `run --force` both rerun the stage, and both refuse to overwrite the edit.
     for extra in ((), ("--force",)):
@@ -58,7 +58,8 @@ def test_net_removed_staged_file_is_noticed_and_put_back(tmp_path: Path) -> None
     pipeline = _staged(tmp_path)
     staged = tmp_path / "image" / IFCFG
     staged.unlink()
-    assert respin("status", pipeline.name, cwd=tmp_path).stdout == f"network  output missing: {staged}\n"
+    assert respin("status", pipeline.name, cwd=tmp_path, check=False).stdout == \
+        f"network  output missing: {staged}\n"
     respin("run", pipeline.name, cwd=tmp_path)
     assert staged.is_file()
 
@@ -75,7 +76,8 @@ def test_net_rt_tables_merge_runs_once_and_an_edit_of_rt_tables_is_kept(tmp_path
     assert "nothing to do" in respin("run", pipeline.name, cwd=tmp_path).stderr
 
     rt_tables.write_text(rt_tables.read_text() + "200\tvpn\n")
-    assert respin("status", pipeline.name, cwd=tmp_path).stdout == f"network  output changed: {rt_tables}\n"
+    assert respin("status", pipeline.name, cwd=tmp_path, check=False).stdout == \
+        f"network  output changed: {rt_tables}\n"
     respin("run", pipeline.name, cwd=tmp_path)
     text = rt_tables.read_text()
     assert "200\tvpn\n" in text and text.count("1\ttest") == 1
