@@ -18,9 +18,19 @@ from typing import TYPE_CHECKING
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.kinds import KERNEL_LOCAL, LOCAL, PATCH, SPEC, Edited, Fetched, Injected, Snapshot
+from respin.stages.kernel.kinds import (
+    KERNEL_LOCAL,
+    LOCAL,
+    PATCH,
+    SOURCES,
+    SPEC,
+    Edited,
+    Fetched,
+    Injected,
+    Snapshot,
+)
 from respin.stages.kernel.lib import kconfig, topdir
-from respin.stages.kernel.lib.spectext import find_prep_point, identity, rpm_literal, spec_line
+from respin.stages.kernel.lib.spectext import find_prep_point, identity, own_files, rpm_literal, spec_line
 from respin.stages.lib.rpmmacros import DIST_TAG
 
 if TYPE_CHECKING:
@@ -211,6 +221,7 @@ class InjectStage(Stage["InjectStage.Options"]):
         if not _PLAIN_NAME.fullmatch(patch_name):
             raise InputError(f"{spec_path.name}: version '{fetched.version}' gives no plain patch "
                              "file name: set [inject] patch")
+        self._refuse_collision(ctx, patch_name, spec_path)
         patch = ctx.artifact(PATCH).path
         dest = topdir.path(ctx) / "SOURCES" / patch_name
         fsutil.atomic_copy(patch, dest)
@@ -225,6 +236,16 @@ class InjectStage(Stage["InjectStage.Options"]):
         ctx.log.info("inject: Patch%d: %s applied after the last patch in %%prep", number, patch_name)
         injected = Injected(buildid=self.options.buildid, patch=patch_name, number=number)
         return [injected.artifact(spec_path), injected.artifact(dest, PATCH)]
+
+    def _refuse_collision(self, ctx: Context, patch_name: str, spec_path: Path) -> None:
+        """The config patch goes into SOURCES/ under its name: never over one of the package's own
+        files, which would leave the build and the SRPM without it."""
+        owner = own_files(spec_path.read_text(), ctx.artifact(SOURCES).path).get(patch_name)
+        if owner is not None:
+            given = "patch" if self.options.patch else f"patch (default {patch_name})"
+            raise ConfigError(f"{ctx.source.name} [inject] {given}: {patch_name} is the package's own "
+                              f"{owner} in {spec_path.name}; the config patch would replace it: set "
+                              "[inject] patch to another name")
 
     def _evr(self, ctx: Context, fetched: Fetched) -> str:
         macros = Snapshot.read(ctx)[1].macros

@@ -480,3 +480,23 @@ def test_a_source_only_build_is_not_reported_as_present(tmp_path: Path, current_
     assert "present" not in proc.stderr
     report = json.loads((tmp_path / "work/stages/verify/report.json").read_text())
     assert report["checked"] == "source package only" and report["flavours"] == []
+
+
+@pytest.mark.parametrize(("name", "owner"), [("linux-2.6-utrace.patch", "Patch10"),
+                                             ("config-generic", "Source23")])
+def test_a_config_patch_named_after_one_of_the_packages_own_files_is_refused(
+        name: str, owner: str, tmp_path: Path, srpm: Path) -> None:
+    if current(srpm):
+        # Today's layout takes no config patch (the change is kernel-local): the name is unused
+        # and the package's own patch stays as shipped.
+        name = "linux-kernel-test.patch"
+        pf = pipeline_file(tmp_path, srpm, extra=f'\n[inject]\npatch = "{name}"\n')
+        respin("run", pf, "--until", "inject")
+        shipped = (tmp_path / "work/stages/fetch/pristine/SOURCES" / name).read_bytes()
+        assert (tmp_path / "work/rpmbuild/SOURCES" / name).read_bytes() == shipped
+        return
+    pf = pipeline_file(tmp_path, srpm, extra=f'\n[inject]\npatch = "{name}"\n')
+    assert_one_line_error(respin("run", pf, check=False), 3, f"[inject] patch: {name}", owner, "kernel.spec")
+    assert not list((tmp_path / "work/rpmbuild/SRPMS").glob("*.rpm"))
+    shipped = (tmp_path / "work/stages/fetch/pristine/SOURCES" / name).read_bytes()
+    assert (tmp_path / "work/rpmbuild/SOURCES" / name).read_bytes() == shipped

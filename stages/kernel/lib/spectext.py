@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from respin.pipeline.errors import InputError
 
@@ -57,6 +58,18 @@ def spec_line(text: str, where: str) -> str:
         raise InputError(f"{where}: '{text}': holds a line break or NUL, which a spec "
                          "line cannot carry")
     return rpm_literal(text)
+
+
+_SOURCE_TAG = re.compile(r"^(Source|Patch)(\d*)\s*:\s*(\S+)\s*$", re.M | re.I)
+
+
+def own_files(text: str, sources: Path) -> dict[str, str]:
+    """The package's own files, by name, each with what names it: its SourceN or PatchN tag
+    in the spec text (the URL's last part), else "a file of the SRPM" (in `sources`)."""
+    owned = {p.name: "a file of the SRPM" for p in sources.iterdir()}
+    for m in _SOURCE_TAG.finditer(text):
+        owned[m.group(3).rsplit("/", 1)[-1]] = f"{m.group(1).capitalize()}{m.group(2)}"
+    return owned
 
 
 @dataclass(frozen=True)
