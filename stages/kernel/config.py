@@ -361,13 +361,15 @@ class ConfigStage(Stage["ConfigStage.Options"]):
         return {r.name: "survives oldconfig" for r in reqs}
 
     def _kernel_local(self, ctx: Context, reqs: list[kconfig.Request], scratch: Path) -> Artifact:
-        """kernel-local as shipped, plus the requested lines (later lines win in the merge)."""
+        """The requested lines, then kernel-local as shipped without any line a merge script
+        could take for a requested symbol: whether the spec's merge keeps the first line
+        for a symbol (Fedora's, the fixture's) or the last, the requested one is the only."""
         # The shipped file from fetch: SOURCES/ holds inject's edited copy after a run.
         original = (ctx.artifact(SOURCES).path / KERNEL_LOCAL).read_text()
         lines = [ln for ln in original.splitlines() if ln.strip()]
         ours = {r.name for r in reqs}
-        kept = [ln for ln in lines if not (kconfig.parse(ln) and next(iter(kconfig.parse(ln))) in ours)]
-        text = "\n".join([*kept, "# respin: requested values", *(r.line() for r in reqs)]) + "\n"
+        kept = [ln for ln in lines if not kconfig.merge_symbols(ln) & ours]
+        text = "\n".join(["# respin: requested values", *(r.line() for r in reqs), *kept]) + "\n"
         out = ctx.stagedir / KERNEL_LOCAL
         fsutil.atomic_write(out, text)
         return Artifact(out, LOCAL)

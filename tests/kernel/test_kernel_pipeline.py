@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from respin_cli import RESPIN, assert_one_line_error, respin
+from respin_cli import REPO, RESPIN, assert_one_line_error, respin
 
 from fixtures.build import build_srpm
 from respin.pipeline.run import run
+from respin.stages.kernel.lib import kconfig
 from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 
 pytestmark = [pytest.mark.slow,
@@ -45,12 +46,16 @@ def string_symbol(srpm: Path) -> str:
     return "CONFIG_DEFAULT_HOSTNAME" if current(srpm) else "CONFIG_LOCALVERSION"
 
 
-def respun_srpm(srpm: Path, outdir: Path, edit: Callable[[str], str]) -> Path:
-    """The fixture SRPM with its spec edited: for bad-input cases."""
+def respun_srpm(srpm: Path, outdir: Path, edit: Callable[[str], str],
+                sources: dict[str, str] | None = None) -> Path:
+    """The fixture SRPM with its spec edited and `sources` (name -> text) replaced: for
+    bad-input cases."""
     top = outdir / "top"
     run(["rpm", "-i", "--nodeps", "--define", f"_topdir {top}", str(srpm)])
     spec = top / "SPECS/kernel.spec"
     spec.write_text(edit(spec.read_text()))
+    for name, text in (sources or {}).items():
+        (top / "SOURCES" / name).write_text(text)
     run(["rpmbuild", "-bs", "--nodeps", "--define", f"_topdir {top}", str(spec)])
     out = next((top / "SRPMS").glob("*.src.rpm"))
     return Path(shutil.move(str(out), outdir / out.name))
@@ -500,3 +505,55 @@ def test_a_config_patch_named_after_one_of_the_packages_own_files_is_refused(
     assert not list((tmp_path / "work/rpmbuild/SRPMS").glob("*.rpm"))
     shipped = (tmp_path / "work/stages/fetch/pristine/SOURCES" / name).read_bytes()
     assert (tmp_path / "work/rpmbuild/SOURCES" / name).read_bytes() == shipped
+
+
+# A merge script as Fedora 37's kernel.spec runs it, `merge.pl OVERRIDES BASE [ARCH]`, written
+# for this test from how that one reads an override: the first line for a symbol wins,
+# "# NAME is not set" counts anywhere in a line (one blank each side), else "NAME=" at its start.
+FEDORA_STYLE_MERGE = r"""#!/usr/bin/perl
+use strict;
+use warnings;
+my ($overrides, $base) = @ARGV;
+my (%line_of, @names);
+sub symbol { my ($l) = @_; return $1 if $l =~ /\# (\w+) is not set/; return $1 if $l =~ /^(\w+)=/; undef }
+open(my $in, '<', $overrides) or die "$overrides: $!";
+while (my $l = <$in>) {
+    my $name = symbol($l);
+    next if !defined $name || exists $line_of{$name};
+    $line_of{$name} = $l;
+    push @names, $name;
+}
+open(my $cfg, '<', $base) or die "$base: $!";
+while (my $l = <$cfg>) {
+    my $name = symbol($l);
+    if (defined $name && exists $line_of{$name}) { print delete $line_of{$name} } else { print $l }
+}
+print $line_of{$_} for grep { exists $line_of{$_} } @names;
+"""
+
+
+def test_the_requested_value_wins_kernel_local_under_each_merge_script(tmp_path: Path,
+                                                                        current_srpm: Path) -> None:
+    # Shipped lines a merge takes for a requested symbol, though respin's own parse does not.
+    shipped = ("# kernel-local as a packager left it\n"
+               "#  CONFIG_RESPIN_FEATURE_A is not set\n"
+               "# CONFIG_RESPIN_FEATURE_B is not set  # off upstream\n"
+               "CONFIG_DEBUG_STACKOVERFLOW=y\n"
+               "CONFIG_LOG_BUF_SHIFT=17\n")
+    srpm = respun_srpm(current_srpm, tmp_path / "src", lambda text: text, {"kernel-local": shipped})
+    pf = pipeline_file(tmp_path, srpm)
+    manifest = json.loads(respin("run", pf, "--json").stdout)
+    asked = {"CONFIG_RESPIN_FEATURE_A": "y", "CONFIG_RESPIN_FEATURE_B": "y",
+             "CONFIG_DEFAULT_HOSTNAME": '"-respin"', "CONFIG_DEBUG_STACKOVERFLOW": None}
+    built_config = kconfig.parse(boot_config(built(manifest, "rpm")[0]))  # the fixture's merge.pl
+    assert {k: built_config.get(k) for k in asked} == asked
+    (local,) = [Path(a["path"]) for a in manifest["artifacts"]
+                if a["stage"] == "config" and a["kind"] == "kernel-local"]
+    assert "CONFIG_LOG_BUF_SHIFT=17" in local.read_text().splitlines()  # the rest is kept
+    fedora = tmp_path / "fedora-merge.pl"
+    fedora.write_text(FEDORA_STYLE_MERGE)
+    base = tmp_path / "work/stages/fetch/pristine/SOURCES/kernel-x86_64-fedora.config"
+    for script in (REPO / "fixtures/kernel-current/merge.pl", fedora):
+        merged = kconfig.parse(run(["perl", str(script), str(local), str(base)]).stdout)
+        assert {k: merged.get(k) for k in asked} == asked, script.name
+        assert merged["CONFIG_LOG_BUF_SHIFT"] == "17"

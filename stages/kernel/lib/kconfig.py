@@ -17,6 +17,12 @@ _NUMBER = re.compile(r"-?[0-9]+|0x[0-9a-fA-F]+")
 
 UNSET = None  # the value of a symbol that is "not set"
 
+# How the merge scripts of kernel specs read an override file (kernel-local): Fedora's takes
+# "# NAME is not set" anywhere in a line, else "NAME=" at its start; others take
+# "#<blanks>NAME<blanks>is not set" at the start. Each keeps the first line for a symbol.
+_MERGE_UNSET = re.compile(r"#\s*(\w+)\s+is\s+not\s+set")
+_MERGE_SET = re.compile(r"\s*(\w+)\s*=")
+
 
 @dataclass(frozen=True)
 class Request:
@@ -43,6 +49,16 @@ def parse(text: str) -> dict[str, str | None]:
         elif m := _UNSET.fullmatch(line):
             values[m.group(1)] = None
     return values
+
+
+def merge_symbols(line: str) -> set[str]:
+    """Every symbol a spec's merge script may take an override `line` for, by the loosest
+    of their readings (a line respin's own parse would not count, such as
+    "#  CONFIG_X is not set" or "# CONFIG_X is not set  # why")."""
+    names = {m.group(1) for m in _MERGE_UNSET.finditer(line)}
+    if m := _MERGE_SET.match(line):
+        names.add(m.group(1))
+    return names
 
 
 def _quote(value: str) -> str:
