@@ -27,10 +27,11 @@ from respin.stages.kernel.kinds import (
     SigningKeys,
     Snapshot,
 )
-from respin.stages.kernel.lib import signing, topdir
+from respin.stages.kernel.lib import hostneeds, signing, topdir
 from respin.stages.kernel.lib.backends import BuildRequest, KojiJob, koji_build, mock_build, rpmbuild
 from respin.stages.kernel.lib.ccache import CompileCache, find_ccache
 from respin.stages.kernel.lib.rpmpkg import FIXED_KEYS, read_package
+from respin.stages.lib.rpmmacros import build_switches, empty_home
 
 _SWITCH = re.compile(r"[A-Za-z0-9_]+")
 _MODES = {"binary": "-bb", "source": "-bs", "all": "-ba"}
@@ -156,8 +157,30 @@ class RebuildStage(Stage["RebuildStage.Options"]):
                               "host does not define (pesign's macros): give [sign] secureboot_key and "
                               "secureboot_cert, and the image is signed with sbsign")
 
+    def _host_needs(self, ctx: Context) -> None:
+        """Refuse, before the build, a spec whose build needs what this host lacks (a bash-only
+        construct under a build shell that is not bash, a command not on PATH), each named on
+        a line of its own, all in one pass."""
+        spec = ctx.artifact(SPEC).path
+        text = spec.read_text(errors="replace")
+        shell = hostneeds.spec_buildshell(text)
+        if shell is None:
+            defines = {**topdir.run_defines(ctx), **(self.options.define or {})}
+            shell = ctx.run(["rpm", *build_switches(None, (), (), defines), "--eval", "%{_buildshell}"],
+                            env=empty_home(ctx.stagedir), what="rpm --eval %_buildshell").stdout.strip()
+        cpu = ctx.target.split("-")[0] if ctx.target else None
+        lacking = hostneeds.problems(text, spec.name, target_cpu=cpu, buildshell=shell,
+                                     path=clean_env()["PATH"])
+        for line in lacking[1:]:
+            ctx.log.error("rebuild: %s", line)
+        if lacking:
+            more = f" (and {len(lacking) - 1} more, each on a line above)" if len(lacking) > 1 else ""
+            raise ConfigError(lacking[0] + more)
+
     def run(self, ctx: Context) -> list[Artifact]:
         keys = self._keys(ctx)
+        if self._compiles_here:
+            self._host_needs(ctx)
         top = topdir.path(ctx)
         with signing.in_build(keys, FIXED_KEYS, topdir.source_date(ctx), private_in=ctx.workdir,
                               trees=(top / "BUILD", top / "BUILDROOT")) as sign:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -557,3 +558,43 @@ def test_the_requested_value_wins_kernel_local_under_each_merge_script(tmp_path:
         merged = kconfig.parse(run(["perl", str(script), str(local), str(base)]).stdout)
         assert {k: merged.get(k) for k in asked} == asked, script.name
         assert merged["CONFIG_LOG_BUF_SHIFT"] == "17"
+
+
+# --- what the spec needs and the host lacks, named before the build --------------------
+
+def needy(spec: str) -> str:
+    """A spec edit: %install uses bash's pushd/popd and runs two commands no host has, as
+    Fedora's runs sha512hmac in a subshell."""
+    assert spec.count("\n%install\n") == 1
+    return spec.replace("\n%install\n", "\n%install\npushd . > /dev/null\npopd > /dev/null\n"
+                        "(cd . && respin-test-hmac x) > /dev/null\nrespin-test-tool --version\n")
+
+
+def test_what_the_spec_needs_and_the_host_lacks_is_named_before_the_build(
+        tmp_path: Path, current_srpm: Path) -> None:
+    if Path("/bin/sh").resolve().name.startswith("bash"):
+        pytest.skip("/bin/sh is bash here: rpm's default build shell takes pushd")
+    spec_needs = respun_srpm(current_srpm, tmp_path, needy)
+    pf = pipeline_file(tmp_path, spec_needs)
+    proc = respin("run", pf, check=False)
+    # All in one pass, one line each: the build shell (with the remedy), then each command.
+    assert_one_line_error(proc, 3, "kernel.spec line ", "%install uses pushd", "/bin/sh (%_buildshell)",
+                          'define = { _buildshell = "/bin/bash" }', "(and 2 more, each on a line above)")
+    lines = proc.stderr.splitlines()
+    for tool in ("respin-test-hmac", "respin-test-tool"):
+        assert [ln for ln in lines if f"%install runs {tool}, which is not on the build's PATH" in ln], tool
+    assert not (tmp_path / "work/stages/rebuild/rebuild.log").exists()  # refused before rpmbuild ran
+
+    # Given bash as rpm's build shell, as the line says, only the commands are left.
+    pf.write_text(pf.read_text().replace('workdir = "work"\n',
+                                         'workdir = "work"\ndefine = { _buildshell = "/bin/bash" }\n'))
+    proc = respin("run", pf, check=False)
+    assert_one_line_error(proc, 3, "%install runs respin-test-hmac", "(and 1 more, each on a line above)")
+    assert "pushd" not in proc.stderr
+    # And with the commands on PATH the build runs, bash taking pushd.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("respin-test-hmac", "respin-test-tool"):
+        (bindir / tool).write_text("#!/bin/sh\nexit 0\n")
+        (bindir / tool).chmod(0o755)
+    respin("run", pf, env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})

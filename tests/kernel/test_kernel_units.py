@@ -13,7 +13,7 @@ import pytest
 from respin.pipeline.errors import ConfigError, InputError
 from respin.stages.kernel.config import configs_for, used_configs
 from respin.stages.kernel.inject import Injection, default_patch_name, inject_text, marked_release
-from respin.stages.kernel.lib import kconfig
+from respin.stages.kernel.lib import hostneeds, kconfig
 from respin.stages.kernel.lib.spectext import find_prep_point
 from respin.stages.kernel.prep import hooked_spec
 
@@ -328,3 +328,57 @@ def test_a_final_newline_is_refused_in_every_checked_name(table: str, needle: st
     pf = tmp_path / "kernel.toml"
     pf.write_text(f'[pipeline]\nworkdir = "work"\n{fetch}[config]\nset = {{ CONFIG_X = "y" }}\n{table}')
     assert_one_line_error(respin("run", pf, check=False), 3, needle)
+
+
+NEEDY_SPEC = """\
+%prep
+respin-prep-only
+%build
+Helper() {
+  respin-in-a-function
+}
+Helper
+case "$Variant" in
+  debug | respin-label) respin-after-a-label ;;
+esac
+grep -E 'respin-quoted|also' x && respin-after-and
+%if %{with_tools}
+respin-in-an-if
+%endif
+%ifarch aarch64
+respin-other-arch
+%else
+respin-this-arch
+%endif
+%ifarch %{power64}
+respin-arch-macro
+%endif
+cat > f <<'END'
+respin-in-a-heredoc
+END
+%install
+(cd x && respin-in-a-subshell) | respin-in-a-pipe
+%files
+respin-not-a-script
+"""
+
+
+def test_host_needs_reads_only_what_runs_whatever_the_switches() -> None:
+    found = hostneeds.problems(NEEDY_SPEC, "k.spec", target_cpu="x86_64", buildshell="/bin/bash",
+                               path="/nonexistent")
+    named = [ln.split(" runs ")[1].split(",")[0] for ln in found]
+    assert [n for n in named if not n.startswith("respin-")] == ["grep", "cat"]  # on no PATH either
+    named = [n for n in named if n.startswith("respin-")]
+    assert named == ["respin-in-a-function", "respin-after-and", "respin-this-arch",
+                     "respin-in-a-subshell", "respin-in-a-pipe"], found
+    assert found[0].startswith("k.spec line 5: %build runs respin-in-a-function, which is not on the build")
+
+
+def test_host_needs_names_a_bashism_once_under_a_shell_that_is_not_bash(tmp_path: Path) -> None:
+    spec = "%build\nif [[ -n x ]]; then :; fi\npushd x\n%if 0\npopd\n%endif\n"
+    dash = tmp_path / "sh"
+    dash.symlink_to("/bin/dash")
+    (line,) = hostneeds.problems(spec, "k.spec", target_cpu=None, buildshell=str(dash), path="/bin")
+    assert line.startswith(f"k.spec line 2: %build uses [[, which rpm's build shell here, {dash}")
+    assert hostneeds.problems(spec, "k.spec", target_cpu=None, buildshell="/bin/bash", path="/bin") == []
+    assert hostneeds.spec_buildshell("%global _buildshell /bin/bash\n") == "/bin/bash"
