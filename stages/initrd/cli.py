@@ -13,7 +13,7 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-from respin.pipeline.errors import CheckFailed, InputError
+from respin.pipeline.errors import CheckFailed, ConfigError, InputError
 from respin.stages.initrd.lib import newc
 from respin.stages.initrd.lib.compress import PACK_COMPRESSIONS
 from respin.stages.initrd.lib.reader import ImageReader, parse_count, parse_size
@@ -174,7 +174,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     from respin.stages.initrd.lib.writer import pack
 
-    result = pack(Path(args.dir), Path(args.output), compress=args.compress, level=args.level,
+    result = pack(Path(args.dir), Path(args.output), compress=args.compress, level=_level(args.level),
                   early=Path(args.early) if args.early else None)
     _warn(result.warnings)
     early = f" + {result.early_entries} early" if args.early or result.early_entries else ""
@@ -185,6 +185,16 @@ def cmd_pack(args: argparse.Namespace) -> int:
     _out().write(f"wrote {result.output}: {result.compression}{level}{kept}, {result.entries} entries"
                  f"{early}, {result.size} bytes\n".encode())
     return 0
+
+
+def _level(text: str | None) -> int | None:
+    """`--level`: a bad value is a bad value (exit 3), as for every option value here, not
+    argparse's usage error (its range is checked against the compression by pack)."""
+    if text is None:
+        return None
+    if not text.strip().isdigit() or not text.isascii():
+        raise ConfigError(f"--level {text!r}: want a whole number, such as 9")
+    return int(text)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -201,10 +211,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     for finding in findings:
         out.write(f"{finding}\n".encode())
     out.flush()
-    problems = [f for f in findings if f.level == "problem"]
+    problems = sum(f.level == "problem" for f in findings)
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise CheckFailed(f"{args.image}: {problems[0].message}{more}")
+        # The problems are on stdout above, each once; this line only says the check failed.
+        raise CheckFailed(f"{args.image}: {problems} problem{'s' if problems > 1 else ''} found "
+                          "(the 'problem:' lines above)")
     return 0
 
 
@@ -255,7 +266,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--compress", choices=PACK_COMPRESSIONS,
                    help="compression (default: for a directory `extract` made, the image's own, "
                    "with the level extract recorded for it; for a plain tree, gzip)")
-    p.add_argument("--level", type=int, metavar="N",
+    p.add_argument("--level", metavar="N",
                    help="compression level (default: the extracted image's when packing with its "
                    "compression, e.g. zstd -9 for a Debian mkinitramfs image; otherwise gzip 9, xz 6, "
                    "zstd 3, lz4 9, bzip2 9)")

@@ -44,11 +44,11 @@ def test_every_reading_command_stops_one_entry_over_the_bound(
     respin("initrd", *argv, "--max-entries", str(BOUND + 1))
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-5", "1e6", "x" * 300])
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1e6", "x" * 3000])
 def test_a_bad_max_entries_is_a_bad_value(just_over: Path, value: str) -> None:
     proc = respin("initrd", "list", just_over, "--max-entries", value, check=False)
     assert_one_line_error(proc, 3, "--max-entries")
-    assert len(proc.stderr) < 200
+    assert len(proc.stderr) < 500
 
 
 def test_the_extract_stage_takes_max_entries(tmp_path: Path, just_over: Path) -> None:

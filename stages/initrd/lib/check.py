@@ -176,8 +176,14 @@ def _root_device(view: ImageTree, expected: str | None) -> list[Finding]:
         found_in = ", ".join(where for where, _, _ in sources)
         findings.append(Finding("ok", f"root device {devices[0]} ({found_in})"))
     elif not sources and not findings:
-        findings.append(Finding("note", "the image names no root device; the kernel command line "
-                                "must give root="))
+        if expected is not None:
+            # Nothing to hold --root against: saying "ok" would claim a check never made.
+            findings.append(Finding("problem", f"--root {expected}: the image names no root device "
+                                    "(no nash mkrootdev, no root= in etc/cmdline.d, no / in etc/fstab), "
+                                    "so it cannot be checked; the kernel command line's root= decides"))
+        else:
+            findings.append(Finding("note", "the image names no root device; the kernel command line "
+                                    "must give root="))
     return findings
 
 
@@ -264,7 +270,10 @@ def _init(view: ImageTree) -> list[Finding]:
             name = os.fsdecode(interp[0])
             try:
                 target, _ = view.resolve(name)
-            except Unresolved:
+            except Unresolved as exc:
+                if exc.followed:
+                    return [Finding("problem", f"/{path} wants interpreter {name}, a dangling symlink "
+                                    f"({', '.join(exc.followed)}): {exc.path} is not in the image")]
                 target = ""
             if view.kinds.get(target) != "file":
                 return [Finding("problem", f"/{path} wants interpreter {name}, which is not in the image")]

@@ -47,8 +47,7 @@ def parse_count(value: str | int | None) -> int:
         return DEFAULT_MAX_ENTRIES
     text = str(value).strip().replace("_", "")
     if not text.isdigit() or not text.isascii() or int(text) == 0:
-        shown = str(value) if len(str(value)) <= 40 else str(value)[:40] + "..."
-        raise ConfigError(f"--max-entries {shown!r}: want a positive whole number such as 2000000")
+        raise ConfigError(f"--max-entries {str(value)!r}: want a positive whole number such as 2000000")
     return int(text)
 
 
