@@ -421,6 +421,7 @@ class Runner:
             label = f"[{index}/{len(selected)}] {stage.name}"
             if stage.name in selected and (reason or force):
                 record.reason = reason or "forced"
+                self._check_inputs(stage, ctx, run)
                 artifacts = self._execute(stage, record, ctx, state, (fp, parts), label, run)
             else:
                 assert state is not None
@@ -433,6 +434,19 @@ class Runner:
             self.progress.note("nothing to do: every selected stage is up to date")
         manifest = self._write_manifest(run.records, run.produced, run.tools, run.dates)
         return RunResult(run.records, manifest)
+
+    def _check_inputs(self, stage: Stage[Any], ctx: Context, run: _Run) -> None:
+        """Refuse to start `stage` when an input outside the work dir is missing (a typo in a
+        path): it fails as the stage would, before it begins, so a fresh work dir goes too."""
+        missing = next((p for p in stage.inputs(ctx) if not p.is_relative_to(self.workdir)
+                        and not os.path.lexists(p)), None)
+        if missing is None:
+            return
+        error = InputError(f"{missing}: no such file (an input of stage '{stage.name}')")
+        run.failed(stage.name)
+        self._write_manifest(run.records, run.produced, run.tools, run.dates,
+                             {"stage": stage.name, "message": error.message, "exit_code": error.exit_code})
+        raise error
 
     def _execute(self, stage: Stage[Any], record: StageRecord, ctx: Context, state: dict[str, Any] | None,
                  fingerprint: tuple[str, dict[str, str]], label: str, run: _Run) -> list[Artifact]:

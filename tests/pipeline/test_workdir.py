@@ -94,3 +94,19 @@ def test_a_failed_invocation_leaves_no_work_dir(tmp_path: Path, flags: list[str]
     pf = write(tmp_path / "p.toml", '[example-write]\ntext = "x"\n')
     assert_one_line_error(respin("run", pf, *flags, check=False), 2, "not up to date")
     assert listing(tmp_path) == ["p.toml"]
+
+
+def test_a_missing_input_fails_before_its_stage_and_leaves_no_work_dir(tmp_path: Path) -> None:
+    pf = write(tmp_path / "p.toml", '[example-write]\nsource = "gone.txt"\n')
+    proc = respin("run", pf, "--json", check=False)
+    assert_one_line_error(proc, 4, f"{tmp_path / 'gone.txt'}: no such file (an input of stage "
+                          "'example-write')")
+    assert json.loads(proc.stdout)["error"]["stage"] == "example-write"
+    assert "[1/2]" not in proc.stderr and listing(tmp_path) == ["p.toml"]
+    # In a work dir that is already there, the failed run is recorded as any failed stage is.
+    write(pf, '[example-write]\ntext = "x"\n')
+    respin("run", pf)
+    write(pf, '[example-write]\nsource = "gone.txt"\n')
+    assert_one_line_error(respin("run", pf, check=False), 4, "gone.txt: no such file")
+    manifest = json.loads((tmp_path / "_respin/p/manifest.json").read_text())
+    assert manifest["error"]["stage"] == "example-write"
