@@ -13,15 +13,19 @@ from pathlib import Path
 
 from respin.pipeline.errors import ConfigError, one_line
 from respin.stages.network.lib import script
-from respin.stages.network.lib.model import ModelError, load_model
+from respin.stages.network.lib.model import ModelError, load_model, load_model_options
+from respin.stages.network.lib.options import StageOptions
 from respin.stages.network.lib.render import BACKENDS, render_for_root
 from respin.stages.network.lib.root import stage_into_root
 
 
 def _render(args: argparse.Namespace) -> int:
-    model = load_model(Path(args.file))
+    # The file's own `backend` and `rt_tables` count, as in `respin run`; options override them.
+    model, options = load_model_options(Path(args.file), StageOptions)
+    backend = args.backend or options.backend
+    rt_tables_mode = args.rt_tables or options.rt_tables
     root = Path(args.root)
-    files, merged = render_for_root(model, args.backend, args.rt_tables, root)
+    files, merged = render_for_root(model, backend, rt_tables_mode, root)
     changes = stage_into_root(files, root, merged=merged, force=args.force)
     for change in changes:
         sys.stdout.write(f"{change.action:9} {change.path}\n")
@@ -58,10 +62,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = net_sub.add_parser("render", help="render the files and stage them into an image root")
     p.add_argument("file", help="network model (TOML)")
     p.add_argument("--root", required=True, help="image root to stage into")
-    p.add_argument("--backend", choices=BACKENDS, default="initscripts",
-                   help="network stack to render for (default: initscripts)")
-    p.add_argument("--rt-tables", choices=("d", "merge"), default="d",
-                   help="initscripts: stage rt_tables.d/<name>.conf (default) or merge into rt_tables")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="network stack to render for (default: the file's `backend`, else initscripts)")
+    p.add_argument("--rt-tables", choices=("d", "merge"),
+                   help="initscripts: stage rt_tables.d/<name>.conf or merge into rt_tables "
+                        "(default: the file's `rt_tables`, else d)")
     p.add_argument("--force", action="store_true",
                    help="replace files respin did not write or that were changed since")
     p.set_defaults(func=_render)

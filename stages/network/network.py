@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.network.kinds import NETFILES, NETSTATE, RPM, InRoot, Rendered
 from respin.stages.network.lib.model import ModelOptions, NetworkModel, model_of, read_model
-from respin.stages.network.lib.render import Backend, render_for_root
+from respin.stages.network.lib.options import StageOptions
+from respin.stages.network.lib.render import render_for_root
 from respin.stages.network.lib.root import STATE_PATH, stage_into_root, write_tree
-from respin.stages.network.lib.rpm import RpmOptions, build_rpm
+from respin.stages.network.lib.rpm import build_rpm
 
 NETFILES_DIR = "netfiles"
 # What replaces a changed file in a pipeline. `respin run --force` only reruns stages: it
@@ -33,7 +33,7 @@ PIPELINE_REPLACE_HINT = ("set force = true in [network] to replace it; "
                          "`respin run --force` only reruns the stage")
 
 
-class NetworkStage(Stage["NetworkStage.Options"]):
+class NetworkStage(Stage[StageOptions]):
     """Render policy-routing files for a second gateway and stage them."""
 
     name = "network"
@@ -41,17 +41,9 @@ class NetworkStage(Stage["NetworkStage.Options"]):
     summary = "render policy-routing files (two gateways on one host) and stage them"
     version = "3"  # 2: the noarch RPM shares the kernel builds' build host; 3: staged files are outputs
 
-    @dataclass(frozen=True)
-    class Options(ModelOptions):
-        """The model's keys (checked as the model's), then where and how to stage."""
+    Options = StageOptions
 
-        root: str | None = None
-        backend: Backend = "initscripts"
-        rt_tables: Literal["d", "merge"] = "d"
-        force: bool = False
-        rpm: RpmOptions | None = None
-
-    def __init__(self, options: NetworkStage.Options, where: str = "[network]",
+    def __init__(self, options: StageOptions, where: str = "[network]",
                  model: NetworkModel | None = None) -> None:
         super().__init__(options)
         opts = options

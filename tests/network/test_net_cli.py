@@ -8,10 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from respin_cli import RESPIN
+from respin_cli import RESPIN, assert_one_line_error
 
 from respin.pipeline.errors import ConfigError, InputError
 from respin.stages.network.cli import register
+from respin.stages.network.lib import rt_tables
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "network"
 NET = FIXTURES / "net.toml"
@@ -139,3 +140,40 @@ def test_net_check_cuts_a_huge_value_on_its_error_line(tmp_path: Path) -> None:
     assert proc.returncode == ConfigError.exit_code
     assert proc.stderr.count("\n") == 1 and "characters cut" in proc.stderr, proc.stderr[:500]
     assert len(proc.stderr) < 1000
+
+
+@pytest.mark.parametrize("mode", ["d", "merge"])
+def test_net_rt_tables_clash_cites_the_clashing_line(tmp_path: Path, mode: str) -> None:
+    """Line numbers count respin's own block: the error names the line that clashes."""
+    target = tmp_path / "etc/iproute2/rt_tables"
+    target.parent.mkdir(parents=True)
+    target.write_text(f"255\tlocal\n{rt_tables.BEGIN}\n1\ttest\n{rt_tables.END}\n1\tother\n")
+    proc = _respin("net", "render", str(NET), "--root", str(tmp_path), "--rt-tables", mode)
+    assert_one_line_error(proc, InputError.exit_code,
+                          f"{target}:5: table id 1 is already named 'other'; cannot name it 'test'")
+
+
+def test_net_render_honours_the_files_backend(tmp_path: Path) -> None:
+    model = tmp_path / "net.toml"
+    model.write_text(NET.read_text().replace('[network]\n', '[network]\nbackend = "networkd"\n'
+                                             'rt_tables = "merge"\n', 1))
+    root = tmp_path / "root"
+    out = _respin("net", "render", str(model), "--root", str(root))
+    assert out.returncode == 0, out.stderr
+    assert "write     etc/systemd/network/10-respin-eth0.network\n" in out.stdout
+    assert not (root / "etc/sysconfig").exists()
+    # --backend overrides it; the file's rt_tables counts where it applies.
+    out = _respin("net", "render", str(model), "--root", str(tmp_path / "other"), "--backend", "initscripts")
+    assert out.returncode == 0, out.stderr
+    assert "write     etc/iproute2/rt_tables\n" in out.stdout and "rt_tables.d" not in out.stdout
+    out = _respin("net", "render", str(model), "--root", str(tmp_path / "third"), "--backend", "initscripts",
+                  "--rt-tables", "d")
+    assert "write     etc/iproute2/rt_tables.d/test.conf\n" in out.stdout
+
+
+def test_net_render_refuses_a_bad_backend_in_the_file(tmp_path: Path) -> None:
+    model = tmp_path / "net.toml"
+    model.write_text(NET.read_text().replace('[network]\n', '[network]\nbackend = "wicked"\n', 1))
+    proc = _respin("net", "render", str(model), "--root", str(tmp_path / "root"))
+    assert_one_line_error(proc, ConfigError.exit_code, "backend")
+    assert not (tmp_path / "root").exists()

@@ -244,7 +244,7 @@ class AliasOptions:
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """The model's keys as written; NetworkStage.Options adds the staging keys."""
+    """The model's keys as written; StageOptions (lib/options.py) adds the staging keys."""
 
     device: IfName
     address: Interface
@@ -394,3 +394,11 @@ def load_model(path: Path) -> NetworkModel:
     data = read_toml(Path(path))
     table, prefix = network_table(data, str(path))
     return parse_model(table, str(path), prefix)
+
+
+def load_model_options(path: Path, options: type[M]) -> tuple[NetworkModel, M]:
+    """Load `path` as `load_model` does, its staging keys read and checked too, as `options`
+    (a ModelOptions subclass that has them, the stage's)."""
+    data = read_toml(Path(path))
+    table, prefix = network_table(data, str(path))
+    return read_model(table, str(path), prefix, options)

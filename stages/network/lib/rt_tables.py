@@ -52,11 +52,18 @@ def render_dropin(table: RouteTable, head: str) -> bytes:
 
 
 def parse(text: str, source: str) -> list[Entry]:
-    """The entries of an rt_tables file; a line ip would call corrupt is an error naming it."""
+    """The entries of an rt_tables file but respin's block, each with its line number in
+    `text` (so an error cites the line itself); a line ip would call corrupt is an error naming it."""
     entries: list[Entry] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    inside = False
+    for lineno, raw in enumerate(text.splitlines(keepends=True), 1):
+        marker = raw.rstrip("\n")  # as strip_block compares
+        if marker == BEGIN or (inside and marker == END):
+            inside = marker == BEGIN
+            continue
+        line = raw.splitlines()[0]
         stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
+        if inside or not stripped or stripped.startswith("#"):
             continue
         m = _LINE.fullmatch(line)
         if not m:
@@ -95,7 +102,7 @@ def _clash(existing: Iterable[Entry], table: RouteTable, source: str) -> None:
 
 def check_clashes(text: str, tables: Iterable[RouteTable], source: str) -> None:
     """Refuse `tables` if the rt_tables content `text` gives one of their ids or names another meaning."""
-    existing = parse(strip_block(text), source)
+    existing = parse(text, source)
     for table in tables:
         _clash(existing, table, source)
 
@@ -107,7 +114,7 @@ def merge(text: str, tables: Iterable[RouteTable], source: str) -> str:
     that gives the id another name or the name another id is refused.
     """
     base = strip_block(text)
-    existing = parse(base, source)
+    existing = parse(text, source)
     wanted: list[RouteTable] = []
     for table in tables:
         _clash(existing, table, source)
