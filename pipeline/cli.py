@@ -81,16 +81,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         json.dump(result.manifest, sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif not args.quiet:
-        # The result: of each kind its stage declares worth showing, what the last stage
-        # producing it made.
-        shown = {(stage.name, kind) for stage in runner.pipeline.stages for kind in stage.results}
-        latest: dict[str, str] = {}
-        for art in result.manifest["artifacts"]:
-            latest[art["kind"]] = art["stage"]
-        for art in result.manifest["artifacts"]:
-            if (art["stage"], art["kind"]) in shown and latest[art["kind"]] == art["stage"]:
-                print(f"{art['kind']:12} {art['path']}")
+        for art in _results(runner.pipeline.stages, result.manifest):
+            print(f"{art['kind']:12} {art['path']}")
     return 0
+
+
+def _results(stages: Sequence[Any], manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a run shows as its result: of each kind a selected stage declares worth showing,
+    what the last selected stage producing it made; when the selection stops before the
+    pipeline's last stage (--until, --only), also all that its last selected stage made."""
+    selected = [r["name"] for r in manifest["stages"]
+                if r["status"] in ("ran", "up to date") and r["reason"] != "not selected"]
+    if not selected:
+        return []
+    shown = {(stage.name, kind) for stage in stages if stage.name in selected for kind in stage.results}
+    arts = [a for a in manifest["artifacts"] if a["stage"] in selected]
+    latest = {a["kind"]: a["stage"] for a in arts}
+    last = selected[-1] if selected[-1] != stages[-1].name else None
+    return [a for a in arts if a["stage"] == last
+            or ((a["stage"], a["kind"]) in shown and latest[a["kind"]] == a["stage"])]
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -88,6 +88,9 @@ def test_status_during_a_run_says_a_run_holds_the_lock(tmp_path: Path, srpm: Pat
         assert proc.stdout == ""
     finally:
         go.touch()
-        run.wait(timeout=60)
+        try:
+            run.wait(timeout=60)
+        finally:
+            run.kill()  # after wait: only when it did not end
     assert run.returncode == 0, run.stderr
     assert respin("status", pf).stdout == "fetch  up to date\n"
