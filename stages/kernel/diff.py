@@ -46,6 +46,11 @@ class DiffStage(Stage["DiffStage.Options"]):
         reqs = kconfig.recorded(edited.requests)
         header = "respin config patch:\n" + "".join(f"  {r.line()}\n" for r in reqs) + "\n"
         text = header + "".join(parts)
+        out = ctx.stagedir / "config.patch"
+        if not parts:  # every value already set: no hunk, and inject adds no patch
+            fsutil.atomic_write(out, text)
+            ctx.log.info("diff: no config changed; no config patch")
+            return [Artifact(out, PATCH, meta={"files": []})]
         with tempfile.TemporaryDirectory(dir=ctx.stagedir) as scratch:
             tree = Path(scratch) / "tree"
             shutil.copytree(snapshot, tree)
@@ -53,7 +58,6 @@ class DiffStage(Stage["DiffStage.Options"]):
             patch_file.write_text(text)
             ctx.run(["patch", "-p1", "--dry-run", "--batch", "-F0", "-i", str(patch_file)], cwd=tree,
                     what="patch --dry-run of the config patch against the pristine configs")
-        out = ctx.stagedir / "config.patch"
         fsutil.atomic_write(out, text)
         ctx.log.info("diff: %d config(s) in the patch", len(parts))
         return [Artifact(out, PATCH, meta={"files": sorted(edited.changed)})]

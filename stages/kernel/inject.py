@@ -217,6 +217,8 @@ class InjectStage(Stage["InjectStage.Options"]):
         _, fetched = Fetched.read(ctx)
         if Edited.read(ctx)[1].mechanism == "kernel-local":
             return self._kernel_local(ctx, spec_path, fetched)
+        if not ctx.artifact(PATCH).meta.get("files", True):
+            return self._nothing_to_patch(ctx, spec_path, fetched)
         patch_name = self.options.patch or default_patch_name(fetched.version)
         if not _PLAIN_NAME.fullmatch(patch_name):
             raise InputError(f"{spec_path.name}: version '{fetched.version}' gives no plain patch "
@@ -237,6 +239,15 @@ class InjectStage(Stage["InjectStage.Options"]):
         injected = Injected(buildid=self.options.buildid, patch=patch_name, number=number)
         return [injected.artifact(spec_path), injected.artifact(dest, PATCH)]
 
+    def _nothing_to_patch(self, ctx: Context, spec_path: Path, fetched: Fetched) -> list[Artifact]:
+        """Every value already set (config said so): no patch, which would hold no hunk and fail
+        to apply; the spec gets the release mark and an entry saying so."""
+        entry = f"Rebuilt with {change_summary(ctx)} (already set)"
+        text = self._mark_and_log(ctx, spec_path, fetched, entry)
+        fsutil.atomic_write(spec_path, text)
+        ctx.log.info("inject: no config patch (nothing to change); release marked %s", self.options.buildid)
+        return [Injected(buildid=self.options.buildid).artifact(spec_path)]
+
     def _refuse_collision(self, ctx: Context, patch_name: str, spec_path: Path) -> None:
         """The config patch goes into SOURCES/ under its name: never over one of the package's own
         files, which would leave the build and the SRPM without it."""
@@ -251,11 +262,8 @@ class InjectStage(Stage["InjectStage.Options"]):
         macros = Snapshot.read(ctx)[1].macros
         return f"{fetched.version}-{marked_release(fetched.release, self.options.buildid, macros)}"
 
-    def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Fetched) -> list[Artifact]:
-        """Today's layout: replace the kernel-local Source; the spec only gets the release mark."""
-        dest = topdir.path(ctx) / "SOURCES" / KERNEL_LOCAL
-        fsutil.atomic_copy(ctx.artifact(LOCAL).path, dest)
-        summary = change_summary(ctx)
+    def _mark_and_log(self, ctx: Context, spec_path: Path, fetched: Fetched, entry: str) -> str:
+        """The spec's text with only the release mark and a %changelog entry `entry`."""
         when = datetime.datetime.fromtimestamp(topdir.source_date(ctx), datetime.UTC).date()
         where = spec_path.name
         text = _mark_release(spec_path.read_text(), self.options.buildid, where)
@@ -265,14 +273,19 @@ class InjectStage(Stage["InjectStage.Options"]):
         with tempfile.TemporaryDirectory() as sourcedir:
             try:
                 spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
-                text = _changelog(spec, Injection(
-                    patch="kernel-local", changelog=f"Set through kernel-local: {summary}",
-                    buildid=self.options.buildid, packager=self.options.packager, when=when,
-                    evr=self._evr(ctx, fetched)), where)
+                return _changelog(spec, Injection(
+                    patch="", changelog=entry, buildid=self.options.buildid, packager=self.options.packager,
+                    when=when, evr=self._evr(ctx, fetched)), where)
             except SpecfileException as exc:
                 detail = [ln for ln in str(exc).splitlines() if ln.strip()]
                 raise InputError(f"{where}: rpm cannot parse the spec: {detail[-1] if detail else exc}"
                                  ) from exc
+
+    def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Fetched) -> list[Artifact]:
+        """Today's layout: replace the kernel-local Source; the spec only gets the release mark."""
+        dest = topdir.path(ctx) / "SOURCES" / KERNEL_LOCAL
+        fsutil.atomic_copy(ctx.artifact(LOCAL).path, dest)
+        text = self._mark_and_log(ctx, spec_path, fetched, f"Set through kernel-local: {change_summary(ctx)}")
         fsutil.atomic_write(spec_path, text)
         ctx.log.info("inject: kernel-local carries the change; release marked %s", self.options.buildid)
         injected = Injected(buildid=self.options.buildid, kernel_local=KERNEL_LOCAL)

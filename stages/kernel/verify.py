@@ -68,8 +68,8 @@ class VerifyStage(Stage["VerifyStage.Options"]):
                     raise VerifyError(f"{art.path.name}: its kernel-local lacks {missing[0].line()}")
                 entry["kernel_local"] = "kernel-local"
             elif pkg.is_source:
-                patch = inj.patch
-                if patch not in pkg.files:
+                patch = inj.patch  # None: every value was already set, no patch was needed
+                if patch is not None and patch not in pkg.files:
                     raise VerifyError(f"{art.path.name}: the source package lacks {patch}")
                 entry["patch"] = patch
             else:

@@ -598,3 +598,16 @@ def test_what_the_spec_needs_and_the_host_lacks_is_named_before_the_build(
         (bindir / tool).write_text("#!/bin/sh\nexit 0\n")
         (bindir / tool).chmod(0o755)
     respin("run", pf, env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
+
+
+def test_a_value_already_set_is_a_warning_and_the_build_goes_on(tmp_path: Path, srpm: Path) -> None:
+    # The day upstream turns the option on, a CI job asking for it still builds (and verifies).
+    pf = pipeline_file(tmp_path, srpm, config="set = { CONFIG_RESPIN_FEATURE_A = false }\n")
+    proc = respin("run", pf, "--json")
+    assert "already set" in proc.stderr and "nothing to change" in proc.stderr
+    manifest = json.loads(proc.stdout)
+    assert [s["status"] for s in manifest["stages"]] == ["ran"] * 7
+    assert "# CONFIG_RESPIN_FEATURE_A is not set" in boot_config(built(manifest, "rpm")[0]).splitlines()
+    (new_srpm,) = built(manifest, "srpm")
+    assert not [f for f in read_package(new_srpm).files if "config-respin" in f]
+    assert "CONFIG_RESPIN_FEATURE_A is not set" in _changelogs(new_srpm)[0]
