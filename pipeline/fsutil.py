@@ -58,12 +58,14 @@ def _temp_beside(path: Path, make: Callable[..., Any]) -> Any:
 
 
 @contextlib.contextmanager
-def atomic_open(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+def atomic_open(path: Path, mode: int = 0o644, mtime: int | None = None) -> Iterator[BinaryIO]:
     """Open a temp file beside `path` for binary writing; rename it over `path` on success.
 
     On any exception the temp file is removed and `path` is left as it was; an error names
     `path`, not the temp file. Replacing (not writing through) also keeps hard-linked copies
-    untouched.
+    untouched. The mode (and `mtime`, when given) are set on the open file before the rename:
+    never through a name, which another user who can write the directory could have pointed
+    elsewhere by then.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,8 +74,10 @@ def atomic_open(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            if mtime is not None:
+                os.utime(fh.fileno(), (mtime, mtime))
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
@@ -92,14 +96,16 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         fh.write(data)
 
 
-def atomic_copy(src: Path, dst: Path) -> str:
-    """Copy a file's content to `dst` atomically, keeping the source's permission bits; return
-    the hex sha256 of the bytes copied. The source is read through one descriptor, so what
-    was hashed is what `dst` holds, whatever is renamed over `src` meanwhile."""
+def atomic_copy(src: Path, dst: Path, mode: int | None = None, mtime: int | None = None) -> str:
+    """Copy a file's content to `dst` atomically, with the source's permission bits (or
+    `mode`) and, when given, `mtime`; return the hex sha256 of the bytes copied. The source is
+    read through one descriptor, so what was hashed is what `dst` holds, whatever is renamed
+    over `src` meanwhile."""
     digest = hashlib.sha256()
     with open(src, "rb") as fin:
-        mode = os.fstat(fin.fileno()).st_mode & 0o7777
-        with atomic_open(dst, mode) as fout:
+        if mode is None:
+            mode = os.fstat(fin.fileno()).st_mode & 0o7777
+        with atomic_open(dst, mode, mtime) as fout:
             while chunk := fin.read(_CHUNK):
                 digest.update(chunk)
                 fout.write(chunk)

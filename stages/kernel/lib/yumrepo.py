@@ -9,7 +9,6 @@ detached signature dnf checks with `repo_gpgcheck=1`.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,11 +74,10 @@ def add_packages(repo: Path, entries: Sequence[Entry]) -> list[Path]:
     written = []
     for e in entries:
         target = repo / e.path.name
-        fsutil.atomic_copy(e.path, target)
-        os.chmod(target, 0o644)
-        if e.build_time is not None:
-            # createrepo_c records a package file's time: make it the build's, not the copy's.
-            os.utime(target, (e.build_time, e.build_time))
+        # createrepo_c records a package file's time: the build's, not the copy's. Mode and
+        # time go on the copy before it is renamed in (a chmod by name once it is there would
+        # follow whatever another user has put at that name since).
+        fsutil.atomic_copy(e.path, target, mode=0o644, mtime=e.build_time)
         written.append(target)
     return written
 
@@ -103,12 +101,13 @@ def make_metadata(repo: Path, epoch: int, run: Runs, log_file: Path | None = Non
 def sign_metadata(repomd: Path, key: GpgKey, epoch: int, run: Runs) -> Path:
     """An armoured detached signature of repomd.xml, dated `epoch`, beside it."""
     asc = repomd.with_name(repomd.name + ".asc")
-    tmp = asc.with_name(f".{asc.name}.respin-tmp")
-    tmp.unlink(missing_ok=True)
-    run([gpg_program(), "--homedir", str(key.home), "--batch", "--pinentry-mode", "error",
-         "--faked-system-time", f"{key.signing_time(epoch)}!", "--local-user", key.fingerprint,
-         "--armor", "--detach-sign", "--output", str(tmp), str(repomd)],
-        what=f"gpg --detach-sign of {repomd}")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, asc)
+    # The armoured signature comes on stdout and is written as every file is (mode set on the
+    # open temp file): gpg writing to a fixed name there would follow a link planted at it.
+    signed = run([gpg_program(), "--homedir", str(key.home), "--batch", "--pinentry-mode", "error",
+                  "--faked-system-time", f"{key.signing_time(epoch)}!", "--local-user", key.fingerprint,
+                  "--armor", "--detach-sign", "--output", "-", str(repomd)],
+                 what=f"gpg --detach-sign of {repomd}")
+    if "-----BEGIN PGP SIGNATURE-----" not in signed.stdout:
+        raise CommandError(f"gpg --detach-sign of {repomd} wrote no armoured signature")
+    fsutil.atomic_write(asc, signed.stdout)
     return asc
