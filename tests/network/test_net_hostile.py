@@ -277,4 +277,4 @@ def test_net_staging_race_never_writes_outside_the_root(tmp_path: Path) -> None:
     finally:
         stop.set()
         thread.join()
-    assert swaps > tries and refused > 0, (swaps, tries, refused)
+    assert swaps > 100 and refused > 0, (swaps, tries, refused)
