@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import stat
 import sys
 import time
@@ -344,7 +343,7 @@ class Runner:
         workdirs.check(self.workdir, self.pipeline.path, "work dir", UsageError)
         made = workdirs.make(self.workdir)
         fd = os.open(self.workdir / workdirs.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        locked = False
+        locked = adopted = False
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -353,7 +352,7 @@ class Runner:
             locked = True
             # Checked again under the lock: another pipeline file's run may have claimed it.
             workdirs.check(self.workdir, self.pipeline.path, "work dir", UsageError)
-            workdirs.claim(self.workdir, self.pipeline.path)
+            adopted = workdirs.claim(self.workdir, self.pipeline.path)
             owner_prefix = hashlib.sha256(str(self.workdir).encode()).hexdigest()[:16]
             killed = end_orphans(owner_prefix + ":")
             if killed:
@@ -370,12 +369,9 @@ class Runner:
                 else:
                     os.environ[OWNER_VAR] = saved
         except BaseException:
-            if locked and made and not self._started:
+            if locked and not self._started:
                 # Nothing ran: a failed invocation leaves no work dir behind.
-                shutil.rmtree(self.workdir, ignore_errors=True)
-                for parent in reversed(made[:-1]):
-                    with contextlib.suppress(OSError):
-                        parent.rmdir()
+                workdirs.undo(self.workdir, made, adopted)
             raise
         finally:
             os.close(fd)

@@ -9,8 +9,10 @@ pipeline file, is refused before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +66,15 @@ def check(workdir: Path, pipeline: Path, given: str, error: type[RespinError]) -
                     "(respin writes only in a work dir it made); choose a new or empty directory")
 
 
-def claim(workdir: Path, pipeline: Path) -> None:
-    """Mark `workdir` (checked, and made or locked by the caller) as made for `pipeline`."""
-    made_for, _ = _made_for(workdir)
+def claim(workdir: Path, pipeline: Path) -> bool:
+    """Mark `workdir` (checked, and made or locked by the caller) as made for `pipeline`;
+    whether it was an empty directory respin adopted just now."""
+    made_for, ours = _made_for(workdir)
     if made_for == str(pipeline) and os.path.isfile(workdir / MARK):
-        return
+        return False
     fsutil.atomic_write(workdir / MARK, json.dumps({"made_by": f"respin {__version__}",
                                                     "pipeline": str(pipeline)}, indent=1) + "\n")
+    return not ours
 
 
 def make(workdir: Path) -> list[Path]:
@@ -84,3 +88,20 @@ def make(workdir: Path) -> list[Path]:
                 continue  # another process made it meanwhile: not ours to remove
             made.append(parent)
     return made
+
+
+def undo(workdir: Path, made: list[Path], adopted: bool) -> None:
+    """Remove what a run that began no stage left (the caller holds the lock): the work dir
+    and the parents it made (`make`), or what it put in the empty directory it adopted."""
+    if made:
+        shutil.rmtree(workdir, ignore_errors=True)
+        for parent in reversed(made[:-1]):
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # unless another work dir is in it by now
+    elif adopted:
+        for entry in os.scandir(workdir):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)

@@ -94,6 +94,11 @@ def test_a_failed_invocation_leaves_no_work_dir(tmp_path: Path, flags: list[str]
     pf = write(tmp_path / "p.toml", '[example-write]\ntext = "x"\n')
     assert_one_line_error(respin("run", pf, *flags, check=False), 2, "not up to date")
     assert listing(tmp_path) == ["p.toml"]
+    # Nor anything in an empty directory it was to adopt.
+    (tmp_path / "empty").mkdir()
+    proc = respin("run", pf, "--workdir", tmp_path / "empty", *flags, check=False)
+    assert_one_line_error(proc, 2, "not up to date")
+    assert listing(tmp_path) == ["empty", "p.toml"]
 
 
 def test_a_missing_input_fails_before_its_stage_and_leaves_no_work_dir(tmp_path: Path) -> None:
