@@ -261,8 +261,8 @@ class ImageReader:
             if self.count > self.max_entries:
                 # Before the entry is handed on: no consumer keeps more than the bound.
                 raise InputError(f"{self.path}: more than {self.max_entries} entries (real initrds "
-                                 "hold up to ~100000: an entry-count bomb?); --max-entries raises "
-                                 "the bound")
+                                 "hold up to ~100000: an entry-count bomb?); --max-entries (the "
+                                 "initrd-extract stage's max_entries) raises the bound")
             part.entries += 1
             entry = Entry(header, part.index, archive, hoff)
             self._stream, self._left, self._current = s, filesize, entry
