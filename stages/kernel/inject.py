@@ -41,6 +41,7 @@ _BUILDID_DEF = re.compile(r"^%(define|global)\s+buildid\s+(\S+)\s*$", re.M)
 # Fedora keeps "# define buildid .local" (no %: rpm would expand a commented macro).
 _BUILDID_COMMENTED = re.compile(r"^#\s*%?\s*(define|global)\s+buildid\b.*$", re.M)
 _PATCH_TAG = re.compile(r"^Patch(\d+)\s*:\s*(\S+)\s*$", re.M | re.I)
+_TAG_LINE = re.compile(r"^\s*(Source|Patch)\d*\s*:", re.I)
 _RELEASE = re.compile(r"^(Release\s*:\s*)(\S.*?)\s*$", re.M | re.I)
 # A patch file name: what a PatchN tag and an ApplyPatch line carry as they are.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -65,16 +66,22 @@ def _patch_tag(spec: Specfile, text: str, patch: str, number: int | None, where:
         return text, existing[patch]
     with spec.patches() as patches:
         highest = max((p.number for p in patches), default=-1)
-        if number is None:
-            number = highest + 1  # above every existing one, 1000000 after Patch999999
-        elif number <= highest:
-            raise ConfigError(f"{where}: patch number {number} is not above the highest, {highest}")
-        patches.insert_numbered(number, patch)
-    new = str(spec)
-    # Whatever alignment the library chose, ApplyPatch greps for exactly "PatchN: file".
-    new = re.sub(rf"^Patch{number}\s*:\s*{re.escape(patch)}\s*$", f"Patch{number}: {patch}", new,
-                 count=1, flags=re.M)
-    return new, number
+    if number is None:
+        number = highest + 1  # above every existing one, 1000000 after Patch999999
+    elif number <= highest:
+        raise ConfigError(f"{where}: patch number {number} is not above the highest, {highest}")
+    # One line added after the last PatchN (else SourceN) line, every other line kept as it is
+    # (specfile's own insertion took the blank line before %description), in exactly the shape
+    # ApplyPatch greps for: "PatchN: file".
+    lines = text.split("\n")
+    tags = [i for i, ln in enumerate(lines) if _TAG_LINE.match(ln)]
+    last = max((i for i in tags if lines[i].lstrip().lower().startswith("patch")), default=None)
+    if last is None:
+        last = max(tags, default=None)
+    if last is None:
+        raise InputError(f"{where}: no Source or Patch tag to declare the config patch after")
+    lines.insert(last + 1, f"Patch{number}: {patch}")
+    return "\n".join(lines), number
 
 
 def _apply_line(text: str, patch: str, number: int, where: str) -> str:

@@ -138,6 +138,7 @@ def _check_2010_spec(new_srpm: Path) -> None:
     spec = files["kernel.spec"].decode().splitlines()
     tags = [ln for ln in spec if re.match(r"^Patch\d+:", ln)]
     assert tags[-1] == "Patch21: linux-2.6-config-respin.patch"
+    assert spec[spec.index(tags[-1]) + 1:spec.index(tags[-1]) + 3] == ["", "%description"]  # blank kept
     applies = [i for i, ln in enumerate(spec) if re.match(r"^\s*ApplyPatch \S", ln)]
     assert spec[applies[-1]].strip() == "ApplyPatch linux-2.6-config-respin.patch"
     end = next(i for i, ln in enumerate(spec) if "END OF PATCH APPLICATIONS" in ln)

@@ -382,3 +382,15 @@ def test_host_needs_names_a_bashism_once_under_a_shell_that_is_not_bash(tmp_path
     assert line.startswith(f"k.spec line 2: %build uses [[, which rpm's build shell here, {dash}")
     assert hostneeds.problems(spec, "k.spec", target_cpu=None, buildshell="/bin/bash", path="/bin") == []
     assert hostneeds.spec_buildshell("%global _buildshell /bin/bash\n") == "/bin/bash"
+
+
+def test_inject_keeps_every_line_of_the_spec_blank_lines_too() -> None:
+    # Each edit only adds lines: the blank line before %description stays.
+    import difflib
+
+    text, _ = inject_text(SPEC, _inj(), "kernel.spec")
+    before, after = SPEC.splitlines(), text.splitlines()
+    ops = {op for op, *_ in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes()}
+    assert ops == {"equal", "insert"}, ops
+    at = after.index("Patch11: linux-2.6-config-respin.patch")
+    assert after[at + 1:at + 3] == ["", "%description"]
