@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,35 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 # use it: deferred, pipeline/startup.py.
 
 
+def _lists_problems(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command that reports every problem of a pipeline file, one line each (the first and
+    a count of the rest is what commands with one line to give say)."""
+    @functools.wraps(cmd)
+    def listing(args: argparse.Namespace) -> int:
+        from respin.pipeline.options import OptionsError
+
+        try:
+            return cmd(args)
+        except OptionsError as exc:
+            sys.stderr.writelines(f"respin: error: {one_line(line)}\n" for line in exc.problems)
+            return exc.exit_code
+    return listing
+
+
+@_lists_problems
+def _cmd_check(args: argparse.Namespace) -> int:
+    from respin.pipeline import preflight
+    from respin.pipeline.config import load
+    from respin.pipeline.runner import Runner
+
+    runner = Runner(load(args.file, _overrides(args)))
+    preflight.refuse(preflight.problems(runner, runner.names, force=True, inputs=True))
+    print(f"{args.file}: ok: {len(runner.names)} stage(s) checked ({', '.join(runner.names)}); "
+          "nothing was run")
+    return 0
+
+
+@_lists_problems
 def _cmd_run(args: argparse.Namespace) -> int:
     import json
 
@@ -169,11 +199,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    def pipeline_args(p: argparse.ArgumentParser) -> None:
+    def pipeline_args(p: argparse.ArgumentParser, json: bool = True) -> None:
         p.add_argument("file", help="pipeline file (TOML)")
         p.add_argument("--workdir", help="work dir (default: [pipeline] workdir, _respin/<file stem>)")
         p.add_argument("--target", help="override [pipeline] target")
-        p.add_argument("--json", action="store_true", help="print JSON on stdout")
+        if json:
+            p.add_argument("--json", action="store_true", help="print JSON on stdout")
 
     p = sub.add_parser("run", help="run a pipeline file's stages that are not up to date")
     pipeline_args(p)
@@ -182,6 +213,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="STAGE", action="append", help="run only this stage (repeatable)")
     p.add_argument("--force", action="store_true", help="run selected stages even if up to date")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("check", help="run every stage's own checks of a pipeline file, and nothing else")
+    pipeline_args(p, json=False)
+    p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("status", help="each stage: up to date, or why it would run")
     pipeline_args(p)
@@ -208,7 +243,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-_CORE = frozenset({"run", "status", "stages", "exit-codes"})
+_CORE = frozenset({"run", "check", "status", "stages", "exit-codes"})
 _ENGINE_COMMANDS = frozenset({"repro", "makefile"})
 
 

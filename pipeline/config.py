@@ -12,7 +12,7 @@ from typing import Any
 
 from respin.pipeline import registry
 from respin.pipeline.errors import ConfigError, InputError, RespinError, UsageError
-from respin.pipeline.options import parse_options
+from respin.pipeline.options import OptionsError, parse_options
 from respin.pipeline.stage import Stage
 from respin.pipeline.workdirs import check as check_owner
 
@@ -128,9 +128,16 @@ def load(file: str | os.PathLike[str], overrides: Mapping[str, Any] | None = Non
     table = raw.get("pipeline", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [pipeline] must be a table")
-    settings = parse_options(Settings, {**table, **(overrides or {})}, f"{where} [pipeline]")
-    order = _checked_order(settings, [k for k in raw if k != "pipeline"], where)
-    pipeline = PipelineFile(path, settings, tuple(_build_stage(name, raw, where) for name in order), raw)
+    sections = [k for k in raw if k != "pipeline"]
+    try:
+        settings = parse_options(Settings, {**table, **(overrides or {})}, f"{where} [pipeline]")
+    except ConfigError as exc:
+        # The stage tables are checked all the same (in the file's order): one run names
+        # every problem of the file.
+        _build_stages(tuple(sections), raw, where, [exc])
+        raise
+    order = _checked_order(settings, sections, where)
+    pipeline = PipelineFile(path, settings, _build_stages(order, raw, where), raw)
     error: type[RespinError]
     if overrides and "workdir" in overrides:
         given, error = "--workdir", UsageError
@@ -157,6 +164,25 @@ def _checked_order(settings: Settings, sections: list[str], where: str) -> tuple
             raise ConfigError(f"{where}: [{name}] is not a stage of this pipeline "
                               f"(stages: {', '.join(order)})")
     return order
+
+
+def _build_stages(order: tuple[str, ...], raw: Mapping[str, Any], where: str,
+                  failed: list[ConfigError] | None = None) -> tuple[Stage[Any], ...]:
+    """Every stage of `order`, built from its table; the problems of all tables (and those
+    `failed` holds already) are raised together, not one table's per run."""
+    stages: list[Stage[Any]] = []
+    failed = list(failed or ())
+    for name in order:
+        try:
+            stages.append(_build_stage(name, raw, where))
+        except ConfigError as exc:
+            failed.append(exc)
+    if len(failed) == 1:
+        raise failed[0]
+    if failed:
+        raise OptionsError([line for exc in failed
+                            for line in (exc.problems if isinstance(exc, OptionsError) else [exc.message])])
+    return tuple(stages)
 
 
 def _build_stage(name: str, raw: Mapping[str, Any], where: str) -> Stage[Any]:

@@ -27,7 +27,7 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
-from respin.pipeline import fsutil, workdirs
+from respin.pipeline import fsutil, preflight, workdirs
 from respin.pipeline.config import PipelineFile
 from respin.pipeline.errors import (
     CommandError,
@@ -381,6 +381,9 @@ class Runner:
         """Run the selected stages that are not up to date (all selected ones with `force`)."""
         selected = self.select(from_=from_, until=until, only=only)
         self._started = False
+        # The stages' own checks, all before the first stage: nothing runs, nor is written,
+        # when any finds a problem.
+        preflight.refuse(preflight.problems(self, selected, force=force))
         with self._locked():
             try:
                 result = self._run(selected, force)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
-from respin.pipeline.errors import UsageError
+from respin.pipeline.errors import RespinError, UsageError
 from respin.pipeline.options import parse_options
 
 if TYPE_CHECKING:
@@ -183,6 +183,29 @@ class Handoff:
 
 
 @dataclass(frozen=True)
+class PipelineView:
+    """The whole pipeline as a stage's `check` sees it, before any stage runs: every stage in
+    order with its options, and which of them the run will run. For reading only."""
+
+    stages: tuple[Stage[Any], ...]
+    running: frozenset[str]  # the stages the run will run (every one, for `respin check`)
+
+    def stage(self, name: str) -> Stage[Any] | None:
+        """The pipeline's stage called `name`, or None."""
+        return next((s for s in self.stages if s.name == name), None)
+
+    def before(self, name: str) -> tuple[Stage[Any], ...]:
+        """The stages that come before `name`, in order."""
+        names = [s.name for s in self.stages]
+        return self.stages[:names.index(name)] if name in names else ()
+
+
+# What a check finds: a line naming the file and the key (a pipeline file problem, exit 3),
+# or an error of its own class (its exit code, when it is the only problem found).
+Problem = str | RespinError
+
+
+@dataclass(frozen=True)
 class NoOptions:
     """The options of a stage that takes none: its table must be empty."""
 
@@ -239,6 +262,15 @@ class Stage(Generic[OptionsT]):
         option: `respin repro` points each one outside the work dir at a copy in each run's
         own directory, so neither run writes there nor reads what the other wrote."""
         return {}
+
+    def check(self, ctx: Context, pipeline: PipelineView) -> Iterable[Problem]:
+        """What the stage can tell is wrong before any stage of the run runs: its order among
+        the others, their options, the tools it needs, the inputs it can read now. Each
+        problem is one line naming the file and the key. `ctx.produced` holds only the
+        outputs of earlier stages that are up to date. A check reads; it writes nothing,
+        not even its stage dir. The runner runs the check of every stage it will run, and
+        runs none when any finds a problem; `respin check` runs them all and nothing else."""
+        return ()
 
     def run(self, ctx: Context) -> list[Artifact]:
         raise NotImplementedError

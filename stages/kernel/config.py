@@ -16,15 +16,16 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from respin.pipeline import fsutil
-from respin.pipeline.errors import ConfigError, InputError
-from respin.pipeline.stage import Artifact, Context, Stage
+from respin.pipeline.errors import ConfigError, InputError, RespinError
+from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
 from respin.stages.kernel.kinds import KCONFIG_TREE, KERNEL_LOCAL, LOCAL, SOURCES, Edited, Mechanism, Snapshot
-from respin.stages.kernel.lib import kconfig
+from respin.stages.kernel.lib import kconfig, preview
 
 
 def target_arch(ctx: Context) -> str:
@@ -64,6 +65,32 @@ def used_configs(names: list[str], arch: str, macros: dict[str, str]) -> tuple[l
                             f"{', '.join(dropped)}")
         return chosen, f"the {arch} configs of primary target {primary}"
     return chosen, f"every {arch} config"
+
+
+def choice_problem(files: Sequence[str], names: list[str], arch: str, macros: dict[str, str],
+                   where: str) -> str | None:
+    """Why the configs to edit cannot be chosen among `names`, or None: `[config] files` matches
+    none of them, or only configs the target's build does not use (its change would be
+    lost); without `files`, no config is the target's."""
+    used = used_configs(names, arch, macros)[0]
+    if not files:
+        if used:
+            return None
+        return (f"{where}: no kernel-*.config for target {arch} among {', '.join(names)}; set "
+                "[pipeline] target or [config] files")
+    chosen = matching(files, names)
+    if not chosen:
+        return f"{where} files: {list(files)} match none of {', '.join(names)}"
+    if used and not set(chosen) & set(used):
+        return (f"{where} files: {list(files)} match only configs the {arch} build does not use "
+                f"({', '.join(chosen)}), so the built kernel would lack the change; it uses "
+                f"{', '.join(used)}")
+    return None
+
+
+def matching(files: Sequence[str], names: list[str]) -> list[str]:
+    """The config names `[config] files` (globs) matches."""
+    return sorted({n for n in names for g in files if fnmatch.fnmatch(n, g)})
 
 
 def check_localversion(reqs: list[kconfig.Request], snapshot: Snapshot, where: str) -> None:
@@ -144,6 +171,29 @@ class ConfigStage(Stage["ConfigStage.Options"]):
     def inputs(self, ctx: Context) -> list[Path]:
         return [ctx.resolve(self.options.fragment)] if self.options.fragment else []
 
+    def check(self, ctx: Context, pipeline: PipelineView) -> Iterator[Problem]:
+        """Before any stage runs: the fragment reads, every name and value is one .config can
+        hold, and `files` picks configs the target's build uses (where the configs are known
+        before prep: today's layout ships them as Sources)."""
+        where = f"{ctx.source} [config]"
+        frag_set: dict[str, object] = {}
+        frag_unset: list[str] = []
+        try:
+            frag_set, frag_unset = self._fragment(ctx, where)
+        except RespinError as exc:
+            yield exc
+        wanted = {**frag_set, **self.options.set}
+        for name, value in wanted.items():
+            yield from _refused({name: value}, [], where)
+        for name in [*frag_unset, *self.options.unset]:
+            yield from _refused({}, [name], where)
+            if name in wanted:
+                yield f"{where}: {name} is both set and unset"
+        names, macros = _known_configs(ctx, pipeline)
+        problem = names and choice_problem(self.options.files, names, target_arch(ctx), macros, where)
+        if problem:
+            yield problem
+
     def _fragment(self, ctx: Context, where: str) -> tuple[dict[str, object], list[str]]:
         if not self.options.fragment:
             return {}, []
@@ -215,17 +265,13 @@ class ConfigStage(Stage["ConfigStage.Options"]):
     def _choose(self, ctx: Context, names: list[str], snap: Snapshot, where: str) -> list[str]:
         """The configs to check and edit: those [config] files names, else those the build's
         %prep keeps for the target (saying which and why)."""
-        if self.options.files:
-            chosen = sorted({n for n in names for g in self.options.files if fnmatch.fnmatch(n, g)})
-            if not chosen:
-                raise ConfigError(f"{where} files: {list(self.options.files)} match none of "
-                                  f"{', '.join(names)}")
-            return chosen
         arch = target_arch(ctx)
+        problem = choice_problem(self.options.files, names, arch, snap.macros, where)
+        if problem is not None:
+            raise ConfigError(problem)
+        if self.options.files:
+            return matching(self.options.files, names)
         chosen, why = used_configs(names, arch, snap.macros)
-        if not chosen:
-            raise ConfigError(f"{where}: no kernel-*.config for target {arch} among "
-                              f"{', '.join(names)}; set [pipeline] target or [config] files")
         ctx.log.info("config: checking %s: %s (built or not, %%prep checks each)", ", ".join(chosen), why)
         return chosen
 
@@ -376,6 +422,30 @@ class ConfigStage(Stage["ConfigStage.Options"]):
         out = ctx.stagedir / KERNEL_LOCAL
         fsutil.atomic_write(out, text)
         return Artifact(out, LOCAL)
+
+
+def _refused(set_: dict[str, object], unset: list[str], where: str) -> list[str]:
+    """Why .config cannot hold these requests, if it cannot (kconfig.requests' refusal)."""
+    try:
+        kconfig.requests(set_, unset, {}, where)
+    except ConfigError as exc:
+        return [exc.message]
+    return []
+
+
+def _known_configs(ctx: Context, pipeline: PipelineView) -> tuple[list[str], dict[str, str]]:
+    """The config names and the spec's macros as far as they are known before any stage runs:
+    an up-to-date prep's snapshot, else the kernel-*.config Sources of the package."""
+    try:
+        snap = Snapshot.find(ctx)
+    except RespinError:
+        snap = None
+    if snap is not None:
+        return list(snap.configs), dict(snap.macros)
+    source = preview.source(ctx, pipeline)
+    if source is None:
+        return [], {}
+    return sorted(n for n in source.files if fnmatch.fnmatch(n, "kernel-*.config")), {}
 
 
 @dataclass

@@ -13,6 +13,7 @@ from respin.pipeline.errors import InputError, restated
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import PRISTINE_SPEC, SOURCES, Fetched
 from respin.stages.kernel.lib import topdir
+from respin.stages.kernel.lib.preview import local_srpm
 from respin.stages.kernel.lib.repo import download_source, local_repomd, repo_url
 from respin.stages.kernel.lib.rpmpkg import read_package
 from respin.stages.lib.rpmmacros import build_switches, dist_defines, empty_home
@@ -72,14 +73,7 @@ class FetchStage(Stage["FetchStage.Options"]):
     options: Options
 
     def _local(self, ctx: Context) -> Path | None:
-        if self.options.repo is not None:
-            return None
-        url = urllib.parse.urlparse(self.options.srpm)
-        if url.scheme in ("http", "https"):
-            return None
-        if url.scheme == "file":
-            return Path(urllib.parse.unquote(url.path))
-        return ctx.resolve(self.options.srpm)
+        return local_srpm(self.options.srpm, self.options.repo, ctx.resolve)
 
     def inputs(self, ctx: Context) -> list[Path]:
         if self.options.repo is not None:

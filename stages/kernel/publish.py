@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from respin.pipeline import fsutil
-from respin.pipeline.errors import InputError, UsageError
-from respin.pipeline.stage import Artifact, Context, Stage
+from respin.pipeline.errors import InputError, UsageError, restated
+from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
 from respin.stages.kernel.kinds import GPG_PUBKEY, REPO, SigningKeys
 from respin.stages.kernel.lib import signing, topdir, yumrepo
 from respin.stages.lib import packages
@@ -41,6 +41,14 @@ class PublishStage(Stage["PublishStage.Options"]):
 
     def outputs(self, ctx: Context) -> Mapping[str, Path]:
         return {"repo": ctx.resolve(self.options.repo)}
+
+    def check(self, ctx: Context, pipeline: PipelineView) -> list[Problem]:
+        """Before any stage runs: the repository directory is one, or can be made."""
+        try:
+            _check_repo_dir(ctx.resolve(self.options.repo))
+        except InputError as exc:
+            return [restated(exc, f"{ctx.source} [publish] repo: {exc.message}")]
+        return []
 
     def run(self, ctx: Context) -> list[Artifact]:
         repo = ctx.resolve(self.options.repo)

@@ -7,16 +7,18 @@ the user's koji profile, scratch by default, or a dist-git SCM URL).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from respin.pipeline.errors import ConfigError, UsageError
 from respin.pipeline.run import clean_env
-from respin.pipeline.stage import Artifact, Context, Stage
+from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
 from respin.stages.kernel.kinds import (
     EDITED,
     LOG,
@@ -27,7 +29,7 @@ from respin.stages.kernel.kinds import (
     SigningKeys,
     Snapshot,
 )
-from respin.stages.kernel.lib import hostneeds, signing, topdir
+from respin.stages.kernel.lib import hostneeds, preview, signing, topdir
 from respin.stages.kernel.lib.backends import BuildRequest, KojiJob, koji_build, mock_build, rpmbuild
 from respin.stages.kernel.lib.ccache import CompileCache, find_ccache
 from respin.stages.kernel.lib.rpmpkg import FIXED_KEYS, read_package
@@ -93,6 +95,43 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         config = self.options.koji_config
         return [ctx.resolve(config)] if self.options.backend == "koji" and config else []
 
+    def check(self, ctx: Context, pipeline: PipelineView) -> Iterator[Problem]:
+        """Before any stage runs: the backend's tool is here, the switches are ones the spec
+        reads, the [sign] keys are ones this build can use."""
+        where = f"{ctx.source} [rebuild]"
+        opts = self.options
+        path = clean_env()["PATH"]
+        if opts.backend == "mock" and shutil.which("mock", path=path) is None:
+            yield (f'{where} backend = "mock": mock is not installed (no mock on PATH); install it, '
+                   'or use backend = "rpmbuild"')
+        if opts.backend == "koji" and importlib.util.find_spec("koji") is None:
+            yield (f'{where} backend = "koji": the koji client library is not installed '
+                   "(pip install koji)")
+        if opts.backend == "rpmbuild" and opts.mode != "source":
+            yield from self._cache_problems(ctx, where, path)
+        sign = pipeline.stage("sign")
+        keys = sign.options_json() if sign is not None else {}
+        if opts.backend != "rpmbuild" and (keys.get("module_key") or keys.get("secureboot_key")):
+            yield _elsewhere(ctx, opts.backend)
+        spec = preview.source(ctx, pipeline)
+        if spec is not None:
+            yield from self._switch_problems(spec, where)
+
+    def _switch_problems(self, spec: preview.Source, where: str) -> Iterator[str]:
+        for kind, names in (("with", self.options.with_), ("without", self.options.without)):
+            for name in names:
+                why = preview.unread_switch(spec, kind, name)
+                if why is not None:
+                    yield f"{where} {kind}: {why}"
+
+    def _cache_problems(self, ctx: Context, where: str, path: str) -> Iterator[str]:
+        opts = self.options
+        if opts.ccache and find_ccache(path) is None:
+            yield _no_ccache(where)
+        cache_dir = ctx.resolve(opts.ccache_dir) if opts.ccache_dir and opts.ccache is not False else None
+        if cache_dir is not None and cache_dir.exists() and not cache_dir.is_dir():
+            yield f"{where} ccache_dir {cache_dir}: not a directory"
+
     def _compile_cache(self, ctx: Context) -> CompileCache | None:
         """The cache this build compiles through, or None (off, or no ccache and not asked for)."""
         opts = self.options
@@ -102,8 +141,7 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         ccache = find_ccache(clean_env()["PATH"])
         if ccache is None:
             if opts.ccache:
-                raise UsageError(f"{where} ccache = true: ccache is not installed (install it, "
-                                 "or set ccache = false)")
+                raise UsageError(_no_ccache(where))
             return None
         cache_dir = (ctx.resolve(opts.ccache_dir) if opts.ccache_dir else ctx.workdir / "ccache").absolute()
         if cache_dir.exists() and not cache_dir.is_dir():
@@ -123,9 +161,7 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         keys = SigningKeys.find(ctx)
         in_build = keys is not None and bool(keys.module_key or keys.secureboot_key)
         if in_build and self.options.backend != "rpmbuild":
-            raise ConfigError(f"{ctx.source.name} [rebuild]: the [sign] module and Secure Boot keys are "
-                              f"used inside the build, which the {self.options.backend} backend runs "
-                              "elsewhere; use backend = \"rpmbuild\"")
+            raise ConfigError(_elsewhere(ctx, self.options.backend))
         module_sig = _module_signing(ctx)
         if keys is not None and keys.module_key and module_sig is False:
             raise ConfigError(f"{ctx.source.name} [sign] module_key: the build's config does not set "
@@ -178,6 +214,12 @@ class RebuildStage(Stage["RebuildStage.Options"]):
             raise ConfigError(lacking[0] + more)
 
     def run(self, ctx: Context) -> list[Artifact]:
+        # The check pass could not read the spec when fetch had not run yet (an SRPM by URL).
+        spec = ctx.artifact(SPEC).path
+        unread = list(self._switch_problems(preview.Source(spec.name, spec.read_text(errors="replace"), ()),
+                                            f"{ctx.source} [rebuild]"))
+        if unread:
+            raise ConfigError(unread[0])
         keys = self._keys(ctx)
         if self._compiles_here:
             self._host_needs(ctx)
@@ -247,6 +289,15 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         ctx.log.info("rebuild (%s): wrote %s%s", opts.backend,
                      ", ".join(os.path.basename(p) for p in built if not p.name.endswith(".log")), cached)
         return artifacts
+
+
+def _no_ccache(where: str) -> str:
+    return f"{where} ccache = true: ccache is not installed (install it, or set ccache = false)"
+
+
+def _elsewhere(ctx: Context, backend: str) -> str:
+    return (f"{ctx.source.name} [rebuild]: the [sign] module and Secure Boot keys are used inside the "
+            f"build, which the {backend} backend runs elsewhere; use backend = \"rpmbuild\"")
 
 
 _PESIGN = re.compile(r"^[^#\n]*%\{?pesign\b", re.M)

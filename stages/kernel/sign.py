@@ -19,7 +19,7 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import UsageError
 from respin.pipeline.options import Invalid
-from respin.pipeline.stage import Artifact, Context, Stage
+from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
 from respin.stages.kernel.kinds import GPG_PUBKEY, RPM, SRPM, SigningKeys
 from respin.stages.kernel.lib import signing
 
@@ -62,6 +62,14 @@ class SignStage(Stage["SignStage.Options"]):
             found += [p for p in (ctx.resolve(opts.gpg_home) / n for n in ("pubring.kbx", "pubring.gpg"))
                       if p.is_file()]
         return found
+
+    def check(self, ctx: Context, pipeline: PipelineView) -> list[Problem]:
+        """Before any stage runs: no stage that builds packages comes before this one."""
+        builders = [s.name for s in pipeline.before(self.name) if {RPM, SRPM} & set(s.results)]
+        if builders:
+            return [f"{ctx.source} [sign]: sign comes after {builders[0]}, which builds the packages; "
+                    "put it before rebuild (after fetch) so the build signs with its keys"]
+        return []
 
     def run(self, ctx: Context) -> list[Artifact]:
         built = [a.path.name for a in ctx.artifacts(RPM) + ctx.artifacts(SRPM)]

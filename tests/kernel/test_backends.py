@@ -132,7 +132,7 @@ def fake_mock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_mock_backend_rebuild_command_line_and_results_fake_mock_binary(
         tmp_path: Path, srpm: Path, fake_mock: Path) -> None:
     pf = pipeline_file(tmp_path, srpm, 'backend = "mock"\nmock_config = "fedora-40-i386"\n'
-                       'mock_args = ["--isolation=simple"]\nwithout = ["debuginfo"]\n')
+                       'mock_args = ["--isolation=simple"]\nwithout = ["debug"]\n')
     manifest = json.loads(respin("run", pf, "--json").stdout)
     assert [s["status"] for s in manifest["stages"]] == ["ran"] * 7
     (call,) = [json.loads(ln) for ln in fake_mock.read_text().splitlines()]
@@ -143,7 +143,7 @@ def test_mock_backend_rebuild_command_line_and_results_fake_mock_binary(
     # the pipeline's target and switches, rpm's reproducibility macros, the extra switches.
     local_srpm = next((tmp_path / "work/rpmbuild/SRPMS").glob("*.src.rpm"))
     assert call == mock_argv(local_srpm, resultdir, config="fedora-40-i386", target="i686",
-                             with_=["baseonly"], without=["debuginfo"], defines={},
+                             with_=["baseonly"], without=["debug"], defines={},
                              extra=["--isolation=simple"])[1:]
     assert call[:6] == ["-r", "fedora-40-i386", "--rebuild", str(local_srpm), "--resultdir", str(resultdir)]
     assert "--target=i686" in call and call[call.index("--with"):][:2] == ["--with", "baseonly"]

@@ -1,5 +1,6 @@
-"""`respin net check` reports every problem of a model in one pass, one line each, then exit 3;
-the commands that have one line to give name the first and say how many more there are."""
+"""`respin net check` reports every problem of a model in one pass, one line each, then exit 3, as
+`respin run` and `respin check` do for a pipeline file; the commands that have one line to give
+name the first and say how many more there are."""
 
 from __future__ import annotations
 
@@ -68,7 +69,13 @@ def test_net_one_line_commands_name_the_first_problem_and_count_the_rest(tmp_pat
         assert_one_line_error(respin(*args, check=False), ConfigError.exit_code, first, more)
     assert not (tmp_path / "image").exists()
 
+    # A pipeline file's problems are all listed, by `respin run` as by `respin check`.
     pipeline = tmp_path / "pipeline.toml"
     pipeline.write_text('[pipeline]\nstages = ["network"]\n\n' + MANY)
-    proc = respin("run", pipeline, check=False)
-    assert_one_line_error(proc, ConfigError.exit_code, f"{pipeline} [network]: mtu: unknown key", more)
+    for command in ("run", "check"):
+        proc = respin(command, pipeline, check=False)
+        assert proc.returncode == ConfigError.exit_code
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 5
+        assert all(ln.startswith(f"respin: error: {pipeline} [network]: ") for ln in lines)
+        assert lines[0].startswith(f"respin: error: {pipeline} [network]: mtu: unknown key")
