@@ -274,11 +274,12 @@ def _kind_at(dir_fd: int, name: str) -> str:
     return "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
 
 
-def read_at(dir_fd: int, name: str) -> tuple[bytes, int] | None:
+def read_at(dir_fd: int, name: str, limit: int | None = None) -> tuple[bytes, int] | None:
     """Content and permission bits of the regular file `name` in `dir_fd`; None if absent.
 
     Anything else (a symlink, a fifo, a device) raises NotRegular without being opened,
-    and a file swapped between the check and the open is refused too.
+    and a file swapped between the check and the open is refused too, as is one of more
+    than `limit` bytes (read no further).
     """
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -299,7 +300,11 @@ def read_at(dir_fd: int, name: str) -> tuple[bytes, int] | None:
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
             raise NotRegular(name, "a file that was replaced while being read")
         chunks = []
+        size = 0
         while chunk := os.read(fd, _CHUNK):
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise NotRegular(name, f"larger than {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks), stat.S_IMODE(now.st_mode)
     finally:

@@ -278,3 +278,14 @@ def test_net_staging_race_never_writes_outside_the_root(tmp_path: Path) -> None:
         stop.set()
         thread.join()
     assert swaps > 100 and refused > 0, (swaps, tries, refused)
+
+
+def test_net_huge_image_tables_are_refused_unread(tmp_path: Path) -> None:
+    """A sparse 64 MiB rt_tables planted in the image: refused, not read into memory."""
+    root = tmp_path / "root"
+    target = root / rt_tables.RT_TABLES
+    target.parent.mkdir(parents=True)
+    with open(target, "wb") as fh:
+        fh.truncate(64 << 20)
+    proc = respin("net", "render", NET, "--root", root, "--rt-tables", "merge", check=False)
+    assert_one_line_error(proc, InputError.exit_code, f"{target}: the image's rt_tables is larger than")

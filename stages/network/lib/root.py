@@ -53,6 +53,9 @@ MERGEABLE = frozenset({rt_tables.RT_TABLES})
 # What `_Root.read` gives for something other than a regular file: never opened, and
 # never respin's (a mode < 0 matches no mode respin writes).
 _SPECIAL = (b"\0not a regular file", -1)
+# What respin reads of an image (its record, rt_tables and drop-ins) is a few KB; a huge
+# file planted there is refused rather than read into memory.
+_READ_LIMIT = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ class _Root:
             if dfd is None:
                 return None
             try:
-                return fsutil.read_at(dfd, name)
+                return fsutil.read_at(dfd, name, _READ_LIMIT)
             except fsutil.NotRegular:
                 return _SPECIAL
 
@@ -134,7 +137,7 @@ class _Root:
 
     def _read_strict_at(self, dfd: int, name: str, rel: str, what: str) -> tuple[bytes, int] | None:
         try:
-            return fsutil.read_at(dfd, name)
+            return fsutil.read_at(dfd, name, _READ_LIMIT)
         except fsutil.NotRegular as exc:
             raise InputError(f"{self.path / rel}: {what} is {exc.what}; refusing to read it") from None
 
