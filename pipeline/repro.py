@@ -188,7 +188,7 @@ def _redirected(pipeline: PipelineFile, progress: Progress) -> PipelineFile:
         where = f"{pipeline.path} [{stage.name}]"
         moved: dict[str, str] = {}
         for option, out in stage.outputs(runner.context(stage)).items():
-            if out.absolute().is_relative_to(workdir):
+            if Path(os.path.normpath(out.absolute())).is_relative_to(workdir):  # `..` too
                 continue
             copy = workdir / OUTSIDE / f"{stage.name}.{option}"
             _copy(out, copy, f"{where} {option}")

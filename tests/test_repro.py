@@ -291,6 +291,23 @@ def test_repro_stages_an_image_root_into_each_runs_own_copy(tmp_path: Path) -> N
         assert (workdir / "outside/network.root/etc/hostname").read_text() == "mine\n"
 
 
+@pytest.mark.parametrize("output", ["ABS/packed.img", "../../../packed.img"])
+def test_repro_packs_an_initrd_output_outside_the_work_dir_into_each_runs_own_copy(
+        tmp_path: Path, output: str) -> None:
+    base = base_initrd(tmp_path)
+    pf = tmp_path / "i.toml"
+    output = output.replace("ABS", str(tmp_path))
+    pf.write_text(f'[pipeline]\nstages = ["initrd-extract", "initrd-pack"]\n\n[initrd-extract]\n'
+                  f'image = "{base}"\n\n[initrd-pack]\noutput = "{output}"\n')
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    report = json.loads(respin("repro", pf, "--json", "--keep", "--base", tmp_path / "r", "--pause", "0",
+                               env={"SOURCE_DATE_EPOCH": "1300000000"}).stdout)
+    assert report["identical"], report["differences"]
+    assert "initrd-pack initrd outside/initrd-pack.output" in report["compared"]
+    assert sorted(p.name for p in tmp_path.rglob("*") if "r" not in p.relative_to(tmp_path).parts[:1]) \
+        == before
+
+
 def _tmpdir(tmp_path: Path) -> dict[str, str]:
     """An environment whose TMPDIR is a fresh, empty directory: what repro leaves in it shows."""
     tmp = tmp_path / "tmp"
