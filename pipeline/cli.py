@@ -46,7 +46,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if getattr(args, "workdir", None):
         out["workdir"] = os.path.realpath(args.workdir)
-    if getattr(args, "target", None):
+    if getattr(args, "target", None) is not None:
+        from respin.pipeline.config import check_target
+
+        try:
+            check_target(args.target)
+        except ValueError as exc:
+            raise UsageError(f"--{exc}") from exc
         out["target"] = args.target
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,15 @@ from respin.pipeline.errors import ConfigError, InputError, RespinError, UsageEr
 from respin.pipeline.options import OptionsError, parse_options
 from respin.pipeline.stage import Stage
 from respin.pipeline.workdirs import check as check_owner
+
+_ARCH = re.compile(r"[A-Za-z0-9_]+")
+
+
+def check_target(target: str) -> None:
+    """Refuse a target that is no architecture name: build tools take it as an option's value."""
+    if not _ARCH.fullmatch(target):
+        raise ValueError(f"target: {target!r} is not an architecture name (letters, digits and _, "
+                         "as x86_64 or i686)")
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,8 @@ class Settings:
     define: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.target is not None:
+            check_target(self.target)
         for name, value in self.define.items():
             if not name.replace("_", "a").isalnum() or not isinstance(value, str) or "\n" in value:
                 raise ValueError(f"define: '{name}' = {value!r} is not a macro name and a one-line "
@@ -155,8 +167,9 @@ def _checked_order(settings: Settings, sections: list[str], where: str) -> tuple
     order = _stage_order(settings, sections, where)
     if not order:
         raise ConfigError(f"{where}: no stages: add stage tables or [pipeline] stages = [...]")
-    if len(set(order)) != len(order):
-        raise ConfigError(f"{where} [pipeline] stages: a stage is listed twice")
+    twice = next((name for i, name in enumerate(order) if name in order[:i]), None)
+    if twice is not None:
+        raise ConfigError(f"{where} [pipeline] stages: '{twice}' is listed twice")
     if settings.stages is not None:
         _check_order(order, f"{where} [pipeline] stages")
     for name in sections:

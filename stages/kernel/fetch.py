@@ -14,12 +14,11 @@ from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import PRISTINE_SPEC, SOURCES, Fetched
 from respin.stages.kernel.lib import topdir
 from respin.stages.kernel.lib.preview import local_srpm
-from respin.stages.kernel.lib.repo import download_source, local_repomd, repo_url
+from respin.stages.kernel.lib.repo import URL_SCHEME, download_source, local_repomd, repo_url
 from respin.stages.kernel.lib.rpmpkg import read_package
 from respin.stages.lib.rpmmacros import build_switches, dist_defines, empty_home
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class FetchStage(Stage["FetchStage.Options"]):
                 raise ValueError("srpm: empty value (a path, a URL, or with repo a package name)")
             if self.sha256 is not None and not _SHA256.fullmatch(self.sha256.lower()):
                 raise ValueError(f"sha256: '{self.sha256}' is not 64 hex digits")
-            scheme = _SCHEME.match(self.srpm)
+            scheme = URL_SCHEME.match(self.srpm)
             # Any other scheme would be taken for a local path and reported missing.
             if self.repo is None and scheme and scheme[1].lower() not in ("file", "http", "https"):
                 raise ValueError(f"srpm: unsupported URL scheme '{scheme[1]}' in '{self.srpm}' "

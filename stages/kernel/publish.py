@@ -22,6 +22,7 @@ from respin.pipeline.errors import InputError, UsageError, restated
 from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
 from respin.stages.kernel.kinds import GPG_PUBKEY, REPO, SigningKeys
 from respin.stages.kernel.lib import signing, topdir, yumrepo
+from respin.stages.kernel.lib.repo import URL_SCHEME
 from respin.stages.lib import packages
 
 PUBKEY_NAME = "RPM-GPG-KEY-respin"
@@ -38,6 +39,12 @@ class PublishStage(Stage["PublishStage.Options"]):
     @dataclass(frozen=True)
     class Options:
         repo: str  # the repository directory; made if its parent exists
+
+        def __post_init__(self) -> None:
+            # A URL would otherwise be taken for a relative path and made a directory here.
+            if URL_SCHEME.match(self.repo):
+                raise ValueError(f"repo: '{self.repo}' is a URL; publish fills a local directory "
+                                 "(serve or sync that directory to publish it further)")
 
     def outputs(self, ctx: Context) -> Mapping[str, Path]:
         return {"repo": ctx.resolve(self.options.repo)}

@@ -362,3 +362,31 @@ def test_a_full_disk_while_recording_a_stage_names_the_stage(tmp_path: Path) -> 
     assert got["full.rc"].strip() == "4" and len(errors) == 1, got["full.err"]
     assert "stage 'example-write'" in errors[0] and "state/inputs.json" in errors[0], errors
     assert "no space left on device" in errors[0].lower() and got["full.left"] == ""
+
+
+@pytest.mark.parametrize("target", ["", "x86_64 ;ls", "x86_64\n", "$(id)"])
+def test_a_target_that_is_no_architecture_name_is_refused(tmp_path: Path, target: str) -> None:
+    pf = kernel_toml(tmp_path, "kernel.src.rpm")
+    for command in ("run", "status"):
+        assert_one_line_error(respin(command, pf, "--target", target, check=False), 2,
+                              f"--target: {target!r} is not an architecture name")
+    write(pf, pf.read_text().replace('target = "i686"', f"target = {json.dumps(target)}"))
+    assert_one_line_error(respin("run", pf, check=False), 3, f"{pf} [pipeline]: target: {target!r}",
+                          "not an architecture name")
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_stage_listed_twice_is_named(tmp_path: Path) -> None:
+    pf = write(tmp_path / "kernel.toml", '[pipeline]\nstages = ["fetch", "prep", "fetch"]\n\n[fetch]\n'
+               'srpm = "kernel.src.rpm"\n')
+    assert_one_line_error(respin("run", pf, check=False), 3, "[pipeline] stages: 'fetch' is listed twice")
+
+
+def test_a_url_as_publish_repo_is_refused_not_made_a_directory(tmp_path: Path) -> None:
+    pf = kernel_toml(tmp_path, "kernel.src.rpm",
+                     extra='\n[publish]\nrepo = "https://example.org/repo"\n')
+    write(pf, pf.read_text().replace("[pipeline]\n", '[pipeline]\nstages = ["fetch", "prep", "config", '
+                                     '"diff", "inject", "rebuild", "publish"]\n'))
+    assert_one_line_error(respin("run", pf, check=False), 3, "[publish]",
+                          "repo: 'https://example.org/repo' is a URL")
+    assert not (tmp_path / "https:").exists() and not (tmp_path / "work").exists()

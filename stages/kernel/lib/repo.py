@@ -20,6 +20,8 @@ from respin.pipeline.errors import CommandError, ConfigError, InputError
 # A package name, optionally with version(-release), as dnf accepts it; never an option.
 PACKAGE_SPEC = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+~:-]*")
 REPO_ID = "respin-source"
+# `scheme://...`: a URL, not a path (group 1: the scheme).
+URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def repo_url(repo: str, resolve: Callable[[str], Path]) -> str:
