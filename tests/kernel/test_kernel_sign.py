@@ -176,7 +176,7 @@ def test_bad_keys_fail_in_one_line_before_any_build(tmp_path: Path, srpm: Path, 
     _, other_cert = x509_pair(tmp_path, "other")
     sign, needles = {
         "missing": (f'secureboot_key = "{tmp_path}/nope.key"\nsecureboot_cert = "{cert}"\n',
-                    [f"{tmp_path}/nope.key", "does not exist"]),
+                    [f"{tmp_path}/nope.key: no such file (an input of stage 'sign')"]),
         "encrypted": (f'module_key = "{encrypted(key, tmp_path / "enc.pem")}"\n',
                       [f"{tmp_path}/enc.pem", "encrypted"]),
         "mismatch": (f'secureboot_key = "{key}"\nsecureboot_cert = "{other_cert}"\n',
