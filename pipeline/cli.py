@@ -173,8 +173,8 @@ def _cmd_stages(args: argparse.Namespace) -> int:
     known = registry.stages()
     width = max((len(n) for n in known), default=0)
     for name, info in sorted(known.items()):
-        origin = "" if info.origin == "respin" else f" [{info.origin}]"
-        print(f"{name:<{width}}  {info.cls.summary}{origin}")
+        # Every stage names its distribution, built-ins too: which are respin's, which a plugin's.
+        print(f"{name:<{width}}  {info.cls.summary} [{info.origin}]")
     return 0
 
 
@@ -207,7 +207,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     def pipeline_args(p: argparse.ArgumentParser, json: bool = True) -> None:
         p.add_argument("file", help="pipeline file (TOML)")
-        p.add_argument("--workdir", help="work dir (default: [pipeline] workdir, _respin/<file stem>)")
+        p.add_argument("--workdir", help="work dir, relative to the current directory (default: "
+                       "[pipeline] workdir, relative to the file; else _respin/<file stem> beside it)")
         p.add_argument("--target", help="override [pipeline] target")
         if json:
             p.add_argument("--json", action="store_true", help="print JSON on stdout")

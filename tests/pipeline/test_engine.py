@@ -35,6 +35,9 @@ def test_plugin_stage_is_listed_with_its_distribution() -> None:
     out = respin("stages").stdout
     assert "example-write" in out and "[respin-example-plugin]" in out
     assert "fetch" in out and "verify" in out
+    # Built-ins name theirs too.
+    fetch = next(line for line in out.splitlines() if line.split()[0] == "fetch")
+    assert fetch.endswith(" [respin]"), fetch
 
 
 @pytest.mark.parametrize("group", [registry.COMMANDS_GROUP, registry.STAGES_GROUP])
