@@ -76,9 +76,10 @@ class FetchStage(Stage["FetchStage.Options"]):
 
     def inputs(self, ctx: Context) -> list[Path]:
         if self.options.repo is not None:
-            # A local repository reruns fetch when its metadata changes.
+            # A local repository reruns fetch when its metadata changes; a directory with
+            # no metadata is fetch's own error to name (it says how to make a repository).
             repomd = local_repomd(repo_url(self.options.repo, ctx.resolve))
-            return [repomd] if repomd is not None else []
+            return [repomd] if repomd is not None and repomd.is_file() else []
         local = self._local(ctx)
         return [local] if local is not None else []
 
