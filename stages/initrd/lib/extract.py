@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,45 +41,9 @@ RECORD_NAME = "initrd-extracted.json"
 RECORD_FORMAT = "respin-initrd-extracted"
 
 
-class BeneathError(Exception):
-    """Component `index` of a path could not be opened as a directory (`error` says why;
-    `is_link` when it is a symlink)."""
-
-    def __init__(self, index: int, error: OSError, is_link: bool) -> None:
-        super().__init__(str(error))
-        self.index = index
-        self.error = error
-        self.is_link = is_link
-
-
-def open_beneath(base_fd: int, comps: Sequence[str | bytes],
-                 missing: Callable[[int, int], None] | None = None) -> int:
-    """An fd of the directory `comps` under `base_fd`, opened one component at a time with
-    O_NOFOLLOW, so no symlink is followed (the caller closes it). `missing(fd, i)` may create
-    a missing component `i` in `fd`; BeneathError says which component failed."""
-    fd = os.dup(base_fd)
-    try:
-        for i, comp in enumerate(comps):
-            try:
-                try:
-                    nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    if missing is None:
-                        raise
-                    missing(fd, i)
-                    nfd = os.open(comp, DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                try:
-                    is_link = stat.S_ISLNK(os.stat(comp, dir_fd=fd, follow_symlinks=False).st_mode)
-                except OSError:
-                    is_link = False
-                raise BeneathError(i, exc, is_link) from None
-            os.close(fd)
-            fd = nfd
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+# One way to open a path beneath a directory without following links: fsutil's.
+BeneathError = fsutil.BeneathError
+open_beneath = fsutil.open_beneath
 
 
 class Refused(Exception):
