@@ -42,7 +42,8 @@ def _usage_message(command: str, message: str) -> str:
     return f"{where}{message}; see respin {command + ' ' if command else ''}--help"
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The --workdir and --target a command line gives, checked as the file's keys are."""
     out: dict[str, Any] = {}
     if getattr(args, "workdir", None):
         out["workdir"] = os.path.realpath(args.workdir)
@@ -82,7 +83,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from respin.pipeline.config import load
     from respin.pipeline.runner import Runner
 
-    runner = Runner(load(args.file, _overrides(args)))
+    runner = Runner(load(args.file, overrides(args)))
     preflight.refuse(preflight.problems(runner, runner.names, force=True, inputs=True))
     print(f"{args.file}: ok: {len(runner.names)} stage(s) checked ({', '.join(runner.names)}); "
           "nothing was run")
@@ -99,7 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     runner: Runner | None = None
     try:
-        runner = Runner(load(args.file, _overrides(args)), progress=Progress(quiet=args.quiet))
+        runner = Runner(load(args.file, overrides(args)), progress=Progress(quiet=args.quiet))
         result = runner.run(from_=args.from_, until=args.until, only=args.only or (), force=args.force)
     except BaseException as exc:
         if args.json:
@@ -144,7 +145,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from respin.pipeline.config import load
     from respin.pipeline.runner import Runner
 
-    pipeline = load(args.file, _overrides(args))
+    pipeline = load(args.file, overrides(args))
     runner = Runner(pipeline)
     if runner.run_in_progress():
         # Its state files are half updated: a table now would mix two runs.

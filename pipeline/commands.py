@@ -8,18 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from respin.pipeline.cli import overrides
 from respin.pipeline.errors import CheckFailed
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"target": args.target} if getattr(args, "target", None) else {}
 
 
 def _cmd_repro(args: argparse.Namespace) -> int:
     from respin.pipeline.progress import Progress
     from respin.pipeline.repro import repro
 
-    report = repro(Path(args.file), _overrides(args), base=Path(args.base).resolve() if args.base else None,
+    report = repro(Path(args.file), overrides(args), base=Path(args.base).resolve() if args.base else None,
                    pause=args.pause, keep=args.keep, progress=Progress(quiet=args.quiet or args.json))
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=1)
@@ -42,7 +39,7 @@ def _cmd_makefile(args: argparse.Namespace) -> int:
     from respin.pipeline.config import load
     from respin.pipeline.makefile import render
 
-    pipeline = load(Path(args.file), _overrides(args))
+    pipeline = load(Path(args.file), overrides(args))
     out = Path(args.output).absolute() if args.output else None
     text = render(pipeline, out.parent if out else Path.cwd(), prefix=args.prefix, target=args.target)
     if out is None:
