@@ -190,12 +190,18 @@ def test_repro_without_mount_namespace_still_builds_and_warns(
     path: the build works, and a warning says the bytes now depend on the work dir."""
     import respin.stages.kernel.lib.backends as backends
     from respin.pipeline.config import load
+    from respin.pipeline.errors import UsageError
     from respin.pipeline.runner import Runner
 
     monkeypatch.setattr(backends, "fixed_topdir_available", lambda: False)
     pf = tmp_path / "kernel.toml"
     pf.write_text(f'[pipeline]\ntarget = "i686"\nworkdir = "work"\n\n[fetch]\nsrpm = "{srpm}"\n\n'
                   '[config]\nset = { CONFIG_RESPIN_FEATURE_A = "y" }\n')
+    if os.geteuid() == 0:
+        # Root builds as an unprivileged user in that namespace, or not at all.
+        with pytest.raises(UsageError, match="respin runs as root and builds as an unprivileged user"):
+            Runner(load(pf)).run()
+        return
     result = Runner(load(pf)).run()
     assert result.ran[-1] == "verify"
     assert "no private mount namespace" in caplog.text

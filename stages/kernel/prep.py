@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,11 +24,24 @@ from respin.pipeline.errors import InputError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import KCONFIG_TREE, KERNEL_LOCAL, LOG, Layout, Snapshot
 from respin.stages.kernel.lib import topdir
-from respin.stages.kernel.lib.rpmpkg import rpmbuild_argv, rpmbuild_reason
+from respin.stages.kernel.lib.rpmpkg import (
+    FIXED_TOPDIR,
+    build_trees,
+    fixed_topdir_available,
+    from_fixed,
+    give_to_builder,
+    in_fixed_topdir,
+    must_drop_root,
+    rpmbuild_argv,
+    rpmbuild_reason,
+    to_fixed,
+)
 from respin.stages.kernel.lib.spectext import find_prep_point
 from respin.stages.lib.rpmmacros import empty_home
 
 SENTINEL = ".respin-hook-reached"
+# The directory of BUILD/ the hook writes into, and of SPECS/ the hooked spec is in.
+HOOK_DIR = ".respin-hook"
 TREEFILE = ".respin-tree"
 MACROS = ".respin-macros"
 # Spec macros recorded at the hook, as rpmbuild evaluated them for this run (defines,
@@ -87,36 +101,57 @@ class PrepStage(Stage["PrepStage.Options"]):
         return [topdir.path(ctx)]
 
     def run(self, ctx: Context) -> list[Artifact]:
+        top = topdir.path(ctx)
         spec = topdir.lay_out(ctx)
         where = str(topdir.pristine_spec(ctx).name)
-        snapshot = ctx.stagedir / "snapshot"
-        tmp = fsutil.fresh_dir(snapshot)
-        text, after_line = hooked_spec(spec.read_text(), tmp, where)
-        # The hooked copy lives outside SPECS/: the spec there stays as shipped,
+        fixed = fixed_topdir_available()
+        must_drop_root(fixed)
+        build_trees(top)
+        # The hook writes into a directory of the build's own; respin reads it back as data.
+        hook = top / "BUILD" / HOOK_DIR
+        shutil.rmtree(hook, ignore_errors=True)
+        hook.mkdir()
+        give_to_builder(hook)
+        seen = (lambda path: to_fixed(path, top)) if fixed else (lambda path: path)
+        text, after_line = hooked_spec(spec.read_text(), seen(hook), where)
+        # The hooked copy lives outside SPECS/<name>.spec: the spec there stays as shipped,
         # and %{_specdir}/<name>.spec (which ApplyPatch greps) is that one.
-        hooked = ctx.stagedir / "hooked" / spec.name
+        hooked = top / "SPECS" / HOOK_DIR / spec.name
         fsutil.atomic_write(hooked, text)
         log_file = ctx.stagedir / "prep.log"
         log_file.unlink(missing_ok=True)
-        argv = rpmbuild_argv("-bp", hooked, topdir=topdir.path(ctx), target=ctx.target,
+        argv = rpmbuild_argv("-bp", seen(hooked), topdir=FIXED_TOPDIR if fixed else top, target=ctx.target,
                              nodeps=self.options.nodeps,
-                             defines={**topdir.run_defines(ctx), "_specdir": str(topdir.path(ctx) / "SPECS")})
-        ctx.run(argv, log_file=log_file, env=empty_home(ctx.stagedir), what=f"rpmbuild -bp of {where}",
-                summarize=rpmbuild_reason)
-        if not (tmp / SENTINEL).exists():
+                             defines={**topdir.run_defines(ctx), "_specdir": str(seen(top / "SPECS"))})
+        env = empty_home(ctx.stagedir)
+        if fixed:
+            env["TMPDIR"] = "/var/tmp"
+        ctx.run(in_fixed_topdir(argv, top) or argv, log_file=log_file, env=env,
+                what=f"rpmbuild -bp of {where}", summarize=rpmbuild_reason)
+        found = _hook_files(hook)
+        shutil.rmtree(hook, ignore_errors=True)
+        if SENTINEL not in found:
             raise InputError(f"{where}: %prep finished without reaching the respin hook placed after "
                              f"line {after_line}; the last patch application is in a branch that "
                              f"did not run for target {ctx.target} (see {log_file})")
-        tree = Path((tmp / TREEFILE).read_text().strip())
-        macros = read_macros(tmp / MACROS)
-        for name in (SENTINEL, TREEFILE, MACROS):
-            (tmp / name).unlink()
+        said = found.get(TREEFILE, b"").decode(errors="replace").strip()
+        tree = from_fixed(Path(said), top) if fixed else Path(said)
+        build = (top / "BUILD").resolve()
+        if not said or tree.is_symlink() or not tree.is_dir() or not tree.resolve().is_relative_to(build):
+            raise InputError(f"{where}: %prep ended outside {top / 'BUILD'} (in {said[:200]!r}); "
+                             "respin reads only a tree the build made there")
+        macros = parse_macros(found.get(MACROS, b"").decode(errors="replace"))
+        snapshot = ctx.stagedir / "snapshot"
+        tmp = fsutil.fresh_dir(snapshot)
+        for name, data in found.items():
+            if _CONFIG_NAME.match(name):
+                fsutil.atomic_write(tmp / name, data)
         at_hook = sorted(p.name for p in tmp.iterdir())
-        kernel_local = (topdir.path(ctx) / "SOURCES" / KERNEL_LOCAL).is_file()
+        kernel_local = (top / "SOURCES" / KERNEL_LOCAL).is_file()
         if not at_hook:
             # Today's layout: the configs are Sources copied in after the patches.
             # The shipped ones are what kernel-local is merged into; snapshot those.
-            for src in sorted((topdir.path(ctx) / "SOURCES").glob("kernel-*.config")):
+            for src in sorted((top / "SOURCES").glob("kernel-*.config")):
                 shutil.copyfile(src, tmp / src.name)
         configs = sorted(p.name for p in tmp.iterdir())
         if not configs:
@@ -138,6 +173,31 @@ class PrepStage(Stage["PrepStage.Options"]):
                 Artifact(log_file, LOG)]
 
 
+_CONFIG_NAME = re.compile(r"^kernel-[A-Za-z0-9_.+-]*\.config$")
+
+
+def _hook_files(hook: Path) -> dict[str, bytes]:
+    """The regular files the hook left in `hook` (a directory the build wrote), by name: no
+    link followed, nothing but a plain file read, as root reads what an unprivileged build made."""
+    found: dict[str, bytes] = {}
+    try:
+        dir_fd = os.open(hook, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return found
+    try:
+        for name in os.listdir(dir_fd):
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+            except OSError:
+                continue
+            with os.fdopen(fd, "rb") as fh:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    found[name] = fh.read()
+    finally:
+        os.close(dir_fd)
+    return found
+
+
 def release_takes_localversion(tree: Path) -> bool:
     """Whether the tree's own kernel release (`make kernelrelease`, uname -r) appends
     CONFIG_LOCALVERSION, as Linux does through scripts/setlocalversion."""
@@ -148,10 +208,10 @@ def release_takes_localversion(tree: Path) -> bool:
     return False
 
 
-def read_macros(path: Path) -> dict[str, str]:
+def parse_macros(text: str) -> dict[str, str]:
     """The hook's macro record: name -> value, only the macros the spec defines."""
     out: dict[str, str] = {}
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         name, _, value = line.partition("=")
         if name in SPEC_MACROS and value.strip():
             out[name] = value.strip()
@@ -231,7 +291,9 @@ def archive_kconfig(tree: Path, dest: Path) -> int:
     a later run validate requests without preparing again. One file, so
     committing and fingerprinting it is cheap.
     """
-    names = kconfig_files(tree)
+    root = tree.resolve()
+    # The tree is the build's: a link out of it (to a host file root may read) is not kept.
+    names = [n for n in kconfig_files(tree) if (tree / n).resolve().is_relative_to(root)]
     with fsutil.atomic_open(dest) as out, \
             tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name in names:

@@ -245,7 +245,7 @@ class RebuildStage(Stage["RebuildStage.Options"]):
                            without=self.options.without, nodeps=self.options.nodeps,
                            defines={**topdir.run_defines(ctx), **sign.defines, **(self.options.define or {})},
                            epoch=topdir.source_date(ctx),
-                           stagedir=ctx.stagedir, run=ctx.run, mounts=sign.mounts,
+                           stagedir=ctx.stagedir, run=ctx.run, copies=sign.copies,
                            path_prefix=sign.path_prefix)
         req.log_file.unlink(missing_ok=True)
         opts = self.options

@@ -27,7 +27,12 @@ from respin.pipeline.errors import ConfigError, UsageError
 from respin.pipeline.run import run
 from respin.pipeline.stage import Context
 from respin.stages.kernel.lib.ccache import CompileCache, compiler_names, parse_stats_log, without_masquerade
-from respin.stages.kernel.lib.rpmpkg import fixed_topdir_available, in_fixed_topdir, payload_files
+from respin.stages.kernel.lib.rpmpkg import (
+    fixed_topdir_available,
+    give_to_builder,
+    in_fixed_topdir,
+    payload_files,
+)
 from respin.stages.kernel.rebuild import RebuildStage
 
 pytestmark = pytest.mark.slow  # builds packages or runs whole pipelines
@@ -251,15 +256,18 @@ def test_cache_options_are_not_in_the_fingerprint() -> None:
 
 
 @pytest.mark.skipif(not fixed_topdir_available(), reason="no private mount namespace here")
-def test_dirs_kept_under_var_tmp_stay_reachable_in_rpmbuilds_namespace(tmp_path: Path) -> None:
-    kept = Path(tempfile.mkdtemp(prefix="respin-keep-test-", dir="/var/tmp"))
-    try:
-        (kept / "in").write_text("from the host\n")
-        (tmp_path / "marker").write_text("topdir\n")
-        argv = in_fixed_topdir(["sh", "-c", f'cat marker "{kept}/in" && echo back > "{kept}/out"'],
-                               tmp_path, keep=[kept, tmp_path / "not-under-var-tmp"])
-        assert argv is not None and str(tmp_path / "not-under-var-tmp") not in argv
-        assert run(argv).stdout == "topdir\nfrom the host\n"
-        assert (kept / "out").read_text() == "back\n"
-    finally:
-        shutil.rmtree(kept, ignore_errors=True)
+def test_dirs_mounted_in_rpmbuilds_namespace_are_reachable_by_the_build(tmp_path: Path) -> None:
+    """The build (the unprivileged builder, when respin runs as root) reaches the directories
+    mounted for it at their seen paths, wherever they are (here under root's 0700 tmp dir)."""
+    top, shared = tmp_path / "top", tmp_path / "shared"
+    for where in (top, shared):
+        where.mkdir()
+        give_to_builder(where)
+    (top / "marker").write_text("topdir\n")
+    (shared / "in").write_text("from the host\n")
+    seen = Path("/var/tmp/respin/seen")
+    argv = in_fixed_topdir(["sh", "-c", f'cat marker "{seen}/in" && echo back > "{seen}/out"'],
+                           top, mounts={seen: shared})
+    assert argv is not None
+    assert run(argv).stdout == "topdir\nfrom the host\n"
+    assert (shared / "out").read_text() == "back\n"

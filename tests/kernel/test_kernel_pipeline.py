@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -612,3 +613,53 @@ def test_a_value_already_set_is_a_warning_and_the_build_goes_on(tmp_path: Path, 
     (new_srpm,) = built(manifest, "srpm")
     assert not [f for f in read_package(new_srpm).files if "config-respin" in f]
     assert "CONFIG_RESPIN_FEATURE_A is not set" in _changelogs(new_srpm)[0]
+
+
+# What a hostile spec tries from %prep and %build: say who it runs as, write where only root
+# may, read root's secrets.
+_WHO_AM_I = """\
+echo "%s $(id -u) $(id -g)" >> {record}/uids
+if touch /etc/respin-spec-was-root 2>/dev/null; then echo "%s wrote /etc" >> {record}/uids; fi
+if cat /etc/shadow > /dev/null 2>&1; then echo "%s read /etc/shadow" >> {record}/uids; fi
+"""
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("srpm", ["kernel-current"], indirect=True)
+def test_as_root_the_spec_runs_unprivileged_and_the_packages_are_roots(tmp_path: Path, srpm: Path) -> None:
+    """Run as root, respin runs rpmbuild's %prep (prep and rebuild) and %build as an
+    unprivileged uid: the spec cannot write /etc or read /etc/shadow; the packages still
+    record root as the owner of every file, as a root build does."""
+    record = Path(tempfile.mkdtemp(prefix="respin-uids-"))
+    record.chmod(0o777)
+    try:
+        def edit(text: str) -> str:
+            for section in ("%prep", "%build"):
+                text = text.replace(f"\n{section}\n", f"\n{section}\n" + _WHO_AM_I.format(record=record)
+                                    .replace("%s", section.lstrip("%")), 1)
+            return text
+
+        pf = pipeline_file(tmp_path, respun_srpm(srpm, tmp_path, edit), rebuild='mode = "binary"\n')
+        manifest = json.loads(respin("run", pf, "--json").stdout)
+        said = (record / "uids").read_text().splitlines()
+    finally:
+        shutil.rmtree(record, ignore_errors=True)
+    assert not Path("/etc/respin-spec-was-root").exists()
+    # prep's %prep, then rebuild's %prep and %build.
+    assert not [ln for ln in said if " wrote " in ln or " read " in ln], said
+    assert [ln.split()[0] for ln in said] == ["prep", "prep", "build"], said
+    for line in said:
+        _, uid, gid = line.split()
+        assert int(uid) != 0 and int(gid) != 0, said
+    import rpm
+
+    (package,) = built(manifest, "rpm")
+    ts = rpm.TransactionSet()
+    ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES | rpm._RPMVSF_NODIGESTS)
+    with open(package, "rb") as fh:
+        hdr = ts.hdrFromFdno(fh.fileno())
+    assert hdr[rpm.RPMTAG_FILENAMES] and set(hdr[rpm.RPMTAG_FILEUSERNAME]) == {"root"}
+    assert set(hdr[rpm.RPMTAG_FILEGROUPNAME]) == {"root"}
+    # What the build wrote is respin's again (the packages), or private to the build.
+    assert package.stat().st_uid == 0
+    assert (tmp_path / "work/rpmbuild/BUILD").stat().st_mode & 0o777 == 0o700

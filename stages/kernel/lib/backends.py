@@ -24,11 +24,14 @@ from respin.pipeline.run import Runs, clean_env
 from respin.stages.kernel.lib.ccache import CompileCache, find_ccache, without_masquerade
 from respin.stages.kernel.lib.rpmpkg import (
     FIXED_TOPDIR,
+    build_trees,
     fixed_topdir_available,
     from_fixed,
     in_fixed_topdir,
+    must_drop_root,
     rpmbuild_argv,
     rpmbuild_reason,
+    take_back,
     to_fixed,
     written_packages,
 )
@@ -51,9 +54,9 @@ class BuildRequest:
     epoch: int
     stagedir: Path
     run: Runs  # ctx.run: the one way a stage runs a command
-    # Signing in the build: directories it sees under /var/tmp (seen path -> directory), and
-    # what goes first on its PATH.
-    mounts: Mapping[Path, Path] = dataclasses.field(default_factory=dict)
+    # Signing in the build: directories copied for it under /var/tmp (seen path -> directory),
+    # and what goes first on its PATH.
+    copies: Mapping[Path, Path] = dataclasses.field(default_factory=dict)
     path_prefix: tuple[str, ...] = ()
 
     @property
@@ -67,22 +70,25 @@ def rpmbuild(req: BuildRequest, mode: str, cache: CompileCache | None = None) ->
     env = empty_home(req.stagedir)  # no ~/.rpmmacros of the user's leaks in
     if req.epoch:
         env["SOURCE_DATE_EPOCH"] = str(req.epoch)
+    fixed = fixed_topdir_available()
+    must_drop_root(fixed)
+    if req.copies and not fixed:
+        raise UsageError("signing in the build needs a private mount namespace (unshare), so the "
+                         "keys are seen at a fixed path and never in the work dir")
+    build_trees(req.topdir)
     path = clean_env()["PATH"]
     if cache is not None:
-        env.update(cache.prepare(path))
+        env.update(cache.prepare(path, seen=fixed))
     else:
         # Off means off: not even a masquerade dir the host has on PATH.
         env["PATH"] = without_masquerade(path, find_ccache(path))
     env["PATH"] = os.pathsep.join([*req.path_prefix, env["PATH"]])
-    fixed = fixed_topdir_available()
-    if req.mounts and not fixed:
-        raise UsageError("signing in the build needs a private mount namespace (unshare), so the "
-                         "keys are seen at a fixed path and never in the work dir")
     if fixed:
         argv = rpmbuild_argv(mode, to_fixed(req.spec, req.topdir), topdir=FIXED_TOPDIR,
                              target=req.target, with_=req.with_, without=req.without,
                              nodeps=req.nodeps, defines=req.defines)
-        wrapped = in_fixed_topdir(argv, req.topdir, keep=cache.dirs if cache else (), mounts=req.mounts)
+        wrapped = in_fixed_topdir(argv, req.topdir, mounts=cache.mounts() if cache else None,
+                                  copies=req.copies)
         assert wrapped is not None
         env["TMPDIR"] = "/var/tmp"
     else:
@@ -90,8 +96,12 @@ def rpmbuild(req: BuildRequest, mode: str, cache: CompileCache | None = None) ->
                     "dir path %s and differ from a build in another directory", req.topdir)
         wrapped = rpmbuild_argv(mode, req.spec, topdir=req.topdir, target=req.target, with_=req.with_,
                                 without=req.without, nodeps=req.nodeps, defines=req.defines)
-    result = req.run(wrapped, log_file=req.log_file, env=env, what=f"rpmbuild {mode} of {req.spec.name}",
-                     summarize=rpmbuild_reason)
+    try:
+        result = req.run(wrapped, log_file=req.log_file, env=env, what=f"rpmbuild {mode} of {req.spec.name}",
+                         summarize=rpmbuild_reason)
+    finally:
+        for sub in ("RPMS", "SRPMS"):
+            take_back(req.topdir / sub)
     built = [from_fixed(p, req.topdir) for p in written_packages(result.stdout)]
     if not built:
         raise CommandError(f"rpmbuild of {req.spec.name} reported no package written "

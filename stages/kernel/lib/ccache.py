@@ -40,6 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from respin.pipeline.errors import InputError
+from respin.stages.kernel.lib.rpmpkg import give_to_builder
+
+# Where a build in rpmbuild's mount namespace sees this build's links and stats log, and the
+# cache dir (on its tmpfs over /var/tmp): paths that do not change what a compile produces.
+SEEN_WORKSPACE = Path("/var/tmp/respin/ccache-run")
+SEEN_CACHE = Path("/var/tmp/respin/ccache")
 
 # Compiler names worth a link: gcc, g++, cc, c++, clang, clang++, with a
 # target prefix (x86_64-linux-gnu-gcc) and/or a version (gcc-12, clang-16).
@@ -148,14 +154,15 @@ class CompileCache:
     def stats_log(self) -> Path:
         return self.workspace / "stats.log"
 
-    @property
-    def dirs(self) -> tuple[Path, Path]:
-        """The directories the build must reach at their own paths."""
-        return self.workspace, self.cache_dir
+    def mounts(self) -> dict[Path, Path]:
+        """Where a build in rpmbuild's mount namespace sees the two directories (seen path ->
+        directory): at fixed paths, which an unprivileged build reaches wherever the work dir is."""
+        return {SEEN_WORKSPACE: self.workspace, SEEN_CACHE: self.cache_dir}
 
-    def prepare(self, path: str) -> dict[str, str]:
-        """Make the links and an empty stats log; the environment for rpmbuild (`path` is the
-        PATH it would have had)."""
+    def prepare(self, path: str, *, seen: bool = False) -> dict[str, str]:
+        """Make the links and an empty stats log, all the builder's; the environment for
+        rpmbuild (`path` is the PATH it would have had; `seen`: the build sees the directories
+        where `mounts` puts them)."""
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -169,10 +176,13 @@ class CompileCache:
         for name in compiler_names(path, self.ccache):
             (self.bindir / name).symlink_to(self.ccache)
         self.stats_log.touch()
+        give_to_builder(self.workspace)
+        give_to_builder(self.cache_dir)
+        workspace, cache_dir = (SEEN_WORKSPACE, SEEN_CACHE) if seen else (self.workspace, self.cache_dir)
         return {
-            "PATH": os.pathsep.join([str(self.bindir), path]),
-            "CCACHE_DIR": str(self.cache_dir),
-            "CCACHE_STATSLOG": str(self.stats_log),
+            "PATH": os.pathsep.join([str(workspace / "bin"), path]),
+            "CCACHE_DIR": str(cache_dir),
+            "CCACHE_STATSLOG": str(workspace / "stats.log"),
             "CCACHE_BASEDIR": "",
             "CCACHE_HASHDIR": "true",
             "CCACHE_COMPILERCHECK": "content",

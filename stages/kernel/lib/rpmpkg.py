@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from respin.pipeline.errors import InputError
+from respin.pipeline.errors import InputError, UsageError
 from respin.pipeline.run import run  # probes of the host only; a stage's commands go through ctx.run
 from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches
 
@@ -184,36 +184,56 @@ FIXED_TOPDIR = Path("/var/tmp/respin/rpmbuild")
 
 # Where the [sign] keys are seen during a build: a fixed path (rpm keeps the parsed
 # spec, %pesign's expansion included, in the source package), on the namespace's
-# tmpfs, so the copy a build reads from is never on the work dir's disk.
+# tmpfs, where they are copied for the build: readable by the build alone, and gone
+# with the namespace.
 FIXED_KEYS = Path("/var/tmp/respin/keys")
 
-# Arguments: pairs of a directory and where the command sees it (under /var/tmp,
-# which the tmpfs would otherwise hide; each opened on fds 4... before the tmpfs
-# goes over it), "--", the topdir, the command.
+# The unprivileged identity a build runs as when respin runs as root: a spec is code, and
+# code from a package never runs as root. One fixed uid and gid of respin's own, high above
+# any account (no passwd entry, no home), so no other process runs as it; `nobody` where the
+# host's id map stops short of it.
+BUILDER_ID = 2**31 - 2**16
+_NOBODY = 65534
+
+# Arguments: the builder ("uid:gid", or "-" to stay who we are), triples of how ("bind" or
+# "copy"), a directory and where the command sees it under /var/tmp (each opened on fds
+# 4... before the tmpfs goes over /var/tmp), "--", the topdir, the command. A "copy" is
+# copied onto the tmpfs and given to the builder (mode 0700): what only this build may
+# read. The command runs as the builder, with no capability and no way to gain one.
 _NAMESPACE_SCRIPT = f"""set -e
-fd=4 after= half=
+builder=$1
+shift
+fd=4 at=0 after=
 for arg in "$@"; do
   if [ -n "$after" ]; then exec 3<"$arg"; break
   elif [ "$arg" = -- ]; then after=1
-  elif [ -z "$half" ]; then eval "exec $fd<\\"\\$arg\\""; fd=$((fd + 1)); half=1
-  else half=
+  elif [ $((at % 3)) = 1 ]; then eval "exec $fd<\\"\\$arg\\""; fd=$((fd + 1))
   fi
+  at=$((at + 1))
 done
-mount -t tmpfs -o mode=0755 respin /var/tmp
-mkdir -p {FIXED_TOPDIR}
+mount -t tmpfs -o mode=1777 respin /var/tmp
+mkdir -p -m 0755 /var/tmp/respin {FIXED_TOPDIR}
 mount --no-canonicalize --bind /proc/self/fd/3 {FIXED_TOPDIR}
 exec 3<&-
 fd=4
 while [ "$1" != -- ]; do
-  mkdir -p "$2"
-  mount --no-canonicalize --bind /proc/self/fd/$fd "$2"
+  mkdir -p "$3"
+  if [ "$1" = copy ]; then
+    cp -R /proc/self/fd/$fd/. "$3"
+    chmod -R go= "$3"
+    if [ "$builder" != - ]; then chown -R "$builder" "$3"; fi
+  else
+    mount --no-canonicalize --bind /proc/self/fd/$fd "$3"
+  fi
   eval "exec $fd<&-"
   fd=$((fd + 1))
-  shift 2
+  shift 3
 done
 shift 2
 cd {FIXED_TOPDIR}
-exec "$@"
+if [ "$builder" = - ]; then exec "$@"; fi
+exec setpriv --reuid="${{builder%:*}}" --regid="${{builder#*:}}" --clear-groups --no-new-privs \\
+  --inh-caps=-all --bounding-set=-all -- "$@"
 """
 
 
@@ -221,8 +241,8 @@ exec "$@"
 def _namespace_prefix() -> tuple[str, ...] | None:
     """The unshare command line that gives a private mount namespace, or None if none works.
 
-    Root gets a plain mount namespace; another user a user namespace mapped to
-    root (so the packaged files read as root's, as in a root build).
+    Root gets a plain mount namespace (the build then drops to the builder); another user a
+    user namespace mapped to root (so the packaged files read as root's, as in a root build).
     """
     if shutil.which("unshare") is None:
         return None
@@ -233,29 +253,106 @@ def _namespace_prefix() -> tuple[str, ...] | None:
     return prefix if probe.returncode == 0 else None
 
 
+def _mapped(ident: int, which: str) -> bool:
+    """Whether `ident` is in this process's user namespace's uid or gid map."""
+    try:
+        rows = Path(f"/proc/self/{which}").read_text().split("\n")
+    except OSError:
+        return ident == _NOBODY
+    for row in rows:
+        parts = row.split()
+        if len(parts) == 3 and int(parts[0]) <= ident < int(parts[0]) + int(parts[2]):
+            return True
+    return False
+
+
+@functools.cache
+def builder() -> tuple[int, int] | None:
+    """The uid and gid rpmbuild runs as when respin runs as root; None for another user,
+    whose build runs as that user (mapped to root in a user namespace of its own)."""
+    if os.geteuid() != 0:
+        return None
+    ident = BUILDER_ID if _mapped(BUILDER_ID, "uid_map") and _mapped(BUILDER_ID, "gid_map") else _NOBODY
+    return ident, ident
+
+
 def fixed_topdir_available() -> bool:
     """Whether rpmbuild can run with the fixed topdir path here."""
     return _namespace_prefix() is not None
 
 
-def in_fixed_topdir(argv: Sequence[str], topdir: Path, keep: Sequence[Path] = (),
-                    mounts: Mapping[Path, Path] | None = None) -> list[str] | None:
-    """`argv` (built with FIXED_TOPDIR paths) wrapped to run with `topdir` mounted there.
+def in_fixed_topdir(argv: Sequence[str], topdir: Path, mounts: Mapping[Path, Path] | None = None,
+                    copies: Mapping[Path, Path] | None = None) -> list[str] | None:
+    """`argv` (built with FIXED_TOPDIR paths) wrapped to run with `topdir` mounted there, as
+    the builder when respin runs as root.
 
-    `keep`: directories the command needs at their own paths (the tmpfs over
-    /var/tmp would hide those under it); `mounts`: directories it sees at
-    another path under /var/tmp (seen path -> directory). None when no private
-    mount namespace can be had (then build with the real path).
+    `mounts`: directories the command sees at another path under /var/tmp (seen path ->
+    directory); `copies`: directories copied there for the command alone (the keys). None
+    when no private mount namespace can be had (then build with the real path).
     """
     prefix = _namespace_prefix()
     if prefix is None:
         return None
-    pairs = [(str(d.resolve()), str(d.resolve())) for d in keep if d.resolve().is_relative_to("/var/tmp")]
-    pairs += [(str(d.resolve()), str(seen)) for seen, d in (mounts or {}).items()]
-    if len(pairs) > 6:  # fds 4 to 9: what sh redirects by number
+    triples = [("bind", str(d.resolve()), str(seen)) for seen, d in (mounts or {}).items()]
+    triples += [("copy", str(d.resolve()), str(seen)) for seen, d in (copies or {}).items()]
+    if len(triples) > 6:  # fds 4 to 9: what sh redirects by number
         raise ValueError("in_fixed_topdir: at most 6 directories to mount under /var/tmp")
-    return [*prefix, "sh", "-c", _NAMESPACE_SCRIPT, "respin-rpmbuild", *(p for pair in pairs for p in pair),
-            "--", str(topdir), *argv]
+    ident = builder()
+    who = f"{ident[0]}:{ident[1]}" if ident else "-"
+    return [*prefix, "sh", "-c", _NAMESPACE_SCRIPT, "respin-rpmbuild", who,
+            *(part for triple in triples for part in triple), "--", str(topdir), *argv]
+
+
+def give_to_builder(path: Path, mode: int | None = None) -> None:
+    """Make `path`, a directory respin made, and everything in it the builder's (when respin
+    runs as root), `path` itself with `mode`: what the build may write. Walked through
+    directory descriptors, never through a link."""
+    ident = builder()
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is not a directory (a build tree is one respin makes)")
+    if mode is not None:
+        os.chmod(path, mode)
+    if ident is not None:
+        _chown_tree(path, *ident)
+
+
+def take_back(path: Path) -> None:
+    """Make what the builder wrote under `path` (packages) respin's own again, so no build
+    that runs later as the builder can change it."""
+    if builder() is not None and path.is_dir() and not path.is_symlink():
+        _chown_tree(path, os.geteuid(), os.getegid())
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    if (os.lstat(path).st_uid, os.lstat(path).st_gid) != (uid, gid):
+        os.chown(path, uid, gid, follow_symlinks=False)
+    for _top, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
+        for name in (*dirs, *files):
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if (st.st_uid, st.st_gid) != (uid, gid):
+                    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def build_trees(topdir: Path) -> None:
+    """The directories of `topdir` a build writes, made and given to the builder: BUILD and
+    BUILDROOT private to it (mode 0700: the build's key is in there while it runs), RPMS
+    and SRPMS readable."""
+    for sub, mode in (("BUILD", 0o700), ("BUILDROOT", 0o700), ("RPMS", 0o755), ("SRPMS", 0o755)):
+        (topdir / sub).mkdir(parents=True, exist_ok=True)
+        give_to_builder(topdir / sub, mode)
+
+
+def must_drop_root(fixed: bool) -> None:
+    """Refuse to build as root where the build cannot be run as the builder (`fixed`: in a
+    private mount namespace with the fixed topdir)."""
+    if builder() is not None and not fixed:
+        raise UsageError("respin runs as root and builds as an unprivileged user in a private mount "
+                         "namespace, which unshare cannot make here; run respin as another user")
+    if builder() is not None and shutil.which("setpriv") is None:
+        raise UsageError("respin runs as root and builds as an unprivileged user with setpriv, which "
+                         "is not installed (util-linux)")
 
 
 def to_fixed(path: Path, topdir: Path) -> Path:

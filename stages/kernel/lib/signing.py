@@ -260,9 +260,10 @@ exec {real} "$@"
 
 @dataclass(frozen=True)
 class InBuild:
-    """What a build needs to sign with the keys: directories to mount, PATH, macros."""
+    """What a build needs to sign with the keys: directories to copy in (seen path ->
+    directory), PATH, macros."""
 
-    mounts: dict[Path, Path]
+    copies: dict[Path, Path]
     path_prefix: tuple[str, ...]
     defines: dict[str, str]
 
