@@ -593,13 +593,17 @@ def test_what_the_spec_needs_and_the_host_lacks_is_named_before_the_build(
     proc = respin("run", pf, check=False)
     assert_one_line_error(proc, 3, "%install runs respin-test-hmac", "(and 1 more, each on a line above)")
     assert "pushd" not in proc.stderr
-    # And with the commands on PATH the build runs, bash taking pushd.
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    for tool in ("respin-test-hmac", "respin-test-tool"):
-        (bindir / tool).write_text("#!/bin/sh\nexit 0\n")
-        (bindir / tool).chmod(0o755)
-    respin("run", pf, env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
+    # And with the commands on PATH the build runs, bash taking pushd. (Not under pytest's
+    # 0700 tmp dir: run as root, the build runs as an unprivileged user.)
+    bindir = Path(tempfile.mkdtemp(prefix="respin-test-bin-"))
+    try:
+        bindir.chmod(0o755)
+        for tool in ("respin-test-hmac", "respin-test-tool"):
+            (bindir / tool).write_text("#!/bin/sh\nexit 0\n")
+            (bindir / tool).chmod(0o755)
+        respin("run", pf, env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
+    finally:
+        shutil.rmtree(bindir, ignore_errors=True)
 
 
 def test_a_value_already_set_is_a_warning_and_the_build_goes_on(tmp_path: Path, srpm: Path) -> None:
