@@ -59,15 +59,20 @@ class RealBuild:
         assert len(found) == 1, (pattern, sorted(found))
         return next(iter(found.values()))
 
+    def module_dir_file(self, name: str) -> bytes:
+        """/lib/modules/<kverrel>/`name` from the package: where Fedora's kernel-core carries the
+        image, config and System.map (its /boot copies are %ghost, without content)."""
+        return self.payload(rf"^/lib/modules/{re.escape(self.kverrel)}/{re.escape(name)}$")
+
     def kernel_image(self, where: Path) -> Path:
-        """/boot/vmlinuz-<kverrel> out of the package (through the rpm bindings), into `where`."""
+        """The package's kernel image (/lib/modules/<kverrel>/vmlinuz), into `where`."""
         image = where / f"vmlinuz-{self.kverrel}"
-        image.write_bytes(self.payload(rf"^/boot/vmlinuz-{re.escape(self.kverrel)}$"))
+        image.write_bytes(self.module_dir_file("vmlinuz"))
         return image
 
-    def boot_config(self) -> str:
-        """/boot/config-<kverrel> from the package."""
-        return self.payload(rf"^/boot/config-{re.escape(self.kverrel)}$").decode()
+    def config(self) -> str:
+        """The package's config (/lib/modules/<kverrel>/config)."""
+        return self.module_dir_file("config").decode()
 
 
 @dataclass(frozen=True)

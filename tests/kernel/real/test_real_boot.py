@@ -5,11 +5,12 @@ The image comes out of the binary package respin built (the session's
 busybox tree; qemu boots both (TCG, serial console). Asserted from inside the
 running kernel: `uname -r` is the package's <version>-<release>.x86_64 and
 carries the buildid, every requested value is in /proc/config.gz (which is
-the package's /boot/config as a whole), and the values show where they act.
+the package's config as a whole), and the values show where they act.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import pytest
 from realbuild import BUILDID, REQUEST, REQUESTED_LINES, RealBuild
 from realvm import between, boot, busybox_tree, marked, missing_boot_tools
 from respin_cli import respin
+
+from respin.stages.kernel.lib.rpmpkg import read_package
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(bool(missing_boot_tools()),
@@ -30,7 +33,15 @@ def test_the_package_is_the_requested_build(real_build: RealBuild) -> None:
     assert set(stages.values()) == {"ran"}, stages
     assert BUILDID in real_build.kverrel.split("-", 1)[1], real_build.kverrel
     assert real_build.kverrel.endswith(".x86_64")
-    config = real_build.boot_config().splitlines()
+    # Laid out as Fedora's kernel-core: image, config and System.map in the module directory,
+    # their /boot copies %ghost (listed, no content); verify read the config where it is.
+    pkg = read_package(real_build.rpm)
+    kver = real_build.kverrel
+    assert pkg.ghosts == {f"/boot/vmlinuz-{kver}", f"/boot/config-{kver}", f"/boot/System.map-{kver}"}
+    assert {f"/lib/modules/{kver}/{n}" for n in ("vmlinuz", "config", "System.map")} <= set(pkg.files)
+    report = json.loads((real_build.workdir / "stages/verify/report.json").read_text())
+    assert [p["configs"] for p in report["packages"] if "flavour" in p] == [[f"/lib/modules/{kver}/config"]]
+    config = real_build.config().splitlines()
     for line in REQUESTED_LINES:
         assert line in config, line
     # The Fedora flavour: the SRPM was made for .fc37, so the rebuild keeps %dist and
@@ -46,7 +57,7 @@ def test_the_real_kernel_boots_with_the_change(real_build: RealBuild, tmp_path: 
     respin("initrd", "pack", tree, "-o", image, "--compress", "gzip")
     # respin's own check of the image against the kernel it is for (CONFIG_RD_GZIP, /init).
     config = tmp_path / "config"
-    config.write_text(real_build.boot_config())
+    config.write_text(real_build.config())
     respin("initrd", "check", image, "--kernel-config", config)
 
     console = boot(kernel, image)
@@ -57,7 +68,7 @@ def test_the_real_kernel_boots_with_the_change(real_build: RealBuild, tmp_path: 
     assert BUILDID in real_build.kverrel
     # The running kernel's config is the packaged one, requested values included.
     running = between(console, "CONFIG")
-    packaged = [ln for ln in real_build.boot_config().splitlines() if ln.startswith("CONFIG_")]
+    packaged = [ln for ln in real_build.config().splitlines() if ln.startswith("CONFIG_")]
     assert [ln for ln in running if ln.startswith("CONFIG_")] == packaged
     for line in REQUESTED_LINES:
         assert line in running, line

@@ -40,8 +40,8 @@ def _rpm(manifest: dict[str, Any]) -> Path:
     return rpm
 
 
-def _boot_files(rpm: Path, kverrel: str) -> dict[str, bytes]:
-    wanted = re.compile(rf"^/boot/(vmlinuz|config|System\.map)-{re.escape(kverrel)}$")
+def _kernel_files(rpm: Path, kverrel: str) -> dict[str, bytes]:
+    wanted = re.compile(rf"^/lib/modules/{re.escape(kverrel)}/(vmlinuz|config|System\.map)$")
     files = dict(payload_files(rpm, wanted))
     assert len(files) == 3, sorted(files)
     return files
@@ -58,8 +58,8 @@ def test_real_kernel_bytes_are_the_same_compiled_or_from_the_cache(real_build: R
     warm = json.loads(respin("run", pf, "--json", cwd=tmp_path, timeout=BUILD_TIMEOUT).stdout)
     meta = _cache_meta(warm)
     assert meta is not None and meta["hit_rate"] >= 0.9, meta
-    files = _boot_files(_rpm(warm), real_build.kverrel)
-    session = _boot_files(real_build.rpm, real_build.kverrel)
+    files = _kernel_files(_rpm(warm), real_build.kverrel)
+    session = _kernel_files(real_build.rpm, real_build.kverrel)
     for name, content in files.items():
         assert session[name] == content, f"{name} differs between the compiled and the cached build"
     assert real_build.rpm.read_bytes() == _rpm(warm).read_bytes()

@@ -29,8 +29,13 @@ TIMEOUT = 180.0
 
 
 def distribution_kernel() -> Path | None:
-    """The newest /boot/vmlinuz-* that is a PE image (has an EFI stub), if any."""
-    for name in sorted(glob.glob("/boot/vmlinuz-*"), reverse=True):
+    """The newest installed kernel image that is a PE image (has an EFI stub), if any: Fedora's
+    kernel-core carries it as /lib/modules/<kver>/vmlinuz (its /boot copy is %ghost, made by
+    kernel-install), Debian's linux-image package as /boot/vmlinuz-<kver>."""
+    names = glob.glob("/lib/modules/*/vmlinuz") + glob.glob("/boot/vmlinuz-*")
+    # By the kernel release each names: <kver>/vmlinuz or vmlinuz-<kver>.
+    for name in sorted(names, reverse=True, key=lambda n: Path(n).parent.name if n.endswith("/vmlinuz")
+                       else Path(n).name.removeprefix("vmlinuz-")):
         with open(name, "rb") as fh:
             head = fh.read(0x40)
         if len(head) == 0x40 and head[:2] == b"MZ":
@@ -53,7 +58,8 @@ class Images:
 def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     kernel = distribution_kernel()
     if kernel is None:
-        pytest.skip("no /boot/vmlinuz-* with an EFI stub on this machine (linux-image-amd64 / kernel-core)")
+        pytest.skip("no kernel image with an EFI stub on this machine (/lib/modules/*/vmlinuz or "
+                    "/boot/vmlinuz-*: linux-image-amd64 / kernel-core)")
     work = tmp_path_factory.mktemp("secureboot")
     key, cert = make_test_key(work, KEY_NAME)
     original = work / "original.efi"

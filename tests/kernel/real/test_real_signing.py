@@ -89,7 +89,7 @@ def test_without_a_module_key_two_builds_differ_and_respin_says_so(real_build: R
     assert "CONFIG_MODULE_SIG is set and [sign] module_key is not" in first.stderr
     assert "will not be byte-identical" in first.stderr
     rpm = next(Path(a["path"]) for a in json.loads(first.stdout)["artifacts"] if a["kind"] == "rpm")
-    image = re.compile(rf"^/boot/vmlinuz-{re.escape(real_build.kverrel)}$")
+    image = re.compile(rf"^/lib/modules/{re.escape(real_build.kverrel)}/vmlinuz$")
     before = dict(payload_files(rpm, image)), dict(payload_files(rpm, MODULE))
     second = respin("run", pf, "--json", "--only", "rebuild", "--force", cwd=tmp_path, timeout=BUILD_TIMEOUT)
     assert "will not be byte-identical" in second.stderr
@@ -124,7 +124,10 @@ def test_the_signed_package_installs_from_the_published_repository(real_build: R
     installed = dnf(tmp_path / "root", repo, "install", "kernel")
     assert installed.returncode == 0, installed.stdout + installed.stderr
     root = tmp_path / "root"
-    assert (root / f"boot/vmlinuz-{real_build.kverrel}").is_file()
+    # The image in the module directory; the /boot copies are %ghost: rpm installs no content
+    # there (kernel-install would copy them), it only owns the names.
+    assert (root / f"lib/modules/{real_build.kverrel}/vmlinuz").is_file()
+    assert not (root / f"boot/vmlinuz-{real_build.kverrel}").exists()
     module = next((root / f"lib/modules/{real_build.kverrel}").rglob("crc-ccitt.ko"))
     module_pem, _, _ = _keys(real_build)
     assert signing.module_problem(module.name, module.read_bytes(), module_pem, run) is None
