@@ -11,6 +11,7 @@ import importlib.util
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,12 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         spec = preview.source(ctx, pipeline)
         if spec is not None:
             yield from self._switch_problems(spec, where)
+        if spec is not None and self._compiles_here:
+            # The build's macros but fetch's %dist ones, which name no build shell; and a
+            # home of its own, so no ~/.rpmmacros is read and nothing is left behind.
+            defines = {**dict(ctx.settings.get("define") or {}), **(self.options.define or {})}
+            with tempfile.TemporaryDirectory(prefix="respin-check-") as home:
+                yield from self._lacking(ctx, spec.spec, spec.spec_name, defines, {"HOME": home})
 
     def _switch_problems(self, spec: preview.Source, where: str) -> Iterator[str]:
         for kind, names in (("with", self.options.with_), ("without", self.options.without)):
@@ -193,20 +200,24 @@ class RebuildStage(Stage["RebuildStage.Options"]):
                               "host does not define (pesign's macros): give [sign] secureboot_key and "
                               "secureboot_cert, and the image is signed with sbsign")
 
+    def _lacking(self, ctx: Context, text: str, spec_name: str, defines: dict[str, str],
+                 home: dict[str, str]) -> list[str]:
+        """What the spec's build needs that this host lacks, one line each (hostneeds)."""
+        shell = hostneeds.spec_buildshell(text)
+        if shell is None:
+            shell = ctx.run(["rpm", *build_switches(None, (), (), defines), "--eval", "%{_buildshell}"],
+                            env=home, what="rpm --eval %_buildshell").stdout.strip()
+        cpu = ctx.target.split("-")[0] if ctx.target else None
+        return hostneeds.problems(text, spec_name, target_cpu=cpu, buildshell=shell, path=clean_env()["PATH"])
+
     def _host_needs(self, ctx: Context) -> None:
         """Refuse, before the build, a spec whose build needs what this host lacks (a bash-only
         construct under a build shell that is not bash, a command not on PATH), each named on
         a line of its own, all in one pass."""
         spec = ctx.artifact(SPEC).path
-        text = spec.read_text(errors="replace")
-        shell = hostneeds.spec_buildshell(text)
-        if shell is None:
-            defines = {**topdir.run_defines(ctx), **(self.options.define or {})}
-            shell = ctx.run(["rpm", *build_switches(None, (), (), defines), "--eval", "%{_buildshell}"],
-                            env=empty_home(ctx.stagedir), what="rpm --eval %_buildshell").stdout.strip()
-        cpu = ctx.target.split("-")[0] if ctx.target else None
-        lacking = hostneeds.problems(text, spec.name, target_cpu=cpu, buildshell=shell,
-                                     path=clean_env()["PATH"])
+        lacking = self._lacking(ctx, spec.read_text(errors="replace"), spec.name,
+                                {**topdir.run_defines(ctx), **(self.options.define or {})},
+                                empty_home(ctx.stagedir))
         for line in lacking[1:]:
             ctx.log.error("rebuild: %s", line)
         if lacking:
