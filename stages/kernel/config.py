@@ -461,6 +461,8 @@ class _Problem:
         if self.kind == "unmet":
             if self.verdict.unknown:
                 return f"{self.verdict.request.name}: unknown CONFIG symbol (not in the kernel's Kconfig)"
+            if self.verdict.takes:
+                return f"{self.verdict.explain()} (in {self.config})"
             return f"{self.verdict.explain()} (in {self.config}): oldconfig would drop it"
         if self.kind == "new":
             listed = ", ".join(f"{name} (default {_shown(value)})" for name, value in self.values.items())
@@ -472,7 +474,7 @@ class _Problem:
                 "check refuses values changed after oldconfig")
 
     def hint(self, resolving: bool) -> str:
-        if self.kind == "unmet" and self.verdict.unknown:
+        if self.kind == "unmet" and (self.verdict.unknown or self.verdict.takes):
             return ""
         if resolving:
             return "; resolve cannot settle it: set the values yourself"

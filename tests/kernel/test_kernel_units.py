@@ -311,7 +311,7 @@ def test_a_name_with_a_final_newline_is_not_a_name() -> None:
     # `^...$` matches before a final newline: every name and value is matched whole.
     with pytest.raises(ConfigError, match="is not a kernel config symbol"):
         kconfig.requests({}, ["CONFIG_B\n"], {}, "p.toml [config]")
-    assert kconfig.normalize("CONFIG_B", "12\t", "1", "w").line() == 'CONFIG_B="12\t"'
+    assert kconfig.normalize("CONFIG_B", "12\t", None, "w").line() == 'CONFIG_B="12\t"'
     assert kconfig.parse("CONFIG_A=y\n# CONFIG_B is not set\n") == {"CONFIG_A": "y", "CONFIG_B": None}
 
 
@@ -394,3 +394,9 @@ def test_inject_keeps_every_line_of_the_spec_blank_lines_too() -> None:
     assert ops == {"equal", "insert"}, ops
     at = after.index("Patch11: linux-2.6-config-respin.patch")
     assert after[at + 1:at + 3] == ["", "%description"]
+
+
+@pytest.mark.parametrize(("value", "existing"), [("abc", "17"), (True, "17"), ("abc", "y"), (1000, "m")])
+def test_a_value_the_symbols_type_cannot_hold_is_refused(value: object, existing: str) -> None:
+    with pytest.raises(ConfigError, match="is not a valid value for CONFIG_X, which takes"):
+        kconfig.normalize("CONFIG_X", value, existing, "p.toml [config]")

@@ -76,9 +76,9 @@ def normalize(name: str, value: object, existing: str | None, where: str) -> Req
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ConfigError(f"{where}: '{name}' is not a kernel config symbol (expected CONFIG_[A-Z0-9_]+)")
     if isinstance(value, bool):
-        return Request(name, "y" if value else UNSET)
+        return _of_kind(Request(name, "y" if value else UNSET), existing, where)
     if isinstance(value, int):
-        return Request(name, str(value))
+        return _of_kind(Request(name, str(value)), existing, where)
     if not isinstance(value, str):
         raise ConfigError(f"{where}: {name}: value must be a string, integer or boolean, got {value!r}")
     if any(c in LINE_BREAKS or c == "\0" for c in value):
@@ -86,15 +86,40 @@ def normalize(name: str, value: object, existing: str | None, where: str) -> Req
     if value == "n":
         return Request(name, UNSET)
     if value in ("y", "m"):
-        return Request(name, value)
+        return _of_kind(Request(name, value), existing, where)
     if value.startswith('"'):
         if not re.fullmatch(r'"(?:[^"\\]|\\.)*"', value):
             raise ConfigError(f"{where}: {name}: malformed quoted string {value!r}")
-        return Request(name, value)
+        return _of_kind(Request(name, value), existing, where)
     existing_is_string = existing is not None and existing.startswith('"')
     if _NUMBER.fullmatch(value) and not existing_is_string:
-        return Request(name, value)
-    return Request(name, _quote(value))
+        return _of_kind(Request(name, value), existing, where)
+    return _of_kind(Request(name, _quote(value)), existing, where)
+
+
+def kind(value: str | None) -> str:
+    """What a .config value says of its symbol: "tristate" (y, m), "number", "string" (quoted),
+    or "" (not set: any kind)."""
+    if value is None:
+        return ""
+    if value in ("y", "m"):
+        return "tristate"
+    return "number" if _NUMBER.fullmatch(value) else "string"
+
+
+def _of_kind(req: Request, existing: str | None, where: str) -> Request:
+    """`req`, unless the symbol's current value shows it cannot take it: "abc" for a number or
+    a bool symbol would leave oldconfig to put the default back."""
+    have, want = kind(existing), kind(req.value)
+    if have in ("tristate", "number") and want not in ("", have):
+        takes = "y, m or n" if have == "tristate" else "a number"
+        raise ConfigError(f"{where}: {not_of_its_type(req, takes)} (it is {existing} now)")
+    return req
+
+
+def not_of_its_type(req: Request, takes: str) -> str:
+    """The words for a value its symbol's type cannot hold."""
+    return f"{req.line()} is not a valid value for {req.name}, which takes {takes}"
 
 
 def requests(set_: Mapping[str, object], unset: Sequence[str], current: Mapping[str, str | None],

@@ -22,7 +22,7 @@ import kconfiglib
 
 from respin.pipeline.errors import InputError
 from respin.pipeline.run import run  # probes of the host only; a stage's commands go through ctx.run
-from respin.stages.kernel.lib.kconfig import SRCARCH, Request, parse
+from respin.stages.kernel.lib.kconfig import SRCARCH, Request, not_of_its_type, parse
 
 
 @dataclass
@@ -35,8 +35,11 @@ class Verdict:
     needs: list[str] = field(default_factory=list)  # unmet dependencies, e.g. "CONFIG_A=y"
     unknown: bool = False
     limit: str = ""  # why else it moves: "its range is 100..1000", "CONFIG_HZ_250 is chosen"
+    takes: str = ""  # set when the value is not one of the symbol's type: what it takes
 
     def explain(self) -> str:
+        if self.takes:
+            return not_of_its_type(self.request, self.takes)
         if self.unknown:
             return f"{self.request.name} is not a symbol of this kernel's Kconfig"
         if self.needs:
@@ -210,12 +213,30 @@ def judge(kconf: Any, config: Path, reqs: Sequence[Request]) -> list[Verdict]:
             continue
         value = _value_line(sym)
         wanted = req.value
+        takes = _takes(sym, wanted)
+        if takes:
+            verdicts.append(Verdict(req, False, value, takes=takes))
+            continue
         if _same_number(sym, wanted, value):
             value = wanted
         verdicts.append(Verdict(req, value == wanted, value,
                                 needs=_unmet(sym, wanted) if value != wanted else [],
                                 limit=_limit(sym, wanted) if value != wanted else ""))
     return verdicts
+
+
+# What each type of symbol takes in .config syntax, and how to say it.
+_TYPE_VALUES = {kconfiglib.BOOL: (r"y", "y or n"), kconfiglib.TRISTATE: (r"[ym]", "y, m or n"),
+                kconfiglib.INT: (r"-?[0-9]+", "a decimal number"),
+                kconfiglib.HEX: (r"(0[xX])?[0-9a-fA-F]+", "a hex number"),
+                kconfiglib.STRING: (r'".*"', "a string")}
+
+
+def _takes(sym: Any, wanted: str | None) -> str:
+    """What `sym` takes, when `wanted` is not of its type ("abc" for an int, which oldconfig
+    would replace by the default); else ""."""
+    pattern, takes = _TYPE_VALUES.get(sym.orig_type, (r".*", ""))
+    return "" if wanted is None or re.fullmatch(pattern, wanted, re.S) else takes
 
 
 def _limit(sym: Any, wanted: str | None) -> str:
