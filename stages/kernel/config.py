@@ -25,7 +25,7 @@ from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError, RespinError
 from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
 from respin.stages.kernel.kinds import KCONFIG_TREE, KERNEL_LOCAL, LOCAL, SOURCES, Edited, Mechanism, Snapshot
-from respin.stages.kernel.lib import kconfig, preview
+from respin.stages.kernel.lib import kconfig, preview, rpmpkg
 
 
 def target_arch(ctx: Context) -> str:
@@ -364,6 +364,9 @@ class ConfigStage(Stage["ConfigStage.Options"]):
                 out.write_bytes(data.read())
                 if member.mode & 0o111:  # a script Kconfig runs
                     out.chmod(0o755)
+        # The builder's: Kconfig's $(shell,...) commands run as it when respin runs as root,
+        # and the compiler probes write in the tree (kvalidate reads it without links).
+        rpmpkg.give_to_builder(scratch, 0o755)
         return scratch
 
     def _validate_with_make(self, ctx: Context, tree: Path, texts: dict[str, str],
@@ -376,7 +379,7 @@ class ConfigStage(Stage["ConfigStage.Options"]):
                             "gone (a finished rpmbuild removes it); verify checks them after", tree)
             return {}
         dot = tree / ".config"
-        saved = dot.read_bytes() if dot.exists() else None
+        saved = _read_no_link(dot)
         asked = {r.name for r in reqs}
         try:
             for name, text in texts.items():
@@ -550,13 +553,34 @@ class _Checker:
         self.probe.unlink(missing_ok=True)
 
 
+def _tree_make(tree: Path, dot: Path, arch: str, target: str) -> list[str]:
+    """The tree's own make of a config target: the tree's Makefile and Kconfig scripts are
+    the package's code, run as the builder when respin runs as root."""
+    assert dot.parent == tree, "the config make writes is in the tree"
+    seen = rpmpkg.FIXED_TOPDIR if rpmpkg.builder() is not None else tree
+    argv = ["make", "-s", f"ARCH={arch}", f"KCONFIG_CONFIG={seen / dot.name}", target]
+    return rpmpkg.as_builder(argv, tree)
+
+
+def _read_no_link(path: Path) -> bytes | None:
+    """A file the builder may have replaced, read without following a link (None if absent)."""
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        found = fsutil.read_at(dir_fd, path.name)
+    except fsutil.NotRegular as exc:
+        raise InputError(f"{path}: the build tree's config is {exc.what}") from None
+    finally:
+        os.close(dir_fd)
+    return None if found is None else found[0]
+
+
 def _make_listnewconfig(ctx: Context, tree: Path, dot: Path, arch: str, text: str
                         ) -> dict[str, str | None] | None:
     """The tree's own `make listnewconfig` of `text`, or None where the tree has none
     (before Linux 2.6.36)."""
     fsutil.atomic_write(dot, text)
-    result = ctx.run(["make", "-s", f"ARCH={arch}", f"KCONFIG_CONFIG={dot}", "listnewconfig"], cwd=tree,
-                     check=False, what="make listnewconfig")
+    result = ctx.run(_tree_make(tree, dot, arch, "listnewconfig"), cwd=tree, check=False,
+                     what="make listnewconfig")
     if result.returncode != 0:
         return None
     out: dict[str, str | None] = {}
@@ -572,10 +596,9 @@ def _make_olddefconfig(ctx: Context, tree: Path, dot: Path, arch: str, text: str
     and the check is not forced."""
     fsutil.atomic_write(dot, text)
     for target in ("olddefconfig", "oldconfig"):
-        result = ctx.run(["make", "-s", f"ARCH={arch}", f"KCONFIG_CONFIG={dot}", target], cwd=tree,
-                         check=False, what=f"make {target}")
+        result = ctx.run(_tree_make(tree, dot, arch, target), cwd=tree, check=False, what=f"make {target}")
         if result.returncode == 0:
-            return dot.read_text()
+            return (_read_no_link(dot) or b"").decode(errors="replace")
     reason = (result.stdout.strip().splitlines() or ["no output"])[-1]
     if strict:
         raise InputError(f"{tree}: neither 'make olddefconfig' nor 'make oldconfig' works there: {reason}")

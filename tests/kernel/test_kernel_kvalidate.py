@@ -181,3 +181,61 @@ def test_a_choice_conflict_names_the_member_to_unset(tmp_path: Path) -> None:
     (v,) = judge(kconf, tmp_path, "CONFIG_HZ_100=y\n# CONFIG_HZ_250 is not set\n",
                  Request("CONFIG_HZ_100", "y"))
     assert v.survives
+
+
+@pytest.mark.root
+def test_kconfig_shell_runs_as_the_builder_and_leaves_nothing_running(tmp_path: Path) -> None:
+    # $(shell,...) runs the package's commands: as root, they run as the builder, in a pid
+    # namespace that ends with them, and what they plant is read without following links.
+    import os
+    import time
+
+    from respin.stages.kernel.lib import rpmpkg
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the builder identity is what root drops to")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "Kconfig").write_text(
+        'config WHO\n\tstring "who"\n\tdefault "$(shell,id -u):$(shell,id -g)"\n'
+        'config LATE\n\tstring "late"\n\tdefault "$(shell,(sleep 2; touch late) >/dev/null 2>&1 &)"\n')
+    rpmpkg.give_to_builder(tree, 0o755)
+    kconf = kvalidate.load(tree, "x86_64")
+    assert kconf.syms["WHO"].str_value == f"{rpmpkg.BUILDER_ID}:{rpmpkg.BUILDER_ID}"  # type: ignore[attr-defined]
+    time.sleep(3)
+    assert not (tree / "late").exists()
+    # A link planted by a command, read as root: refused, its target's text never shown.
+    (tree / "Kconfig").write_text('config X\n\tstring "x"\n\tdefault "$(shell,ln -s /etc/shadow Kconfig.x)"\n'
+                                  'source "Kconfig.x"\n')
+    with pytest.raises(InputError, match="kconfiglib cannot read") as err:
+        kvalidate.load(tree, "x86_64")
+    assert "root:" not in str(err.value) and str(err.value).count("\n") == 0
+
+
+@pytest.mark.root
+def test_the_trees_own_make_runs_as_the_builder(tmp_path: Path) -> None:
+    # The oldconfig fallback runs the package's Makefile: as root, as the builder; a link it
+    # leaves where the config was is refused unread.
+    import logging
+    import os
+
+    from respin.pipeline.stage import Context
+    from respin.stages.kernel.config import _make_olddefconfig
+    from respin.stages.kernel.lib import rpmpkg
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the builder identity is what root drops to")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "Makefile").write_text("olddefconfig:\n\trm -f $(KCONFIG_CONFIG); "
+                                   "echo CONFIG_WHO=$$(id -u) > $(KCONFIG_CONFIG)\n"
+                                   "oldconfig:\n\tln -sf /etc/shadow $(KCONFIG_CONFIG)\n")
+    rpmpkg.give_to_builder(tree, 0o755)
+    ctx = Context(workdir=tmp_path, source=tmp_path / "kernel.toml", settings={}, stagedir=tmp_path,
+                  log=logging.getLogger("test"))
+    after = _make_olddefconfig(ctx, tree, tree / ".config", "x86_64", "CONFIG_A=y\n", strict=True)
+    assert after == f"CONFIG_WHO={rpmpkg.BUILDER_ID}\n"
+    (tree / "Makefile").write_text("olddefconfig:\n\tln -sf /etc/shadow $(KCONFIG_CONFIG)\n")
+    with pytest.raises(InputError, match="config is a symlink") as err:
+        _make_olddefconfig(ctx, tree, tree / ".config", "x86_64", "CONFIG_A=y\n", strict=True)
+    assert "root:" not in str(err.value)

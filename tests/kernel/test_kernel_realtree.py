@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from respin.stages.kernel.lib import kconfig, kvalidate
+from respin.stages.kernel.lib import kconfig, kvalidate, rpmpkg
 from respin.stages.kernel.lib.kconfig import Request
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
@@ -36,7 +36,10 @@ def make(tree: Path, *args: str, config: Path) -> str:
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = tmp_path_factory.mktemp("linux")
     subprocess.run(["tar", "-xJf", str(TARBALL), "-C", str(where)], check=True)
-    return next(where.iterdir())
+    tree = next(where.iterdir())
+    # As prep leaves it: the builder's, which runs the tree's $(shell,...) probes as root.
+    rpmpkg.give_to_builder(tree, 0o755)
+    return tree
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +129,11 @@ def test_the_oldconfig_fallback_finds_the_same(tree: Path, base: str, kconf: obj
 
     ctx = Context(workdir=tmp_path, source=tmp_path / "kernel.toml", settings={}, stagedir=tmp_path,
                   log=logging.getLogger("test"))
-    dot = tmp_path / "dot.config"
+    dot = tree / ".config"  # where the stage has make write it: in the builder's tree
     for change in CHANGES.values():
         text = kconfig.apply(base, change)
         new, moved = predicted(kconf, text, tmp_path)
         assert _make_listnewconfig(ctx, tree, dot, "x86_64", text) == new
         after = _make_olddefconfig(ctx, tree, dot, "x86_64", text, strict=True)
         assert after is not None and _moved(text, after) == moved
+    dot.unlink()

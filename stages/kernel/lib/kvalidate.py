@@ -9,10 +9,12 @@ answered, and an unmet dependency named, in a fraction of a second.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ import kconfiglib
 
 from respin.pipeline.errors import InputError
 from respin.pipeline.run import run  # probes of the host only; a stage's commands go through ctx.run
+from respin.stages.kernel.lib import rpmpkg
 from respin.stages.kernel.lib.kconfig import SRCARCH, Request, not_of_its_type, parse
 
 
@@ -75,9 +78,33 @@ class _Kconfig(kconfiglib.Kconfig):  # type: ignore[misc]
     def _open(self, filename: str, mode: str) -> Any:
         if mode != "r":
             return super()._open(filename, mode)
-        with super()._open(filename, mode) as fh:
+        # The tree is the builder's when respin runs as root: read no link out of it.
+        real, tree = os.path.realpath(filename), os.path.realpath(".")
+        if real != os.path.abspath(filename) and not real.startswith(tree + os.sep):
+            raise OSError(errno.ELOOP, "a link out of the tree", filename)
+        fd = os.open(filename, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd, encoding=self._encoding) as fh:
             text = fh.read()
         return io.StringIO(_BARE_MODULES.sub(r"\1option modules", text))
+
+
+def _shell_fn(kconf: Any, _name: str, command: str) -> str:
+    """Kconfig's $(shell,...), run as the builder when respin runs as root: the command
+    comes from the package's Kconfig (its scripts), and package code never runs as root.
+    The tree is the current directory (srctree is "."), so the command's paths hold there."""
+    argv = rpmpkg.as_builder(["sh", "-c", command], Path.cwd())
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    try:
+        out = proc.stdout.decode(kconf._encoding)
+    except UnicodeDecodeError as exc:
+        raise kconfiglib.KconfigError(f"{kconf.filename}:{kconf.linenr}: $(shell,...) output is "
+                                      f"not {kconf._encoding}") from exc
+    # kconfiglib's own rule: trailing newlines dropped, the others made spaces.
+    return "\n".join(out.splitlines()).rstrip("\n").replace("\n", " ")
+
+
+# kconfiglib adds the functions of the module KCONFIG_FUNCTIONS names over its own.
+functions = {"shell": (_shell_fn, 1, 1)}
 
 
 def _toolchain() -> dict[str, str]:
@@ -106,7 +133,9 @@ def load(tree: Path, arch: str) -> Any:
     top = tree / "Kconfig"
     if not top.is_file():
         raise InputError(f"{tree}: no Kconfig at the top of the prepared tree")
-    env = {"srctree": str(tree), "ARCH": arch, "SRCARCH": SRCARCH.get(arch, arch),
+    # srctree "." (the parse runs in the tree): the $(shell,...) commands then name the
+    # tree's scripts by relative paths, which hold where the builder sees the tree.
+    env = {"srctree": ".", "KCONFIG_FUNCTIONS": __name__, "ARCH": arch, "SRCARCH": SRCARCH.get(arch, arch),
            "KERNELVERSION": "0", **_toolchain()}
     with _environment(env), contextlib.chdir(tree):
         try:

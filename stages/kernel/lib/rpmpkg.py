@@ -246,7 +246,10 @@ def _namespace_prefix() -> tuple[str, ...] | None:
     """
     if shutil.which("unshare") is None:
         return None
-    base = ("unshare", "--mount", "--propagation", "private")
+    # A pid namespace of its own too: when the command ends, every process it left (a
+    # daemon a spec started) is killed with it, so nothing of the package's outlives the
+    # build or races respin's reads of what it wrote; --kill-child ends it if respin dies.
+    base = ("unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child")
     prefix = base if os.geteuid() == 0 else (*base[:1], "--user", "--map-root-user", *base[1:])
     probe = run([*prefix, "sh", "-c", "mount -t tmpfs respin /var/tmp"], check=False,
                 what="a mount namespace probe")
@@ -301,6 +304,19 @@ def in_fixed_topdir(argv: Sequence[str], topdir: Path, mounts: Mapping[Path, Pat
     who = f"{ident[0]}:{ident[1]}" if ident else "-"
     return [*prefix, "sh", "-c", _NAMESPACE_SCRIPT, "respin-rpmbuild", who,
             *(part for triple in triples for part in triple), "--", str(topdir), *argv]
+
+
+def as_builder(argv: Sequence[str], tree: Path) -> list[str]:
+    """`argv` to run in `tree` (a directory the builder may write): as it is for a user
+    other than root (run it with cwd=tree), else as the builder with `tree` seen at
+    FIXED_TOPDIR, its current directory, in namespaces that end with it."""
+    if builder() is None:
+        return list(argv)
+    wrapped = in_fixed_topdir(argv, tree)
+    if wrapped is None:
+        must_drop_root(False)
+    assert wrapped is not None
+    return wrapped
 
 
 def give_to_builder(path: Path, mode: int | None = None) -> None:
