@@ -16,14 +16,15 @@ import shlex
 import shutil
 import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError
-from respin.pipeline.stage import Artifact, Context, Stage
+from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
 from respin.stages.kernel.kinds import KCONFIG_TREE, KERNEL_LOCAL, LOG, Layout, Snapshot
-from respin.stages.kernel.lib import topdir
+from respin.stages.kernel.lib import preview, topdir
 from respin.stages.kernel.lib.rpmpkg import (
     FIXED_TOPDIR,
     build_trees,
@@ -34,6 +35,7 @@ from respin.stages.kernel.lib.rpmpkg import (
     must_drop_root,
     rpmbuild_argv,
     rpmbuild_reason,
+    share_with_builder,
     to_fixed,
 )
 from respin.stages.kernel.lib.spectext import find_prep_point
@@ -100,10 +102,27 @@ class PrepStage(Stage["PrepStage.Options"]):
     def workspaces(self, ctx: Context) -> list[Path]:
         return [topdir.path(ctx)]
 
+    def check(self, ctx: Context, pipeline: PipelineView) -> Iterator[Problem]:
+        """Before any stage runs: the SRPM is a kernel whose %prep has a place for the hook."""
+        spec = preview.source(ctx, pipeline)
+        if spec is None:
+            return
+        why = preview.not_a_kernel(spec.spec_name, spec.files)
+        if why is not None:
+            yield InputError(why)
+            return
+        try:
+            find_prep_point(spec.spec.splitlines(), spec.spec_name)
+        except InputError as exc:
+            yield exc
+
     def run(self, ctx: Context) -> list[Artifact]:
         top = topdir.path(ctx)
         spec = topdir.lay_out(ctx)
         where = str(topdir.pristine_spec(ctx).name)
+        why = preview.not_a_kernel(where, (p.name for p in (top / "SOURCES").iterdir()))
+        if why is not None:
+            raise InputError(why)
         fixed = fixed_topdir_available()
         must_drop_root(fixed)
         build_trees(top)
@@ -118,6 +137,7 @@ class PrepStage(Stage["PrepStage.Options"]):
         # and %{_specdir}/<name>.spec (which ApplyPatch greps) is that one.
         hooked = top / "SPECS" / HOOK_DIR / spec.name
         fsutil.atomic_write(hooked, text)
+        share_with_builder(top)
         log_file = ctx.stagedir / "prep.log"
         log_file.unlink(missing_ok=True)
         argv = rpmbuild_argv("-bp", seen(hooked), topdir=FIXED_TOPDIR if fixed else top, target=ctx.target,

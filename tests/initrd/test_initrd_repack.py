@@ -7,6 +7,7 @@ through the installed `respin` command: the same compression and level, and no l
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -32,6 +33,10 @@ def _text_tree(root: Path, budget: int = 1_500_000) -> Path:
         budget -= src.stat().st_size
     (root / "init").write_text("#!/bin/sh\n")
     (root / "init").chmod(0o755)
+    # One time for every file, as a reproducible build's image has: the sizes compared are
+    # then those of the compression, not of which second each file was copied in.
+    for path in (root, *root.rglob("*")):
+        os.utime(path, (1_700_000_000, 1_700_000_000), follow_symlinks=False)
     return root
 
 

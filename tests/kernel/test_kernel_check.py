@@ -234,3 +234,36 @@ def test_a_downloaded_spec_is_checked_before_the_build_and_then_by_the_check_pas
     proc = subprocess.run([sys.executable, "-c", code, str(pf)], capture_output=True, text=True, check=False)
     assert proc.returncode == ConfigError.exit_code
     assert "[rebuild] with: 'basonly'" in proc.stderr and "rpm loaded" not in proc.stderr
+
+
+NOT_A_KERNEL = """\
+Name: hello
+Version: 1
+Release: 1
+Summary: a package that is not a kernel
+License: MIT
+Source0: hello.txt
+Patch0: fix.patch
+%description
+Not a kernel.
+%prep
+cp %{SOURCE0} .
+%autopatch -p0
+%files
+"""
+
+
+def test_a_package_that_is_not_a_kernel_is_named_so_before_any_stage(tmp_path: Path) -> None:
+    top = tmp_path / "top"
+    for sub in ("SPECS", "SOURCES"):
+        (top / sub).mkdir(parents=True)
+    (top / "SPECS/hello.spec").write_text(NOT_A_KERNEL)
+    (top / "SOURCES/hello.txt").write_text("hello\n")
+    (top / "SOURCES/fix.patch").write_text("")
+    spec = top / "SPECS/hello.spec"
+    subprocess.run(["rpmbuild", "-bs", "--nodeps", "--define", f"_topdir {top}", str(spec)], check=True,
+                   capture_output=True)
+    srpm = next((top / "SRPMS").glob("*.src.rpm"))
+    pf = pipeline(tmp_path, srpm, rebuild="with = []\nwithout = []\n")
+    refused_before_any_stage(pf, 4, "hello.spec", "not a kernel package",
+                             "linux-*.tar*")

@@ -231,6 +231,14 @@ def test_a_full_disk_at_prep_names_stage_path_and_no_space(tmp_path: Path, srpm:
     assert "clean" in got
 
 
+def builder_gid() -> int:
+    from respin.stages.kernel.lib.rpmpkg import builder
+
+    ident = builder()
+    assert ident is not None
+    return ident[1]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mask", [0o022, 0o077], ids=["umask022", "umask077"])
 def test_work_dir_directories_follow_the_umask(tmp_path: Path, srpm: Path, mask: int) -> None:
@@ -239,8 +247,14 @@ def test_work_dir_directories_follow_the_umask(tmp_path: Path, srpm: Path, mask:
                            "--until", "config"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
     work = tmp_path / "work"
-    for rel in ("rpmbuild/SOURCES", "stages/fetch/pristine", "stages/prep/snapshot", "stages/config/edited"):
+    for rel in ("stages/fetch/pristine", "stages/prep/snapshot", "stages/config/edited"):
         assert (work / rel).stat().st_mode & 0o777 == 0o777 & ~mask, (rel, oct((work / rel).stat().st_mode))
+    # What the build reads is opened to the builder's group alone when respin runs as root.
+    shared = (0o777 & ~mask) | (0o050 if os.geteuid() == 0 else 0)
+    for rel in ("rpmbuild", "rpmbuild/SOURCES", "rpmbuild/SPECS"):
+        st = (work / rel).stat()
+        assert st.st_mode & 0o777 == shared, (rel, oct(st.st_mode))
+        assert os.geteuid() != 0 or st.st_gid == builder_gid(), (rel, st.st_gid)
 
 
 # One line stays one line: a value holding a newline, or megabytes long, is escaped and cut.

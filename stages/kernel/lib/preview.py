@@ -13,7 +13,7 @@ import difflib
 import functools
 import re
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,17 @@ class Source:
     spec_name: str
     spec: str
     files: tuple[str, ...]
+
+
+_KERNEL_TARBALL = re.compile(r"linux-[^/]*\.tar(\.\w+)?")
+
+
+def not_a_kernel(spec_name: str, files: Iterable[str]) -> str | None:
+    """Why the package is not a kernel that prep can respin, or None: a kernel SRPM carries
+    the Linux tree as a linux-*.tar* source (linux-6.1.tar.xz, linux-source-6.1.tar.xz)."""
+    if any(_KERNEL_TARBALL.fullmatch(name) for name in files):
+        return None
+    return f"{spec_name}: not a kernel package (the SRPM carries no linux-*.tar* source)"
 
 
 def local_srpm(srpm: str, repo: str | None, resolve: Callable[[str], Path]) -> Path | None:

@@ -351,6 +351,38 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
                     os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
+def share_with_builder(topdir: Path) -> None:
+    """Let the builder read what a build reads of `topdir` (the spec and the sources), which
+    stay respin's: the builder's group gets read (and search) on them and on `topdir`, so
+    with a umask of 077 they stay closed to every other user."""
+    ident = builder()
+    if ident is None:
+        return
+    _share(topdir, ident[1], recurse=False)
+    for sub in ("SPECS", "SOURCES"):
+        if (topdir / sub).is_dir() and not (topdir / sub).is_symlink():
+            _share(topdir / sub, ident[1], recurse=True)
+
+
+def _share(path: Path, gid: int, *, recurse: bool) -> None:
+    def one(name: str | Path, dir_fd: int | None) -> None:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            return
+        if st.st_gid != gid:
+            os.chown(name, -1, gid, dir_fd=dir_fd, follow_symlinks=False)
+        want = st.st_mode | stat.S_IRGRP | (stat.S_IXGRP if stat.S_ISDIR(st.st_mode) else 0)
+        if stat.S_IMODE(want) != stat.S_IMODE(st.st_mode):
+            os.chmod(name, stat.S_IMODE(want), dir_fd=dir_fd)
+
+    one(path, None)
+    if recurse:
+        for _top, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
+            for name in (*dirs, *files):
+                with contextlib.suppress(FileNotFoundError):
+                    one(name, dir_fd)
+
+
 def build_trees(topdir: Path) -> None:
     """The directories of `topdir` a build writes, made and given to the builder: BUILD and
     BUILDROOT private to it (mode 0700: the build's key is in there while it runs), RPMS
@@ -358,6 +390,7 @@ def build_trees(topdir: Path) -> None:
     for sub, mode in (("BUILD", 0o700), ("BUILDROOT", 0o700), ("RPMS", 0o755), ("SRPMS", 0o755)):
         (topdir / sub).mkdir(parents=True, exist_ok=True)
         give_to_builder(topdir / sub, mode)
+    share_with_builder(topdir)
 
 
 def must_drop_root(fixed: bool) -> None:
