@@ -67,6 +67,30 @@ def used_configs(names: list[str], arch: str, macros: dict[str, str]) -> tuple[l
     return chosen, f"every {arch} config"
 
 
+def prep_checked(names: list[str], arch: str, macros: dict[str, str]) -> list[str]:
+    """The configs the build's %prep merges kernel-local into and checks: those its
+    %{all_configs} (today's Fedora: every arch) or %{all_arch_configs} (the target's) glob
+    names, once renamed as %prep renames them (kernel-x86_64-debug-fedora.config ->
+    kernel-<specrpmversion>-x86_64-debug.config); the target's configs where neither is set."""
+    glob = macros.get("all_configs") or macros.get("all_arch_configs") or ""
+    used = used_configs(names, arch, macros)[0]
+    if not glob:
+        return used
+    primary = macros.get("primary_target", "")
+    version = macros.get("specrpmversion") or macros.get("version", "")
+    prefix = macros.get("name") or "kernel"
+    kept = []
+    for name in names:
+        rest = name.removesuffix(".config").removeprefix(f"{prefix}-")
+        if primary:
+            if not rest.endswith(f"-{primary}"):
+                continue
+            rest = rest.removesuffix(f"-{primary}")
+        if fnmatch.fnmatchcase(f"{prefix}-{version}-{rest}.config", Path(glob).name):
+            kept.append(name)
+    return sorted(set(kept) | set(used))
+
+
 def choice_problem(files: Sequence[str], names: list[str], arch: str, macros: dict[str, str],
                    where: str) -> str | None:
     """Why the configs to edit cannot be chosen among `names`, or None: `[config] files` matches
@@ -240,14 +264,20 @@ class ConfigStage(Stage["ConfigStage.Options"]):
         tmp = fsutil.fresh_dir(edited)
         for name in names:
             shutil.copy2(snap_path / name, tmp / name)
-        reqs, added, verdicts, validator = self._check(ctx, tmp, texts, reqs, where)
+        # kernel-local is merged into every config %prep keeps, of every arch it keeps, and
+        # the spec's check runs on each: all of them are checked, the edited ones first.
+        checked = dict(texts)
+        if mechanism == "kernel-local":
+            for name in prep_checked(names, target_arch(ctx), snap.macros):
+                checked.setdefault(name, (snap_path / name).read_text())
+        reqs, added, verdicts, validator = self._check(ctx, tmp, checked, reqs, where)
         if not self.options.allow_new and validator != "kconfiglib":
             unknown = [r.name for r in reqs if r.name not in current]
             if unknown:
                 raise ConfigError(f"{where}: {unknown[0]} is not a symbol of {chosen[0]} (or any chosen "
                                   "config): unknown CONFIG symbol; set allow_new = true to add it")
         if validator == "oldconfig":
-            verdicts = self._validate_with_make(ctx, Path(snap.tree), texts, reqs, where,
+            verdicts = self._validate_with_make(ctx, Path(snap.tree), checked, reqs, where,
                                                 strict=self.options.validator == "oldconfig")
         changed = self._apply(ctx, texts, reqs, tmp)
         artifacts = [self._kernel_local(ctx, reqs, tmp)] if mechanism == "kernel-local" else []
@@ -386,6 +416,8 @@ class ConfigStage(Stage["ConfigStage.Options"]):
                 arch = kconfig.make_arch(kconfig.arch_of(text, target_arch(ctx)))
                 merged = kconfig.apply(text, reqs)
                 before_new = _make_listnewconfig(ctx, tree, dot, arch, text)
+                if before_new:
+                    raise ConfigError(f"{where}: {_Problem(name, 'shipped', values=before_new).explain()}")
                 after_new = _make_listnewconfig(ctx, tree, dot, arch, merged)
                 before = _make_olddefconfig(ctx, tree, dot, arch, text, strict)
                 after = _make_olddefconfig(ctx, tree, dot, arch, merged, strict)
@@ -456,7 +488,7 @@ class _Problem:
     """The first thing the spec's own config checks would refuse, in one config."""
 
     config: str
-    kind: Literal["unmet", "new", "changed"]
+    kind: Literal["unmet", "new", "changed", "shipped"]
     verdict: Any = None  # kvalidate.Verdict, for "unmet"
     values: dict[str, Any] = field(default_factory=dict)  # "new": name -> default; "changed": (old, new)
 
@@ -467,6 +499,13 @@ class _Problem:
             if self.verdict.takes:
                 return f"{self.verdict.explain()} (in {self.config})"
             return f"{self.verdict.explain()} (in {self.config}): oldconfig would drop it"
+        if self.kind == "shipped":
+            listed = ", ".join(list(self.values)[:5]) + (f" and {len(self.values) - 5} more"
+                                                          if len(self.values) > 5 else "")
+            return (f"{self.config}, as shipped, already fails the spec's own check on this host: "
+                    f"{len(self.values)} symbol(s) have no value ({listed}); not the change's doing, "
+                    "but %prep would fail the build (a host tool Kconfig probes, such as pahole, "
+                    "opens them)")
         if self.kind == "new":
             listed = ", ".join(f"{name} (default {_shown(value)})" for name, value in self.values.items())
             return (f"the change opens {len(self.values)} new symbol(s) with no value in {self.config}: "
@@ -477,7 +516,7 @@ class _Problem:
                 "check refuses values changed after oldconfig")
 
     def hint(self, resolving: bool) -> str:
-        if self.kind == "unmet" and (self.verdict.unknown or self.verdict.takes):
+        if self.kind == "shipped" or (self.kind == "unmet" and (self.verdict.unknown or self.verdict.takes)):
             return ""
         if resolving:
             return "; resolve cannot settle it: set the values yourself"
@@ -491,6 +530,8 @@ class _Problem:
         if self.kind == "unmet":
             need = self.verdict.request.line()
             return [(r, f"needed by {need}") for r in kvalidate.resolvable(self.verdict.needs)]
+        if self.kind == "shipped":
+            return []
         if self.kind == "new":
             return [(kconfig.Request(name, value), "a new symbol the change opens, at its Kconfig default")
                     for name, value in self.values.items()]
@@ -535,6 +576,9 @@ class _Checker:
                 self.baseline[name] = (set(kvalidate.new_symbols(kconf)),
                                        set(kvalidate.changed_values(kconf, text)))
             before_new, before_changed = self.baseline[name]
+            if before_new:
+                kconf = self._load(name, text)
+                return _Problem(name, "shipped", values=kvalidate.new_symbols(kconf))
             merged = kconfig.apply(text, reqs)
             kconf = self._load(name, merged)
             failing = [v for v in kvalidate.judge(kconf, self.probe, reqs) if not v.survives]

@@ -51,7 +51,8 @@ MACROS = ".respin-macros"
 # module directory are spelled, whether the build signs the image (signkernel).
 # Empty when the spec does not define one.
 SPEC_MACROS = ("name", "version", "release", "_target_cpu", "dist", "fedora", "rhel", "primary_target",
-               "buildid", "KVERREL", "specrelease", "with_debug", "debugbuildsenabled", "signkernel")
+               "buildid", "KVERREL", "specrelease", "with_debug", "debugbuildsenabled", "signkernel",
+               "specrpmversion", "all_configs", "all_arch_configs")
 
 
 def _q(path: Path) -> str:
@@ -91,7 +92,8 @@ class PrepStage(Stage["PrepStage.Options"]):
 
     name = "prep"
     summary = "rpmbuild -bp, stopped by a hook after the last patch; snapshot the kernel-*.config files"
-    version = "5"  # 5: records signkernel; 4: the spec's macros as rpmbuild evaluated them
+    # 6: which configs %prep merges and checks; 5: signkernel; 4: the spec's macros as evaluated
+    version = "6"
 
     @dataclass(frozen=True)
     class Options:

@@ -678,3 +678,36 @@ def test_as_root_the_spec_runs_unprivileged_and_the_packages_are_roots(tmp_path:
     # What the build wrote is respin's again (the packages), or private to the build.
     assert package.stat().st_uid == 0
     assert (tmp_path / "work/rpmbuild/BUILD").stat().st_mode & 0o777 == 0o700
+
+
+def _every_arch(spec: str) -> str:
+    """Today's Fedora spec: %prep keeps, merges kernel-local into and checks the configs of
+    every arch (%{all_configs}), not the build arch's alone."""
+    spec = re.sub(r"^%define all_arch_configs .*$", "%define all_configs %{name}-%{specrpmversion}-*.config",
+                  spec, flags=re.M)
+    return spec.replace("%{all_arch_configs}", "%{all_configs}")
+
+
+def test_every_arch_that_prep_checks_is_checked_before_the_build(tmp_path: Path, current_srpm: Path) -> None:
+    # 8000 CPUs is in x86_64's range (2-8192) and out of arm64's (2-4096): a spec that checks
+    # the arm64 configs too would fail %prep; one that deletes them builds.
+    config = 'set = { CONFIG_NR_CPUS = "8000" }\n'
+    (tmp_path / "own").mkdir()
+    respin("run", pipeline_file(tmp_path / "own", current_srpm, config=config), "--until", "config")
+    every = respun_srpm(current_srpm, tmp_path / "every", _every_arch)
+    proc = respin("run", pipeline_file(tmp_path, every, config=config), check=False)
+    assert_one_line_error(proc, 3, "CONFIG_NR_CPUS=8000", "aarch64", "4096")
+    assert "rebuild: running" not in proc.stderr
+
+
+def test_a_shipped_config_that_already_fails_prep_s_check_is_named_before_the_build(
+        tmp_path: Path, current_srpm: Path) -> None:
+    # The arm64 config as shipped leaves KEXEC without a value (as Fedora's leave a symbol
+    # that a host's pahole opens): %prep's check would fail whatever the change.
+    shipped = (REPO / "fixtures/kernel-current/kernel-aarch64-fedora.config").read_text()
+    broken = respun_srpm(current_srpm, tmp_path / "every", _every_arch,
+                         sources={"kernel-aarch64-fedora.config": shipped.replace("CONFIG_KEXEC=y\n", "")})
+    proc = respin("run", pipeline_file(tmp_path, broken), check=False)
+    assert_one_line_error(proc, 3, "kernel-aarch64-fedora.config, as shipped, already fails",
+                          "CONFIG_KEXEC", "not the change's doing")
+    assert "rebuild: running" not in proc.stderr

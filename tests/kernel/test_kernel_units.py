@@ -78,7 +78,7 @@ def test_hook_follows_the_end_marker(tmp_path: object) -> None:
     lines = text.splitlines()
     assert lines[after - 1] == "# END OF PATCH APPLICATIONS"
     assert lines[after + 1] == "mkdir -p '/w/snap shot%%x'"
-    assert "exit 0" in lines[after:after + 25]
+    assert "exit 0" in lines[after:after + 40]
 
 
 def _inj() -> Injection:
