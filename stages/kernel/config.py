@@ -411,16 +411,17 @@ class ConfigStage(Stage["ConfigStage.Options"]):
         dot = tree / ".config"
         saved = _read_no_link(dot)
         asked = {r.name for r in reqs}
+        cross = spec_cross_compile(ctx)
         try:
             for name, text in texts.items():
                 arch = kconfig.make_arch(kconfig.arch_of(text, target_arch(ctx)))
                 merged = kconfig.apply(text, reqs)
-                before_new = _make_listnewconfig(ctx, tree, dot, arch, text)
+                before_new = _make_listnewconfig(ctx, tree, dot, arch, text, cross)
                 if before_new:
                     raise ConfigError(f"{where}: {_Problem(name, 'shipped', values=before_new).explain()}")
-                after_new = _make_listnewconfig(ctx, tree, dot, arch, merged)
-                before = _make_olddefconfig(ctx, tree, dot, arch, text, strict)
-                after = _make_olddefconfig(ctx, tree, dot, arch, merged, strict)
+                after_new = _make_listnewconfig(ctx, tree, dot, arch, merged, cross)
+                before = _make_olddefconfig(ctx, tree, dot, arch, text, strict, cross)
+                after = _make_olddefconfig(ctx, tree, dot, arch, merged, strict, cross)
                 if before is None or after is None:
                     return {}
                 bad = kconfig.mismatches(after, reqs)
@@ -560,7 +561,7 @@ class _Checker:
 
         arch = kconfig.arch_of(self.texts[name], target_arch(self.ctx))
         if arch not in self.kconfs:
-            self.kconfs[arch] = kvalidate.load(self.tree, arch)
+            self.kconfs[arch] = kvalidate.load(self.tree, arch, spec_cross_compile(self.ctx))
         kconf = self.kconfs[arch]
         self.probe.write_text(text)
         kconf.load_config(str(self.probe), replace=True)
@@ -597,12 +598,27 @@ class _Checker:
         self.probe.unlink(missing_ok=True)
 
 
-def _tree_make(tree: Path, dot: Path, arch: str, target: str) -> list[str]:
+def spec_cross_compile(ctx: Context) -> str:
+    """The CROSS_COMPILE the spec's config check runs the tree's make with: Fedora's
+    process_configs.sh gives scripts/dummy-tools/ (a compiler claiming every option), so the
+    check predicts with those; the host's compiler otherwise."""
+    sources = ctx.artifacts(SOURCES)
+    if not sources:
+        return ""
+    for script in sorted(sources[0].path.glob("process_configs*.sh")):
+        with contextlib.suppress(OSError):
+            if "scripts/dummy-tools/" in script.read_text(errors="replace"):
+                return "scripts/dummy-tools/"
+    return ""
+
+
+def _tree_make(tree: Path, dot: Path, arch: str, target: str, cross: str = "") -> list[str]:
     """The tree's own make of a config target: the tree's Makefile and Kconfig scripts are
     the package's code, run as the builder when respin runs as root."""
     assert dot.parent == tree, "the config make writes is in the tree"
     seen = rpmpkg.FIXED_TOPDIR if rpmpkg.builder() is not None else tree
-    argv = ["make", "-s", f"ARCH={arch}", f"KCONFIG_CONFIG={seen / dot.name}", target]
+    argv = ["make", "-s", f"ARCH={arch}", *([f"CROSS_COMPILE={cross}"] if cross else []),
+            f"KCONFIG_CONFIG={seen / dot.name}", target]
     return rpmpkg.as_builder(argv, tree)
 
 
@@ -618,12 +634,12 @@ def _read_no_link(path: Path) -> bytes | None:
     return None if found is None else found[0]
 
 
-def _make_listnewconfig(ctx: Context, tree: Path, dot: Path, arch: str, text: str
+def _make_listnewconfig(ctx: Context, tree: Path, dot: Path, arch: str, text: str, cross: str = ""
                         ) -> dict[str, str | None] | None:
     """The tree's own `make listnewconfig` of `text`, or None where the tree has none
     (before Linux 2.6.36)."""
     fsutil.atomic_write(dot, text)
-    result = ctx.run(_tree_make(tree, dot, arch, "listnewconfig"), cwd=tree, check=False,
+    result = ctx.run(_tree_make(tree, dot, arch, "listnewconfig", cross), cwd=tree, check=False,
                      what="make listnewconfig")
     if result.returncode != 0:
         return None
@@ -635,12 +651,14 @@ def _make_listnewconfig(ctx: Context, tree: Path, dot: Path, arch: str, text: st
     return out
 
 
-def _make_olddefconfig(ctx: Context, tree: Path, dot: Path, arch: str, text: str, strict: bool) -> str | None:
+def _make_olddefconfig(ctx: Context, tree: Path, dot: Path, arch: str, text: str, strict: bool,
+                       cross: str = "") -> str | None:
     """`text` after the tree's own olddefconfig (or oldconfig), or None when neither works
     and the check is not forced."""
     fsutil.atomic_write(dot, text)
     for target in ("olddefconfig", "oldconfig"):
-        result = ctx.run(_tree_make(tree, dot, arch, target), cwd=tree, check=False, what=f"make {target}")
+        result = ctx.run(_tree_make(tree, dot, arch, target, cross), cwd=tree, check=False,
+                         what=f"make {target}")
         if result.returncode == 0:
             return (_read_no_link(dot) or b"").decode(errors="replace")
     reason = (result.stdout.strip().splitlines() or ["no output"])[-1]

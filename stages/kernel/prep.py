@@ -281,7 +281,10 @@ def kconfig_files(tree: Path) -> list[str]:
         seen.add(include.relative_to(tree).as_posix())
         with contextlib.suppress(OSError):
             scripts += _SRCTREE_FILE.findall(include.read_text(errors="replace"))
-    return sorted(seen | _helper_scripts(tree, scripts, seen))
+    # The stand-in compiler a spec's config check may run make with (CROSS_COMPILE=
+    # scripts/dummy-tools/): config predicts with it too.
+    dummies = {p.relative_to(tree).as_posix() for p in tree.glob("scripts/dummy-tools/*") if p.is_file()}
+    return sorted(seen | dummies | _helper_scripts(tree, scripts, seen))
 
 
 

@@ -64,16 +64,17 @@ def predicted(kconf: object, text: str, tmp_path: Path) -> tuple[dict[str, str |
     return kvalidate.new_symbols(kconf), kvalidate.changed_values(kconf, text)
 
 
-def observed(tree: Path, text: str, tmp_path: Path) -> tuple[dict[str, str | None], dict[str, object]]:
+def observed(tree: Path, text: str, tmp_path: Path, *extra: str
+             ) -> tuple[dict[str, str | None], dict[str, object]]:
     """What the tree's own kconfig does with `text`: listnewconfig, and the values olddefconfig
     moves among those both have (the rule of process_configs.sh -c)."""
     config = tmp_path / "observed.config"
     config.write_text(text)
     new = {}
-    for line in make(tree, "listnewconfig", config=config).splitlines():
+    for line in make(tree, *extra, "listnewconfig", config=config).splitlines():
         name, _, value = line.partition("=")
         new[name] = None if value == "n" else value
-    make(tree, "olddefconfig", config=config)
+    make(tree, *extra, "olddefconfig", config=config)
     after = kconfig.parse(config.read_text())
     moved = {name: (value, after[name]) for name, value in kconfig.parse(text).items()
              if name in after and after[name] != value}
@@ -88,6 +89,25 @@ CHANGES = {
     # A symbol that selects others moves their "is not set" to y.
     "select": [Request("CONFIG_BLK_DEV_INITRD", "y")],
 }
+
+
+DUMMY = "scripts/dummy-tools/"
+
+
+@pytest.fixture(scope="module")
+def dummy_kconf(tree: Path) -> object:
+    return kvalidate.load(tree, "x86_64", DUMMY)
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_prediction_with_the_dummy_tools_matches_make_with_them(change: str, tree: Path, base: str,
+                                                                dummy_kconf: object, tmp_path: Path) -> None:
+    # Fedora's process_configs.sh runs make with CROSS_COMPILE=scripts/dummy-tools/, whose
+    # gcc claims to be GCC 20 with every option: the check predicts with the same tools.
+    text = kconfig.apply(base, CHANGES[change])
+    new, moved = predicted(dummy_kconf, text, tmp_path)
+    assert (new, moved) == observed(tree, text, tmp_path, f"CROSS_COMPILE={DUMMY}")
+    assert moved.get("CONFIG_GCC_VERSION", (None, None))[1] == "200000"  # type: ignore[index]
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))

@@ -107,14 +107,27 @@ def _shell_fn(kconf: Any, _name: str, command: str) -> str:
 functions = {"shell": (_shell_fn, 1, 1)}
 
 
-def _toolchain() -> dict[str, str]:
+def _toolchain(tree: Path, cross: str) -> dict[str, str]:
     """What the kernel's top Makefile hands Kconfig: the tools (from the environment,
     else the kernel's defaults) and the compiler's banner. Kconfig probes them
-    ($(cc-option,...)) as the build's own oldconfig will, on this machine."""
+    ($(cc-option,...)) as the build's own oldconfig will, on this machine.
+
+    `cross`: the CROSS_COMPILE the spec's config check runs make with ("scripts/dummy-tools/"
+    for Fedora's process_configs.sh: a compiler that claims every option; pahole, which
+    CROSS_COMPILE does not prefix, is still the host's)."""
     tools = {"CC": "gcc", "LD": "ld", "AR": "ar", "NM": "nm", "OBJCOPY": "objcopy",
              "PAHOLE": "pahole", "RUSTC": "rustc", "BINDGEN": "bindgen", "HOSTCC": "gcc",
              "HOSTCXX": "g++", "CLANG_FLAGS": ""}
     env = {key: os.environ.get(key, default) for key, default in tools.items()}
+    if cross:
+        env.update({key: cross + tools[key] for key in ("CC", "LD", "AR", "NM", "OBJCOPY")})
+        # The tree's own script, so package code: run as the builder where respin is root.
+        argv = rpmpkg.as_builder(["sh", "-c", 'LC_ALL=C "$0" --version 2>/dev/null | head -n 1', env["CC"]],
+                                 tree)
+        out = subprocess.run(argv, cwd=tree, capture_output=True, text=True, errors="replace",
+                             stdin=subprocess.DEVNULL, check=False).stdout
+        env["CC_VERSION_TEXT"] = out.strip().replace("#", "")
+        return env
     banner = ""
     cc = shutil.which(env["CC"].split()[0]) if env["CC"].strip() else None
     if cc:
@@ -124,7 +137,7 @@ def _toolchain() -> dict[str, str]:
     return env
 
 
-def load(tree: Path, arch: str) -> Any:
+def load(tree: Path, arch: str, cross: str = "") -> Any:
     """Parse the tree's Kconfig for `arch`, or fail in one line naming the tree.
 
     `tree` is a scratch copy: Kconfig's compiler probes write temporary files in
@@ -136,7 +149,7 @@ def load(tree: Path, arch: str) -> Any:
     # srctree "." (the parse runs in the tree): the $(shell,...) commands then name the
     # tree's scripts by relative paths, which hold where the builder sees the tree.
     env = {"srctree": ".", "KCONFIG_FUNCTIONS": __name__, "ARCH": arch, "SRCARCH": SRCARCH.get(arch, arch),
-           "KERNELVERSION": "0", **_toolchain()}
+           "KERNELVERSION": "0", **_toolchain(tree, cross)}
     with _environment(env), contextlib.chdir(tree):
         try:
             # suppress_traceback would call sys.exit: keep it off and say it ourselves.
