@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError
@@ -29,12 +29,14 @@ from respin.stages.kernel.kinds import (
     Injected,
     Snapshot,
 )
-from respin.stages.kernel.lib import kconfig, topdir
+from respin.stages.kernel.lib import kconfig, rpmpkg, topdir
 from respin.stages.kernel.lib.spectext import find_prep_point, identity, own_files, rpm_literal, spec_line
 from respin.stages.lib.rpmmacros import DIST_TAG
 
 if TYPE_CHECKING:
     from specfile.specfile import Specfile
+
+T = TypeVar("T")
 
 _BUILDID_USE = re.compile(r"%\{\??buildid\}")
 _BUILDID_DEF = re.compile(r"^%(define|global)\s+buildid\s+(\S+)\s*$", re.M)
@@ -132,16 +134,30 @@ def _changelog(spec: Specfile, inj: Injection, where: str) -> str:
     return str(spec)
 
 
+def _parsing(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(sourcedir, *args)`, which parses the spec with specfile: rpm's parser runs the
+    spec's %(...) and %{lua:...}, package code, so as root it runs as the builder. specfile
+    may create placeholder sources while parsing: it gets a scratch dir, not SOURCES."""
+    # specfile (and the rpm bindings under it) load only when a spec is edited, so a run
+    # with every stage up to date starts quickly; loaded here, before the builder's child.
+    import specfile.specfile  # noqa: F401
+
+    with tempfile.TemporaryDirectory() as sourcedir:
+        rpmpkg.give_to_builder(Path(sourcedir), 0o700)
+        return rpmpkg.call_as_builder(fn, sourcedir, *args)
+
+
+def _parse_error(exc: Exception, where: str) -> InputError:
+    detail = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return InputError(f"{where}: rpm cannot parse the spec: {detail[-1] if detail else exc}")
+
+
 def inject_text(text: str, inj: Injection, where: str) -> tuple[str, int]:
     """The spec text with the patch declared, applied, the release marked and a changelog entry."""
-    # specfile may create placeholder sources while parsing: give it a scratch dir, not SOURCES.
-    with tempfile.TemporaryDirectory() as sourcedir:
-        return _inject(text, inj, sourcedir, where)
+    return _parsing(_inject, text, inj, where)
 
 
-def _inject(text: str, inj: Injection, sourcedir: str, where: str) -> tuple[str, int]:
-    # specfile (and the rpm bindings under it) load only when a spec is edited, so a
-    # run with every stage up to date starts quickly.
+def _inject(sourcedir: str, text: str, inj: Injection, where: str) -> tuple[str, int]:
     from specfile.exceptions import SpecfileException
     from specfile.specfile import Specfile
 
@@ -153,8 +169,17 @@ def _inject(text: str, inj: Injection, sourcedir: str, where: str) -> tuple[str,
         spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
         return _changelog(spec, inj, where), number
     except SpecfileException as exc:
-        detail = [ln for ln in str(exc).splitlines() if ln.strip()]
-        raise InputError(f"{where}: rpm cannot parse the spec: {detail[-1] if detail else exc}") from exc
+        raise _parse_error(exc, where) from exc
+
+
+def _logged(sourcedir: str, text: str, inj: Injection, where: str) -> str:
+    from specfile.exceptions import SpecfileException
+    from specfile.specfile import Specfile
+
+    try:
+        return _changelog(Specfile(content=text, sourcedir=sourcedir, force_parse=True), inj, where)
+    except SpecfileException as exc:
+        raise _parse_error(exc, where) from exc
 
 
 def default_patch_name(version: str) -> str:
@@ -274,19 +299,9 @@ class InjectStage(Stage["InjectStage.Options"]):
         when = datetime.datetime.fromtimestamp(topdir.source_date(ctx), datetime.UTC).date()
         where = spec_path.name
         text = _mark_release(spec_path.read_text(), self.options.buildid, where)
-        from specfile.exceptions import SpecfileException
-        from specfile.specfile import Specfile
-
-        with tempfile.TemporaryDirectory() as sourcedir:
-            try:
-                spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
-                return _changelog(spec, Injection(
-                    patch="", changelog=entry, buildid=self.options.buildid, packager=self.options.packager,
-                    when=when, evr=self._evr(ctx, fetched)), where)
-            except SpecfileException as exc:
-                detail = [ln for ln in str(exc).splitlines() if ln.strip()]
-                raise InputError(f"{where}: rpm cannot parse the spec: {detail[-1] if detail else exc}"
-                                 ) from exc
+        inj = Injection(patch="", changelog=entry, buildid=self.options.buildid,
+                        packager=self.options.packager, when=when, evr=self._evr(ctx, fetched))
+        return _parsing(_logged, text, inj, where)
 
     def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Fetched) -> list[Artifact]:
         """Today's layout: replace the kernel-local Source; the spec only gets the release mark."""

@@ -400,3 +400,27 @@ def test_inject_keeps_every_line_of_the_spec_blank_lines_too() -> None:
 def test_a_value_the_symbols_type_cannot_hold_is_refused(value: object, existing: str) -> None:
     with pytest.raises(ConfigError, match="is not a valid value for CONFIG_X, which takes"):
         kconfig.normalize("CONFIG_X", value, existing, "p.toml [config]")
+
+
+@pytest.mark.root
+def test_the_spec_s_shell_macros_run_as_the_builder_when_inject_parses_it(tmp_path: Path) -> None:
+    # rpm's parser runs %(...) while specfile reads the spec: package code, never as root.
+    import os
+
+    from respin.stages.kernel.lib import rpmpkg
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the builder identity is what root drops to")
+    witness = Path("/tmp") / f"respin-witness-{os.getpid()}"
+    witness.unlink(missing_ok=True)
+    spec = SPEC.replace("%define with_utrace 1\n", f"%define with_utrace %(id -u > {witness}; echo 1)\n")
+    try:
+        text, _ = inject_text(spec, _inj(), "kernel.spec")
+        assert "Patch11: linux-2.6-config-respin.patch" in text.splitlines()
+        assert witness.read_text().strip() == str(rpmpkg.BUILDER_ID)
+        assert witness.stat().st_uid == rpmpkg.BUILDER_ID
+        # A spec rpm cannot parse is still one line naming it, from the builder's child.
+        with pytest.raises(InputError, match="kernel.spec: rpm cannot parse the spec"):
+            inject_text(spec.replace("%description", "%description -n"), _inj(), "kernel.spec")
+    finally:
+        witness.unlink(missing_ok=True)

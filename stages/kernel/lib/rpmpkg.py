@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import pickle
 import re
 import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from respin.pipeline.errors import InputError, UsageError
+from respin.pipeline.errors import CommandError, InputError, RespinError, UsageError
 from respin.pipeline.run import run  # probes of the host only; a stage's commands go through ctx.run
 from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches
 
@@ -182,6 +183,8 @@ def rpmbuild_argv(mode: str, spec: Path, *, topdir: Path, target: str | None,
 # host has at /var/tmp for that one command only).
 FIXED_TOPDIR = Path("/var/tmp/respin/rpmbuild")
 
+T = TypeVar("T")
+
 # Where the [sign] keys are seen during a build: a fixed path (rpm keeps the parsed
 # spec, %pesign's expansion included, in the source package), on the namespace's
 # tmpfs, where they are copied for the build: readable by the build alone, and gone
@@ -317,6 +320,61 @@ def as_builder(argv: Sequence[str], tree: Path) -> list[str]:
         must_drop_root(False)
     assert wrapped is not None
     return wrapped
+
+
+def call_as_builder(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)`, as the builder when respin runs as root: for what executes package code
+    in this process (rpm's spec parser runs a spec's %(...) and %{lua:...} while it parses).
+    A forked child drops to the builder (no groups, no capability, no_new_privs), calls `fn`
+    and sends back its result or its respin error; the modules it needs must be imported
+    before the call (the child may not read respin's files). As another user: a plain call."""
+    ident = builder()
+    if ident is None:
+        return fn(*args)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 0
+        try:
+            os.close(read_fd)
+            os.setgroups([])
+            os.setgid(ident[1])
+            os.setuid(ident[0])
+            _no_new_privs()
+            try:
+                reply: tuple[str, Any] = ("ok", fn(*args))
+            except RespinError as exc:
+                reply = ("error", (type(exc), exc.message))
+            except Exception as exc:  # said in one line by the parent
+                reply = ("crash", f"{type(exc).__name__}: {exc}")
+            with os.fdopen(write_fd, "wb") as out:
+                pickle.dump(reply, out)
+        except BaseException:  # a child must never go on to run the parent's code
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        data = fh.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        raise CommandError(f"the unprivileged helper ended with status {os.waitstatus_to_exitcode(status)} "
+                           "and no answer")
+    kind, value = pickle.loads(data)
+    if kind == "ok":
+        return cast(T, value)
+    if kind == "error":
+        cls, message = value
+        raise cls(message)
+    raise CommandError(f"the unprivileged helper failed: {value}")
+
+
+def _no_new_privs() -> None:
+    """prctl(PR_SET_NO_NEW_PRIVS): no setuid program can give the builder back root."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
 
 def give_to_builder(path: Path, mode: int | None = None) -> None:
