@@ -198,6 +198,9 @@ BAD = {
                         ['CONFIG_RESPIN_FEATURE_A="abc" is not a valid value for CONFIG_RESPIN_FEATURE_A',
                          "takes y"]),
     "malformed-value": ("config", 'set = { CONFIG_RESPIN_FEATURE_A = "a\\nb" }\n', 3, ["line break"]),
+    # auto.conf keeps strings unquoted and the kernel's Makefiles include it: make syntax.
+    "make-syntax-in-a-string": ("config", 'set = { CONFIG_DEFAULT_HOSTNAME = "$(shell id >&2)" }\n', 3,
+                                ["CONFIG_DEFAULT_HOSTNAME", "'$'", "make as syntax"]),
     "unknown-symbol": ("config", 'set = { CONFIG_NO_SUCH_THING = "y" }\n', 3,
                        ["CONFIG_NO_SUCH_THING", "unknown CONFIG symbol"]),
     "dropped-by-oldconfig": ("config", 'set = { CONFIG_RESPIN_FEATURE_B = "y" }\nvalidate = false\n', 6,

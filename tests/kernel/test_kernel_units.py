@@ -420,7 +420,7 @@ def test_the_spec_s_shell_macros_run_as_the_builder_when_inject_parses_it(tmp_pa
         assert witness.read_text().strip() == str(rpmpkg.BUILDER_ID)
         assert witness.stat().st_uid == rpmpkg.BUILDER_ID
         # A spec rpm cannot parse is still one line naming it, from the builder's child.
-        with pytest.raises(InputError, match="kernel.spec: rpm cannot parse the spec"):
+        with pytest.raises(InputError, match=r"kernel\.spec: rpm cannot parse the spec"):
             inject_text(spec.replace("%description", "%description -n"), _inj(), "kernel.spec")
     finally:
         witness.unlink(missing_ok=True)

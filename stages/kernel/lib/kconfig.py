@@ -83,6 +83,11 @@ def normalize(name: str, value: object, existing: str | None, where: str) -> Req
         raise ConfigError(f"{where}: {name}: value must be a string, integer or boolean, got {value!r}")
     if any(c in LINE_BREAKS or c == "\0" for c in value):
         raise ConfigError(f"{where}: {name}: value contains a line break or NUL")
+    if "$" in value:
+        # The kernel's include/config/auto.conf keeps string values unquoted, and its
+        # Makefiles include it: a '$' there is make syntax ($(shell ...) runs a command).
+        raise ConfigError(f"{where}: {name}: a '$' in a value would reach the kernel's make as "
+                          "syntax (auto.conf keeps strings unquoted): refused")
     if value == "n":
         return Request(name, UNSET)
     if value in ("y", "m"):
