@@ -11,9 +11,13 @@ SHELL := /bin/bash
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# Editable installs as a plain path entry: setuptools' default import hook costs every
-# `respin` call about 10 ms of start-up, which a short command (`initrd list`) feels.
-EDITABLE := --config-settings editable_mode=compat
+# Editable installs through setuptools' own finder: respin.pipeline and respin.stages are
+# the top-level pipeline/ and stages/ folders, each file with one import name and one path
+# (a path entry for the checkout would make `import pipeline` a second copy).
+EDITABLE :=
+# mypy cannot follow that finder: it reads the package through a tree of links made
+# under build/ for it alone.
+TYPING := build/typing/respin
 SUDO   := $(shell test "$$(id -u)" = 0 || echo sudo -n)
 
 # What `make demo` needs: rpmbuild and its bindings, the tools the fixture specs run.
@@ -103,13 +107,13 @@ demo: $(VENV)/.stamp
 	@$(PY) -m fixtures.demo
 
 test: $(VENV)/.stamp-test
-	@$(PY) -m pytest -q tests
+	@$(VENV)/bin/pytest -q tests
 
 # What a change is checked with before `make test`: tests marked neither slow nor root.
-check: $(VENV)/.stamp-test
+check: $(VENV)/.stamp-test $(TYPING)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
-	@$(PY) -m pytest -q -m "not slow and not root" tests
+	@$(VENV)/bin/pytest -q -m "not slow and not root" tests
 
 # respin on PATH: its own venv under $(PREFIX)/share/respin (a regular, non-editable
 # install of this checkout) and a link in $(PREFIX)/bin.  `make uninstall` removes both.
@@ -135,9 +139,16 @@ uninstall:
 bench: $(VENV)/.stamp-test .stamp-benchdeps
 	@$(PY) -m bench
 
-lint: $(VENV)/.stamp-test
+lint: $(VENV)/.stamp-test $(TYPING)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
 
+# The package as mypy sees it: respin/ with pipeline/ and stages/ inside, as links.
+$(TYPING):
+	@mkdir -p $@
+	@for f in __init__.py __main__.py py.typed; do ln -sfn ../../../respin/$$f $@/$$f; done
+	@ln -sfn ../../../pipeline $@/pipeline
+	@ln -sfn ../../../stages $@/stages
+
 clean:
-	rm -rf $(VENV) _respin .stamp-demodeps .stamp-testdeps .stamp-benchdeps .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build _respin .stamp-demodeps .stamp-testdeps .stamp-benchdeps .pytest_cache .mypy_cache .ruff_cache

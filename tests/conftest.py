@@ -10,6 +10,7 @@ subprocesses: the user's venv never lists their stages or commands.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -23,6 +24,20 @@ import pytest
 from root_policy import pytest_collection_modifyitems, pytest_runtest_makereport  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _import_fixtures() -> None:
+    """The fixture builders as the package `fixtures`, without the checkout on sys.path
+    (where `import pipeline` would load a second copy of the engine)."""
+    spec = importlib.util.spec_from_file_location("fixtures", REPO / "fixtures" / "__init__.py",
+                                                  submodule_search_locations=[str(REPO / "fixtures")])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fixtures"] = module
+    spec.loader.exec_module(module)
+
+
+_import_fixtures()
 PLUGINS = (REPO / "examples" / "plugin", REPO / "tests" / "plugin_squatter")
 # One per session (test runs may overlap), readable by the unprivileged CI-mode user.
 PLUGIN_DIR = Path(os.environ.get("RESPIN_TEST_PLUGINS") or tempfile.mkdtemp(prefix="respin-test-plugins-"))
