@@ -62,7 +62,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 # use it: deferred, pipeline/startup.py.
 
 
-def _lists_problems(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def lists_problems(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A command that reports every problem of a pipeline file, one line each (the first and
     a count of the rest is what commands with one line to give say)."""
     @functools.wraps(cmd)
@@ -77,7 +77,7 @@ def _lists_problems(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argpa
     return listing
 
 
-@_lists_problems
+@lists_problems
 def _cmd_check(args: argparse.Namespace) -> int:
     from respin.pipeline import preflight
     from respin.pipeline.config import load
@@ -90,7 +90,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-@_lists_problems
+@lists_problems
 def _cmd_run(args: argparse.Namespace) -> int:
     import json
 
@@ -278,8 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv, given)
     except BaseException:
         if _signalled:
-            print("respin: error: interrupted", file=sys.stderr)
-            return Interrupted.exit_code
+            return _report(Interrupted("interrupted"), debug=False)
         raise
 
 
@@ -313,8 +312,7 @@ def _main(argv: list[str], given: set[str]) -> int:
     try:
         return _dispatch(argv, given)
     except KeyboardInterrupt:
-        print("respin: error: interrupted", file=sys.stderr)
-        return Interrupted.exit_code
+        return _report(Interrupted("interrupted"), debug)
     except BrokenPipeError:
         # stdout closed early (`respin ... | head`): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from respin.pipeline.errors import ConfigError, one_line
+from respin.pipeline.cli import lists_problems
 from respin.stages.network.lib import script
-from respin.stages.network.lib.model import ModelError, load_model, load_model_options
+from respin.stages.network.lib.model import load_model, load_model_options
 from respin.stages.network.lib.options import StageOptions
 from respin.stages.network.lib.render import BACKENDS, render_for_root
 from respin.stages.network.lib.root import stage_into_root
@@ -38,13 +38,9 @@ def _script(args: argparse.Namespace) -> int:
     return 0
 
 
+@lists_problems  # one line per problem, as `respin check` gives a pipeline file's
 def _check(args: argparse.Namespace) -> int:
-    try:
-        model = load_model(Path(args.file))
-    except ModelError as exc:
-        # One line per problem, in the form every other error takes.
-        sys.stderr.writelines(f"respin: error: {one_line(problem)}\n" for problem in exc.problems)
-        return ConfigError.exit_code
+    model = load_model(Path(args.file))
     parts = [f"{model.device} {model.address} via {model.gateway}"]
     parts += [f"{a.label} {a.address} via {a.gateway} table {a.table.name} ({a.table.id})"
               for a in model.aliases]
