@@ -72,11 +72,12 @@ DOMAINS = ("kernel", "initrd", "network")
 
 def _allowed(module: str, domain: str) -> tuple[str, ...]:
     """What a module of `domain` may import of respin. Its kinds (what its stages hand each
-    other) are the bottom: the engine only. Its helpers (lib/): the engine, the shared
+    other) are the bottom: the engine, and the package kinds every domain shares
+    (stages/lib/packages.py). Its helpers (lib/): the engine, the shared
     helpers, each other and the kinds. Its stages and command: all of those. Nothing of
     another domain, and no module imports a stage."""
     if module.endswith(".kinds"):
-        return ("respin.pipeline",)
+        return ("respin.pipeline", "respin.stages.lib.packages")
     return ("respin.pipeline", "respin.stages.lib", f"respin.stages.{domain}.lib",
             f"respin.stages.{domain}.kinds")
 

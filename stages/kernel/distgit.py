@@ -2,8 +2,8 @@
 
 The layout koji and fedpkg expect: `<name>.spec`, the patches and small
 sources committed; the large archives listed in `sources` (`SHA512 (file) =
-digest`, the lookaside cache's index) and in `.gitignore`, and kept beside the
-checkout for uploading. The commit's author, committer and dates are fixed
+digest`, the lookaside cache's index) and in `.gitignore`, and kept inside the
+checkout in `.lookaside/` (ignored by git) for uploading. The commit's author, committer and dates are fixed
 (SOURCE_DATE_EPOCH), so the same package gives the same commit id.
 Build it on koji with `[rebuild] backend = "koji"`, `koji_scm = "git+<url>#<commit>"`.
 """
@@ -74,7 +74,7 @@ class DistGitStage(Stage["DistGitStage.Options"]):
             raise InputError(f"{sources}: no sources to export (run inject first)")
         repo_dir = ctx.stagedir / "repo"
         tmp = fsutil.fresh_dir(repo_dir)
-        lookaside_dir = tmp / ".lookaside"  # moved beside the checkout below
+        lookaside_dir = tmp / ".lookaside"  # in the checkout, ignored by git: what to upload
         index: list[str] = []
         committed: list[str] = [spec.name]
         shutil.copyfile(spec, tmp / spec.name)

@@ -14,6 +14,10 @@ from typing import ClassVar, Literal
 
 from respin.pipeline.stage import Handoff
 
+# What rebuild builds: the package kinds every domain shares.
+from respin.stages.lib.packages import RPM as RPM
+from respin.stages.lib.packages import SRPM as SRPM
+
 KERNEL_LOCAL = "kernel-local"  # the Source today's kernel specs merge into every config
 
 # The kinds, in the manifest's words.
@@ -27,8 +31,6 @@ LOCAL = "kernel-local"  # config: the new kernel-local; inject: it, in the rpmbu
 PATCH = "patch"  # diff: the config patch; inject: it, in the rpmbuild tree
 LOCAL_DIFF = "kernel-local-diff"  # diff: what changed in kernel-local
 SPEC = "spec"  # inject: the spec that builds the change
-SRPM = "srpm"  # rebuild
-RPM = "rpm"  # rebuild
 LOG = "log"
 REPORT = "report"  # verify
 DISTGIT = "distgit"  # distgit: the repository

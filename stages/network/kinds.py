@@ -18,7 +18,7 @@ NETSTATE = "netstate"
 # Each file staged into an image root is an output: a hand edit of it makes the runner
 # rerun the stage (`status` names the file), and the rerun refuses.
 STAGED = "staged"
-RPM = "rpm"
+RPM = "network-rpm"  # a package of its own kind: verify reads the kernel's "rpm" alone
 
 
 @dataclass(frozen=True)

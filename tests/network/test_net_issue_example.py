@@ -83,14 +83,14 @@ def test_net_issue_example_through_run_render_script_check(tmp_path: Path, text:
     report = json.loads(first.stdout)
     assert [(s["name"], s["status"]) for s in report["stages"]] == [("network", "ran")]
     kinds = {a["kind"]: a for a in report["artifacts"]}
-    assert sorted(kinds) == sorted(["netfiles"] + (["netstate", "staged"] + (["rpm"] if RPMBUILD else [])
-                                                   if staged else []))
+    staging = ["netstate", "staged"] + (["network-rpm"] if RPMBUILD else [])
+    assert sorted(kinds) == sorted(["netfiles"] + (staging if staged else []))
     assert kinds["netfiles"]["meta"]["files"] == RENDERED
     _assert_rendered(Path(kinds["netfiles"]["path"]))
     if staged:
         _assert_rendered(tmp_path / "image")
         if RPMBUILD:
-            rpm = Path(kinds["rpm"]["path"])
+            rpm = Path(kinds["network-rpm"]["path"])
             assert rpm.name == "net-policy-1-1.noarch.rpm"
             listed = subprocess.run(["rpm", "-qlp", str(rpm)], capture_output=True, text=True,
                                     check=True, timeout=60).stdout.split()

@@ -97,7 +97,7 @@ def test_net_stage_run_makes_netfiles_root_and_rpm(tmp_path: Path) -> None:
     stage = NetworkStage.from_table(_table(root="image", rpm={"name": "net-conf", "version": "3"}), WHERE)
     artifacts = stage.run(_context(tmp_path))
     kinds = {a.kind: a for a in artifacts}
-    assert sorted(kinds) == ["netfiles", "netstate", "rpm", "staged"]
+    assert sorted(kinds) == ["netfiles", "netstate", "network-rpm", "staged"]
     netfiles = kinds["netfiles"]
     listed = sorted(str(p.relative_to(netfiles.path)) for p in netfiles.path.rglob("*") if p.is_file())
     assert listed == netfiles.meta["files"]
@@ -107,7 +107,7 @@ def test_net_stage_run_makes_netfiles_root_and_rpm(tmp_path: Path) -> None:
     assert sorted(a.path for a in artifacts if a.kind == "staged") == [tmp_path / "image" / rel
                                                                        for rel in listed]
     assert kinds["netstate"].path == tmp_path / "image" / STATE_PATH
-    assert kinds["rpm"].path.name == "net-conf-3-1.noarch.rpm"
+    assert kinds["network-rpm"].path.name == "net-conf-3-1.noarch.rpm"
 
 
 def test_net_pipeline_runs_network_stage_then_does_nothing(tmp_path: Path,

@@ -1,6 +1,6 @@
-"""Build backends for the rebuild stage: local rpmbuild, mock, and a koji hub.
+"""Build backends for the rebuild stage: rpmbuild on this host, mock, and a koji hub.
 
-All three start from the same reproducible rpmbuild: `local` builds the
+All three start from the same reproducible rpmbuild: `rpmbuild` builds the
 packages itself; `mock` and `koji` build the SRPM locally (same macros, same
 SOURCE_DATE_EPOCH) and hand it on with the same target and switches, then
 collect what came back.
