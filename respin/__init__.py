@@ -22,15 +22,15 @@ from respin.pipeline.errors import RespinError
 if TYPE_CHECKING:
     from respin.pipeline.config import PipelineFile, load
     from respin.pipeline.runner import Runner, RunResult
-    from respin.pipeline.stage import Artifact, Context, Handoff, PipelineView, Stage
+    from respin.pipeline.stage import Artifact, Context, Handoff, NoOptions, PipelineView, Stage
 
 # The product in one line (`respin --help`; pyproject's description, kept equal by a test):
 # the engine itself names no domain.
 DESCRIPTION = ("Rebuild RPM kernels with config changes, repack initrds and stage network files, "
                "reproducibly.")
 
-__all__ = ["DESCRIPTION", "Artifact", "Context", "Handoff", "PipelineFile", "PipelineView", "RespinError",
-           "RunResult", "Runner", "Stage", "__version__", "load"]
+__all__ = ["DESCRIPTION", "Artifact", "Context", "Handoff", "NoOptions", "PipelineFile", "PipelineView",
+           "RespinError", "RunResult", "Runner", "Stage", "__version__", "load"]
 
 # Where each lazily imported name lives: every `respin` command imports this package
 # first, and a short one (`respin initrd list`) must not pay for the runner's imports.
@@ -39,6 +39,7 @@ _LAZY = {
     "Runner": "respin.pipeline.runner", "RunResult": "respin.pipeline.runner",
     "Artifact": "respin.pipeline.stage", "Context": "respin.pipeline.stage", "Stage": "respin.pipeline.stage",
     "Handoff": "respin.pipeline.stage", "PipelineView": "respin.pipeline.stage",
+    "NoOptions": "respin.pipeline.stage",
 }
 
 

@@ -184,7 +184,6 @@ class ConfigStage(Stage["ConfigStage.Options"]):
             if not self.set and not self.unset and not self.fragment:
                 raise ValueError("nothing to do: give `set`, `unset` and/or `fragment`")
 
-    options: Options
 
     def options_json(self) -> dict[str, object]:
         data = dict(super().options_json())

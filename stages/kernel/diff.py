@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import CommandError
-from respin.pipeline.stage import Artifact, Context, Stage
+from respin.pipeline.stage import Artifact, Context, NoOptions, Stage
 from respin.stages.kernel.kinds import KERNEL_LOCAL, LOCAL, LOCAL_DIFF, PATCH, SNAPSHOT, SOURCES, Edited
 from respin.stages.kernel.lib import kconfig
 
@@ -24,16 +23,13 @@ def unified(ctx: Context, old: Path, new: Path, name: str) -> str:
     return str(result.stdout)
 
 
-class DiffStage(Stage["DiffStage.Options"]):
+class DiffStage(Stage[NoOptions]):
     """Write the config patch: only configs that changed, applicable with patch -p1."""
 
     name = "diff"
     summary = "diff edited configs against the snapshot into a patch; prove it with patch --dry-run"
     version = "1"
 
-    @dataclass(frozen=True)
-    class Options:
-        pass
 
     def run(self, ctx: Context) -> list[Artifact]:
         snapshot = ctx.artifact(SNAPSHOT).path

@@ -61,7 +61,6 @@ class DistGitStage(Stage["DistGitStage.Options"]):
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", self.branch) or ".." in self.branch:
                 raise ValueError(f"branch: '{self.branch}' is not a branch name")
 
-    options: Options
 
     def run(self, ctx: Context) -> list[Artifact]:
         import git

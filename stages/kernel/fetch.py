@@ -69,7 +69,6 @@ class FetchStage(Stage["FetchStage.Options"]):
                 raise ValueError(f"srpm: unsupported URL scheme '{scheme[1]}' in '{self.srpm}' "
                                  "(path, file://, http(s)://)")
 
-    options: Options
 
     def _local(self, ctx: Context) -> Path | None:
         return local_srpm(self.options.srpm, self.options.repo, ctx.resolve)

@@ -236,7 +236,6 @@ class InjectStage(Stage["InjectStage.Options"]):
                 raise ValueError(f"buildid: '{self.buildid}' must start with '.' and hold only "
                                  "letters, digits and . _ + ~")
 
-    options: Options
 
     def workspaces(self, ctx: Context) -> list[Path]:
         return [topdir.path(ctx)]

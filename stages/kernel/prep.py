@@ -99,7 +99,6 @@ class PrepStage(Stage["PrepStage.Options"]):
     class Options:
         nodeps: bool = True  # BuildRequires of a kernel are rarely installed on the build host
 
-    options: Options
 
     def workspaces(self, ctx: Context) -> list[Path]:
         return [topdir.path(ctx)]

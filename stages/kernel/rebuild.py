@@ -80,7 +80,6 @@ class RebuildStage(Stage["RebuildStage.Options"]):
             if self.koji_poll <= 0 or self.koji_timeout <= 0:
                 raise ValueError("koji_poll and koji_timeout must be positive")
 
-    options: Options
 
     def options_json(self) -> dict[str, object]:
         # The cache changes how long a build takes, never its bytes (the tests compare

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import VerifyError
-from respin.pipeline.stage import Artifact, Context, Stage
+from respin.pipeline.stage import Artifact, Context, NoOptions, Stage
 from respin.stages.kernel.kinds import GPG_PUBKEY, REPORT, RPM, SRPM, Edited, Injected, SigningKeys
 from respin.stages.kernel.lib import kconfig, signing
 from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
@@ -39,7 +38,7 @@ def _kernels_in(files: Iterable[str]) -> set[str]:
     return {_kver(m) for f in files if (m := _IMAGE.match(f) or _CONFIG.match(f))}
 
 
-class VerifyStage(Stage["VerifyStage.Options"]):
+class VerifyStage(Stage[NoOptions]):
     """Check the config of every kernel in the built packages, and the change in the built SRPM."""
 
     name = "verify"
@@ -47,9 +46,6 @@ class VerifyStage(Stage["VerifyStage.Options"]):
                "(/lib/modules/<kver>/config or /boot/config-*)")
     version = "3"  # 2: checks the [sign] signatures; 3: /lib/modules/<kver>/config, %ghost skipped
 
-    @dataclass(frozen=True)
-    class Options:
-        pass
 
     def run(self, ctx: Context) -> list[Artifact]:
         reqs = kconfig.recorded(Edited.read(ctx)[1].requests)
