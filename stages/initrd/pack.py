@@ -5,15 +5,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError
+from respin.pipeline.options import Check, Invalid
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.initrd.kinds import INITRD, TREE, Packed
 from respin.stages.initrd.lib.writer import newc_epoch, pack
 
 Compression = Literal["gzip", "xz", "zstd", "lz4", "bzip2", "none"]
+
+
+def _epoch(value: int) -> int:
+    """[initrd-pack] source_date_epoch, checked as the file is read: newc's mtime field holds
+    0 to 2^32-1."""
+    try:
+        epoch = newc_epoch(value)
+    except ConfigError as exc:
+        raise Invalid(str(exc)) from None
+    assert epoch is not None
+    return epoch
 
 
 class PackStage(Stage["PackStage.Options"]):
@@ -30,7 +42,7 @@ class PackStage(Stage["PackStage.Options"]):
         compress: Compression | None = None  # default: the extracted image's, else gzip
         level: int | None = None
         early: str | None = None  # a tree to put first, uncompressed (relative to the pipeline file)
-        source_date_epoch: int | None = None
+        source_date_epoch: Annotated[int | None, Check(_epoch, accepts=int)] = None
 
     def inputs(self, ctx: Context) -> Sequence[Path]:
         if self.options.early is None:
@@ -48,10 +60,7 @@ class PackStage(Stage["PackStage.Options"]):
     def run(self, ctx: Context) -> list[Artifact]:
         tree = ctx.artifact(TREE).path
         output = self._output(ctx)
-        try:
-            epoch = newc_epoch(self.options.source_date_epoch)
-        except ConfigError as exc:  # say where the bad value is: this table, not the environment
-            raise ConfigError(f"{ctx.source} [{self.name}]: source_date_epoch: {exc}") from None
+        epoch = self.options.source_date_epoch
         if epoch is None:
             epoch = newc_epoch(ctx.source_date_epoch)
         result = pack(tree, output, compress=self.options.compress, level=self.options.level,

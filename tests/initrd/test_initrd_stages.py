@@ -79,14 +79,12 @@ def test_unknown_option_and_bad_values_are_config_errors(tmp_path: Path) -> None
         PackStage.from_table({"compress": "brotli"}, "p.toml [initrd-pack]")
 
 
-def test_bad_source_date_epoch_option_names_the_table_and_key(tmp_path: Path) -> None:
-    tree = make_tree(tmp_path / "tree")
-    ctx = ctx_for(tmp_path, "initrd-pack", {"initrd-modify": [Artifact(tree, "tree")]})
-    stage = PackStage.from_table({"source_date_epoch": -5}, "p.toml [initrd-pack]")
-    with pytest.raises(ConfigError,
-                       match=r"pipeline\.toml \[initrd-pack\]: source_date_epoch: .*before 1970"):
-        stage.run(ctx)
-    assert not (ctx.stagedir / "initrd.img").exists()
+def test_bad_source_date_epoch_option_names_the_table_and_key() -> None:
+    # Found as the file is read (the check pass), not when the stage runs.
+    with pytest.raises(ConfigError, match=r"p\.toml \[initrd-pack\]: source_date_epoch: .*before 1970"):
+        PackStage.from_table({"source_date_epoch": -5}, "p.toml [initrd-pack]")
+    with pytest.raises(ConfigError, match=r"source_date_epoch: .*out of range for newc"):
+        PackStage.from_table({"source_date_epoch": 1 << 33}, "p.toml [initrd-pack]")
 
 
 def test_modify_refuses_paths_through_symlinks_and_dotdot(tmp_path: Path) -> None:
@@ -128,3 +126,15 @@ def test_extract_stage_replaces_its_own_tree_in_the_work_dir(tmp_path: Path) -> 
     [modified] = ModifyStage.from_table({"remove": ["etc/fstab"]}, "p").run(
         ctx_for(tmp_path, "initrd-modify", {"initrd-extract": [again]}))
     assert not (modified.path / "initrd-extracted.json").exists()
+
+
+def test_bad_max_size_and_max_entries_are_found_as_the_file_is_read() -> None:
+    # Both in one pass, each naming the table's key (not the CLI's --max-size).
+    from respin.stages.initrd.extract import ExtractStage
+
+    with pytest.raises(ConfigError) as err:
+        ExtractStage.from_table({"max_size": "abc", "max_entries": 0}, "p.toml [initrd-extract]")
+    assert err.value.problems == ("p.toml [initrd-extract]: max_size: 'abc': want a positive size such as "  # type: ignore[attr-defined]
+                                  "512M or 4G", "p.toml [initrd-extract]: max_entries: 0: want a positive "
+                                  "whole number such as 2000000")
+    assert ExtractStage.from_table({"max_size": "1M"}, "p.toml").options.max_size == 1 << 20
