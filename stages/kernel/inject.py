@@ -13,10 +13,10 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from respin.pipeline import fsutil
-from respin.pipeline.errors import ConfigError, InputError
+from respin.pipeline.errors import CommandError, ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import (
     KERNEL_LOCAL,
@@ -35,8 +35,6 @@ from respin.stages.lib.rpmmacros import DIST_TAG
 
 if TYPE_CHECKING:
     from specfile.specfile import Specfile
-
-T = TypeVar("T")
 
 _BUILDID_USE = re.compile(r"%\{\??buildid\}")
 _BUILDID_DEF = re.compile(r"^%(define|global)\s+buildid\s+(\S+)\s*$", re.M)
@@ -134,7 +132,7 @@ def _changelog(spec: Specfile, inj: Injection, where: str) -> str:
     return str(spec)
 
 
-def _parsing(fn: Callable[..., T], *args: Any) -> T:
+def _parsing(fn: Callable[..., Any], *args: Any) -> Any:
     """`fn(sourcedir, *args)`, which parses the spec with specfile: rpm's parser runs the
     spec's %(...) and %{lua:...}, package code, so as root it runs as the builder. specfile
     may create placeholder sources while parsing: it gets a scratch dir, not SOURCES."""
@@ -154,7 +152,11 @@ def _parse_error(exc: Exception, where: str) -> InputError:
 
 def inject_text(text: str, inj: Injection, where: str) -> tuple[str, int]:
     """The spec text with the patch declared, applied, the release marked and a changelog entry."""
-    return _parsing(_inject, text, inj, where)
+    # What comes back from the builder's child is data to check: a text and a number.
+    edited, number = _parsing(_inject, text, inj, where)
+    if not isinstance(edited, str) or not isinstance(number, int):
+        raise CommandError(f"{where}: the spec edit came back as no text and number")
+    return edited, number
 
 
 def _inject(sourcedir: str, text: str, inj: Injection, where: str) -> tuple[str, int]:
@@ -300,7 +302,10 @@ class InjectStage(Stage["InjectStage.Options"]):
         text = _mark_release(spec_path.read_text(), self.options.buildid, where)
         inj = Injection(patch="", changelog=entry, buildid=self.options.buildid,
                         packager=self.options.packager, when=when, evr=self._evr(ctx, fetched))
-        return _parsing(_logged, text, inj, where)
+        edited = _parsing(_logged, text, inj, where)
+        if not isinstance(edited, str):
+            raise CommandError(f"{where}: the spec edit came back as no text")
+        return edited
 
     def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Fetched) -> list[Artifact]:
         """Today's layout: replace the kernel-local Source; the spec only gets the release mark."""

@@ -183,25 +183,35 @@ def test_a_choice_conflict_names_the_member_to_unset(tmp_path: Path) -> None:
     assert v.survives
 
 
-@pytest.mark.root
-def test_kconfig_shell_runs_as_the_builder_and_leaves_nothing_running(tmp_path: Path) -> None:
-    # $(shell,...) runs the package's commands: as root, they run as the builder, in a pid
-    # namespace that ends with them, and what they plant is read without following links.
+@pytest.fixture
+def builder_tree(tmp_path: Path) -> tuple[Path, int]:
+    """A tree the builder owns, as prep leaves one, and the builder's uid (gid alike): for
+    the tests of what root runs as the builder."""
     import os
-    import time
 
     from respin.stages.kernel.lib import rpmpkg
 
-    if os.geteuid() != 0:
+    ident = rpmpkg.builder()
+    if os.geteuid() != 0 or ident is None:
         pytest.skip("needs root: the builder identity is what root drops to")
     tree = tmp_path / "tree"
     tree.mkdir()
+    rpmpkg.give_to_builder(tree, 0o755)
+    return tree, ident[0]
+
+
+@pytest.mark.root
+def test_kconfig_shell_runs_as_the_builder_and_leaves_nothing_running(builder_tree: tuple[Path, int]) -> None:
+    # $(shell,...) runs the package's commands: as root, they run as the builder, in a pid
+    # namespace that ends with them, and what they plant is read without following links.
+    import time
+
+    tree, uid = builder_tree
     (tree / "Kconfig").write_text(
         'config WHO\n\tstring "who"\n\tdefault "$(shell,id -u):$(shell,id -g)"\n'
         'config LATE\n\tstring "late"\n\tdefault "$(shell,(sleep 2; touch late) >/dev/null 2>&1 &)"\n')
-    rpmpkg.give_to_builder(tree, 0o755)
     kconf = kvalidate.load(tree, "x86_64")
-    assert kconf.syms["WHO"].str_value == f"{rpmpkg.BUILDER_ID}:{rpmpkg.BUILDER_ID}"  # type: ignore[attr-defined]
+    assert kconf.syms["WHO"].str_value == f"{uid}:{uid}"  # type: ignore[attr-defined]
     time.sleep(3)
     assert not (tree / "late").exists()
     # A link planted by a command, read as root: refused, its target's text never shown.
@@ -213,29 +223,58 @@ def test_kconfig_shell_runs_as_the_builder_and_leaves_nothing_running(tmp_path: 
 
 
 @pytest.mark.root
-def test_the_trees_own_make_runs_as_the_builder(tmp_path: Path) -> None:
+def test_the_trees_own_make_runs_as_the_builder(builder_tree: tuple[Path, int], tmp_path: Path) -> None:
     # The oldconfig fallback runs the package's Makefile: as root, as the builder; a link it
     # leaves where the config was is refused unread.
     import logging
-    import os
 
     from respin.pipeline.stage import Context
     from respin.stages.kernel.config import _make_olddefconfig
-    from respin.stages.kernel.lib import rpmpkg
 
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the builder identity is what root drops to")
-    tree = tmp_path / "tree"
-    tree.mkdir()
+    tree, uid = builder_tree
     (tree / "Makefile").write_text("olddefconfig:\n\trm -f $(KCONFIG_CONFIG); "
                                    "echo CONFIG_WHO=$$(id -u) > $(KCONFIG_CONFIG)\n"
                                    "oldconfig:\n\tln -sf /etc/shadow $(KCONFIG_CONFIG)\n")
-    rpmpkg.give_to_builder(tree, 0o755)
     ctx = Context(workdir=tmp_path, source=tmp_path / "kernel.toml", settings={}, stagedir=tmp_path,
                   log=logging.getLogger("test"))
     after = _make_olddefconfig(ctx, tree, tree / ".config", "x86_64", "CONFIG_A=y\n", strict=True)
-    assert after == f"CONFIG_WHO={rpmpkg.BUILDER_ID}\n"
+    assert after == f"CONFIG_WHO={uid}\n"
     (tree / "Makefile").write_text("olddefconfig:\n\tln -sf /etc/shadow $(KCONFIG_CONFIG)\n")
     with pytest.raises(InputError, match="config is a symlink") as err:
         _make_olddefconfig(ctx, tree, tree / ".config", "x86_64", "CONFIG_A=y\n", strict=True)
     assert "root:" not in str(err.value)
+
+
+def _forge_a_reply() -> str:
+    """Package code in the builder's child writing the pipe itself: a pickle that would run
+    `touch` in whoever unpickles it, on every descriptor the child has open."""
+    import contextlib
+    import os
+    import stat
+
+    payload = b"cos\nsystem\n(S'touch /tmp/respin-forged-reply'\ntR."
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the reply's pipe among them (not stdio's)
+            if int(name) > 2 and stat.S_ISFIFO(os.fstat(int(name)).st_mode):
+                os.write(int(name), payload)
+    return "done"
+
+
+@pytest.mark.root
+def test_the_builder_s_reply_is_data_never_code(builder_tree: tuple[Path, int]) -> None:
+    from respin.pipeline.errors import CommandError
+    from respin.stages.kernel.lib import rpmpkg
+
+    forged = Path("/tmp/respin-forged-reply")
+    forged.unlink(missing_ok=True)
+    with pytest.raises(CommandError, match="no answer respin can read"):
+        rpmpkg.call_as_builder(_forge_a_reply)
+    assert not forged.exists()
+    # A respin error in the child comes back as its class and line; other data as it was.
+    with pytest.raises(InputError, match=r"^bad spec$"):
+        rpmpkg.call_as_builder(_raise_input_error)
+    assert rpmpkg.call_as_builder(lambda: ["text", 3]) == ["text", 3]
+
+
+def _raise_input_error() -> None:
+    raise InputError("bad spec")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
-import pickle
 import re
 import shutil
 import stat
@@ -14,9 +14,9 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
-from respin.pipeline.errors import CommandError, InputError, RespinError, UsageError
+from respin.pipeline.errors import CommandError, ConfigError, InputError, RespinError, UsageError, one_line
 from respin.pipeline.run import run  # probes of the host only; a stage's commands go through ctx.run
 from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches
 
@@ -183,8 +183,6 @@ def rpmbuild_argv(mode: str, spec: Path, *, topdir: Path, target: str | None,
 # host has at /var/tmp for that one command only).
 FIXED_TOPDIR = Path("/var/tmp/respin/rpmbuild")
 
-T = TypeVar("T")
-
 # Where the [sign] keys are seen during a build: a fixed path (rpm keeps the parsed
 # spec, %pesign's expansion included, in the source package), on the namespace's
 # tmpfs, where they are copied for the build: readable by the build alone, and gone
@@ -322,12 +320,23 @@ def as_builder(argv: Sequence[str], tree: Path) -> list[str]:
     return wrapped
 
 
-def call_as_builder(fn: Callable[..., T], *args: Any) -> T:
+# The errors a builder's child may report, by name: its reply is data, never a class to load.
+_CHILD_ERRORS: dict[str, type[RespinError]] = {cls.__name__: cls for cls in (
+    UsageError, ConfigError, InputError, CommandError)}
+# A reply no spec edit comes near; the child's output is not read further.
+_REPLY_LIMIT = 64 << 20
+
+
+def call_as_builder(fn: Callable[..., Any], *args: Any) -> Any:
     """`fn(*args)`, as the builder when respin runs as root: for what executes package code
     in this process (rpm's spec parser runs a spec's %(...) and %{lua:...} while it parses).
+
     A forked child drops to the builder (no groups, no capability, no_new_privs), calls `fn`
-    and sends back its result or its respin error; the modules it needs must be imported
-    before the call (the child may not read respin's files). As another user: a plain call."""
+    and sends back its result, which must be JSON data (lists come back as lists), or its
+    respin error. The reply is parsed as JSON and nothing else: the package code ran in that
+    child and may have written the pipe itself, so it is never unpickled. The modules `fn`
+    needs must be imported before the call (the child may not read respin's files). As
+    another user: a plain call."""
     ident = builder()
     if ident is None:
         return fn(*args)
@@ -342,30 +351,32 @@ def call_as_builder(fn: Callable[..., T], *args: Any) -> T:
             os.setuid(ident[0])
             _no_new_privs()
             try:
-                reply: tuple[str, Any] = ("ok", fn(*args))
+                reply: dict[str, Any] = {"ok": fn(*args)}
             except RespinError as exc:
-                reply = ("error", (type(exc), exc.message))
+                reply = {"error": [type(exc).__name__, exc.message]}
             except Exception as exc:  # said in one line by the parent
-                reply = ("crash", f"{type(exc).__name__}: {exc}")
-            with os.fdopen(write_fd, "wb") as out:
-                pickle.dump(reply, out)
+                reply = {"crash": f"{type(exc).__name__}: {exc}"}
+            with os.fdopen(write_fd, "w", encoding="utf-8") as out:
+                json.dump(reply, out)
         except BaseException:  # a child must never go on to run the parent's code
             code = 1
         os._exit(code)
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as fh:
-        data = fh.read()
+        data = fh.read(_REPLY_LIMIT + 1)
     _, status = os.waitpid(pid, 0)
-    if not data:
+    answer: Any = None
+    with contextlib.suppress(ValueError):
+        answer = json.loads(data) if len(data) <= _REPLY_LIMIT else None
+    if not isinstance(answer, dict) or len(answer) != 1:
         raise CommandError(f"the unprivileged helper ended with status {os.waitstatus_to_exitcode(status)} "
-                           "and no answer")
-    kind, value = pickle.loads(data)
-    if kind == "ok":
-        return cast(T, value)
-    if kind == "error":
-        cls, message = value
-        raise cls(message)
-    raise CommandError(f"the unprivileged helper failed: {value}")
+                           "and no answer respin can read")
+    if "ok" in answer:
+        return answer["ok"]
+    error = answer.get("error")
+    if isinstance(error, list) and len(error) == 2 and all(isinstance(e, str) for e in error):
+        raise _CHILD_ERRORS.get(error[0], CommandError)(error[1])
+    raise CommandError(f"the unprivileged helper failed: {one_line(str(answer.get('crash')))}")
 
 
 def _no_new_privs() -> None:
@@ -398,15 +409,25 @@ def take_back(path: Path) -> None:
         _chown_tree(path, os.geteuid(), os.getegid())
 
 
-def _chown_tree(path: Path, uid: int, gid: int) -> None:
-    if (os.lstat(path).st_uid, os.lstat(path).st_gid) != (uid, gid):
-        os.chown(path, uid, gid, follow_symlinks=False)
+def _each_entry(path: Path, fn: Callable[[str | Path, int | None, os.stat_result], None], *,
+                recurse: bool = True) -> None:
+    """`fn(name, dir_fd, lstat)` for `path` and, with `recurse`, everything under it, walked
+    through directory descriptors without following a link."""
+    fn(path, None, os.lstat(path))
+    if not recurse:
+        return
     for _top, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
         for name in (*dirs, *files):
             with contextlib.suppress(FileNotFoundError):
-                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                if (st.st_uid, st.st_gid) != (uid, gid):
-                    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+                fn(name, dir_fd, os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    def one(name: str | Path, dir_fd: int | None, st: os.stat_result) -> None:
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+
+    _each_entry(path, one)
 
 
 def share_with_builder(topdir: Path) -> None:
@@ -423,8 +444,7 @@ def share_with_builder(topdir: Path) -> None:
 
 
 def _share(path: Path, gid: int, *, recurse: bool) -> None:
-    def one(name: str | Path, dir_fd: int | None) -> None:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    def one(name: str | Path, dir_fd: int | None, st: os.stat_result) -> None:
         if stat.S_ISLNK(st.st_mode):
             return
         if st.st_gid != gid:
@@ -433,12 +453,7 @@ def _share(path: Path, gid: int, *, recurse: bool) -> None:
         if stat.S_IMODE(want) != stat.S_IMODE(st.st_mode):
             os.chmod(name, stat.S_IMODE(want), dir_fd=dir_fd)
 
-    one(path, None)
-    if recurse:
-        for _top, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
-            for name in (*dirs, *files):
-                with contextlib.suppress(FileNotFoundError):
-                    one(name, dir_fd)
+    _each_entry(path, one, recurse=recurse)
 
 
 def build_trees(topdir: Path) -> None:
