@@ -311,6 +311,17 @@ def read_at(dir_fd: int, name: str, limit: int | None = None) -> tuple[bytes, in
         os.close(fd)
 
 
+def read_no_link(path: Path, limit: int | None = None) -> bytes | None:
+    """The regular file `path`, read as `read_at` reads (no link followed at its last
+    component, nothing but a plain file opened, at most `limit` bytes); None if absent."""
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        found = read_at(dir_fd, path.name, limit)
+    finally:
+        os.close(dir_fd)
+    return None if found is None else found[0]
+
+
 def atomic_write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o644, *,
                     shown: str | None = None) -> None:
     """Write `data` as `name` in the directory fd `dir_fd`, as `atomic_write` does: a new temp

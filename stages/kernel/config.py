@@ -621,16 +621,16 @@ def _tree_make(tree: Path, dot: Path, arch: str, target: str, cross: str = "") -
     return rpmpkg.as_builder(argv, tree)
 
 
+# No kernel config comes near this; what the build wrote is not read further.
+_CONFIG_LIMIT = 64 << 20
+
+
 def _read_no_link(path: Path) -> bytes | None:
     """A file the builder may have replaced, read without following a link (None if absent)."""
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        found = fsutil.read_at(dir_fd, path.name)
+        return fsutil.read_no_link(path, _CONFIG_LIMIT)
     except fsutil.NotRegular as exc:
         raise InputError(f"{path}: the build tree's config is {exc.what}") from None
-    finally:
-        os.close(dir_fd)
-    return None if found is None else found[0]
 
 
 def _make_listnewconfig(ctx: Context, tree: Path, dot: Path, arch: str, text: str, cross: str = ""

@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import shutil
-import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -197,23 +196,25 @@ class PrepStage(Stage["PrepStage.Options"]):
 _CONFIG_NAME = re.compile(r"^kernel-[A-Za-z0-9_.+-]*\.config$")
 
 
+# The hook writes configs (a few hundred KB each) and two short files; the build could write
+# anything there, and root reads no more than this of one file.
+_HOOK_LIMIT = 64 << 20
+
+
 def _hook_files(hook: Path) -> dict[str, bytes]:
     """The regular files the hook left in `hook` (a directory the build wrote), by name: no
     link followed, nothing but a plain file read, as root reads what an unprivileged build made."""
     found: dict[str, bytes] = {}
     try:
-        dir_fd = os.open(hook, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        dir_fd = os.open(hook, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return found
     try:
         for name in os.listdir(dir_fd):
-            try:
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-            except OSError:
-                continue
-            with os.fdopen(fd, "rb") as fh:
-                if stat.S_ISREG(os.fstat(fd).st_mode):
-                    found[name] = fh.read()
+            with contextlib.suppress(fsutil.NotRegular, OSError):
+                got = fsutil.read_at(dir_fd, name, _HOOK_LIMIT)
+                if got is not None:
+                    found[name] = got[0]
     finally:
         os.close(dir_fd)
     return found
@@ -223,8 +224,9 @@ def release_takes_localversion(tree: Path) -> bool:
     """Whether the tree's own kernel release (`make kernelrelease`, uname -r) appends
     CONFIG_LOCALVERSION, as Linux does through scripts/setlocalversion."""
     for name in ("Makefile", "scripts/setlocalversion"):
-        with contextlib.suppress(OSError):
-            if "CONFIG_LOCALVERSION" in (tree / name).read_text(errors="replace"):
+        # The build's tree: no link followed, no fifo opened (it would block).
+        with contextlib.suppress(OSError, fsutil.NotRegular):
+            if b"CONFIG_LOCALVERSION" in (fsutil.read_no_link(tree / name, _HOOK_LIMIT) or b""):
                 return True
     return False
 

@@ -424,3 +424,48 @@ def test_the_spec_s_shell_macros_run_as_the_builder_when_inject_parses_it(tmp_pa
             inject_text(spec.replace("%description", "%description -n"), _inj(), "kernel.spec")
     finally:
         witness.unlink(missing_ok=True)
+
+
+def test_the_spec_s_config_check_compiler_is_read_from_its_script(tmp_path: Path) -> None:
+    # Fedora's process_configs.sh runs make with CROSS_COMPILE=scripts/dummy-tools/; the
+    # fixtures' scripts run the host's compiler: config predicts with what the script uses.
+    import logging
+
+    from respin.pipeline.stage import Artifact, Context
+    from respin.stages.kernel.config import spec_cross_compile
+    from respin.stages.kernel.kinds import SOURCES
+
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    ctx = Context(workdir=tmp_path, source=tmp_path / "kernel.toml", settings={}, stagedir=tmp_path,
+                  log=logging.getLogger("test"), produced={"fetch": [Artifact(sources, SOURCES)]})
+    assert spec_cross_compile(ctx) == ""
+    (sources / "process_configs.sh").write_text('make ARCH="$arch" olddefconfig\n')
+    assert spec_cross_compile(ctx) == ""
+    (sources / "process_configs.sh").write_text('CROSS="scripts/dummy-tools/"\nmake CROSS_COMPILE=$CROSS\n')
+    assert spec_cross_compile(ctx) == "scripts/dummy-tools/"
+
+
+def test_the_build_s_tree_is_read_without_links_or_fifos(tmp_path: Path) -> None:
+    # prep reads the tree the build left as data: a fifo there would block an open as root
+    # forever, and a link could name a host file; neither is read.
+    import os
+
+    from respin.stages.kernel.prep import _hook_files, release_takes_localversion
+
+    tree = tmp_path / "tree"
+    (tree / "scripts").mkdir(parents=True)
+    os.mkfifo(tree / "Makefile")
+    outside = tmp_path / "host-file"
+    outside.write_text("CONFIG_LOCALVERSION\n")
+    (tree / "scripts/setlocalversion").symlink_to(outside)
+    assert release_takes_localversion(tree) is False
+    (tree / "scripts/setlocalversion").unlink()
+    (tree / "scripts/setlocalversion").write_text("echo $CONFIG_LOCALVERSION\n")
+    assert release_takes_localversion(tree) is True
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    os.mkfifo(hook / "kernel-x86_64.config")
+    (hook / "kernel-i686.config").symlink_to(outside)
+    (hook / ".respin-hook-reached").write_text("")
+    assert _hook_files(hook) == {".respin-hook-reached": b""}
