@@ -249,12 +249,16 @@ def test_work_dir_directories_follow_the_umask(tmp_path: Path, srpm: Path, mask:
     work = tmp_path / "work"
     for rel in ("stages/fetch/pristine", "stages/prep/snapshot", "stages/config/edited"):
         assert (work / rel).stat().st_mode & 0o777 == 0o777 & ~mask, (rel, oct((work / rel).stat().st_mode))
-    # What the build reads is opened to the builder's group alone when respin runs as root.
-    shared = (0o777 & ~mask) | (0o050 if os.geteuid() == 0 else 0)
+    # What the build reads and others may not is opened to the builder's group alone when
+    # respin runs as root; what every user may read is left as it is.
+    closed = mask & 0o005 and os.geteuid() == 0
+    shared = (0o777 & ~mask) | (0o050 if closed else 0)
     for rel in ("rpmbuild", "rpmbuild/SOURCES", "rpmbuild/SPECS"):
         st = (work / rel).stat()
         assert st.st_mode & 0o777 == shared, (rel, oct(st.st_mode))
-        assert os.geteuid() != 0 or st.st_gid == builder_gid(), (rel, st.st_gid)
+        assert st.st_gid == (builder_gid() if closed else os.getgid()), (rel, st.st_gid)
+    # fetch's copy, which SOURCES hard-links, is fetch's: no other stage changes it.
+    assert {p.stat().st_gid for p in (work / "stages/fetch/pristine").rglob("*")} == {os.getgid()}
 
 
 # One line stays one line: a value holding a newline, or megabytes long, is escaped and cut.

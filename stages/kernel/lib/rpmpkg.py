@@ -445,7 +445,10 @@ def share_with_builder(topdir: Path) -> None:
 
 def _share(path: Path, gid: int, *, recurse: bool) -> None:
     def one(name: str | Path, dir_fd: int | None, st: os.stat_result) -> None:
-        if stat.S_ISLNK(st.st_mode):
+        # What every user may read already is left alone: SOURCES are hard links to fetch's
+        # copy, whose files no other stage changes.
+        others = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(st.st_mode) else 0)
+        if stat.S_ISLNK(st.st_mode) or st.st_mode & others == others:
             return
         if st.st_gid != gid:
             os.chown(name, -1, gid, dir_fd=dir_fd, follow_symlinks=False)
