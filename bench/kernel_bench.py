@@ -458,7 +458,7 @@ def changed_lines(patch: str) -> dict[str, list[str]]:
 def profile_prep(toml: Path) -> list[str]:
     """Where respin's prep spends what rpmbuild does not: cProfile of one `--only prep --force`."""
     out = WORK / "prep.prof"
-    settle(WORK / "respin" / "rpmbuild" / "BUILD")
+    settle(WORK / "respin" / "stages" / "prep" / "rpmbuild" / "BUILD")
     cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "respin.pipeline.cli", "run", str(toml),
            "--only", "prep", "--force", "-q"]
     wall = run(cmd, cwd=WORK).wall
@@ -503,7 +503,7 @@ def main() -> int:
     r_stage: list[float] = []
     bare: list[Timed] = []
     r_own: list[float] = []
-    respin_build = WORK / "respin" / "rpmbuild" / "BUILD"
+    respin_build = WORK / "respin" / "stages" / "prep" / "rpmbuild" / "BUILD"
     for i in range(RUNS):
         settle(respin_build)
         rpmbuild_seconds()

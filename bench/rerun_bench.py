@@ -38,8 +38,8 @@ def main() -> int:
             '[config]\nset = { CONFIG_RESPIN_FEATURE_A = "y", CONFIG_RESPIN_FEATURE_B = "y" }\n')
         subprocess.run([str(RESPIN), "run", "kernel.toml"], cwd=work, check=True, capture_output=True)
         noop = _time([str(RESPIN), "run", "kernel.toml"], work)
-        spec = work / "_respin/kernel/rpmbuild/SPECS/kernel.spec"
-        top = work / "_respin/kernel/rpmbuild"
+        top = work / "_respin/kernel/stages/rebuild/rpmbuild"
+        spec = top / "SPECS/kernel.spec"
         rebuild = _time(["rpmbuild", "-ba", "--nodeps", "--target", "i686", "--with", "baseonly",
                          "--define", f"_topdir {top}", str(spec)], work, runs=3)
         shutil.rmtree(work / "_respin", ignore_errors=True)

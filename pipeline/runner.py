@@ -357,7 +357,9 @@ class Runner:
             killed = end_orphans(owner_prefix + ":")
             if killed:
                 log.info("ended %d process(es) left by an interrupted run", killed)
-            for sub in (self.workdir, self.workdir / STATE_DIR):
+            # What a killed run left half made (a build's key copies too, in its stage dir).
+            stage_dirs = sorted(d for d in (self.workdir / "stages").glob("*") if not d.is_symlink())
+            for sub in (self.workdir, self.workdir / STATE_DIR, *stage_dirs):
                 fsutil.remove_stale_temps(sub)
             saved = os.environ.get(OWNER_VAR)
             os.environ[OWNER_VAR] = f"{owner_prefix}:{uuid.uuid4().hex}"

@@ -149,7 +149,7 @@ def test_repro_names_every_artifact_that_differs(tmp_path: Path, srpm: Path) -> 
     diff = compare_manifests(m1, m2)
     lines = [d.line() for d in diff.differences]
     assert len(lines) == 2, lines
-    assert any(line.startswith("rebuild rpm rpmbuild/RPMS/i686/") and "content differs" in line
+    assert any(line.startswith("rebuild rpm stages/rebuild/rpmbuild/RPMS/i686/") and "content differs" in line
                for line in lines)
     assert any(line.startswith("network netfiles ") and some.name in line for line in lines)
 
@@ -172,7 +172,7 @@ def test_repro_bad_pause_is_one_line_and_a_named_base_stays(tmp_path: Path) -> N
 def test_repro_paths_map_between_work_dir_and_fixed_topdir(tmp_path: Path) -> None:
     from respin.stages.kernel.lib.rpmpkg import FIXED_TOPDIR, from_fixed, in_fixed_topdir, to_fixed
 
-    top = tmp_path / "work/rpmbuild"
+    top = tmp_path / "work/stages/rebuild/rpmbuild"
     spec = top / "SPECS/kernel.spec"
     assert to_fixed(spec, top) == FIXED_TOPDIR / "SPECS/kernel.spec"
     assert from_fixed(FIXED_TOPDIR / "RPMS/i686/k.rpm", top) == top / "RPMS/i686/k.rpm"

@@ -398,57 +398,61 @@ class ConfigStage(Stage["ConfigStage.Options"]):
         rpmpkg.give_to_builder(scratch, 0o755)
         return scratch
 
-    def _validate_with_make(self, ctx: Context, tree: Path, texts: dict[str, str],
+    def _validate_with_make(self, ctx: Context, prepared: Path, texts: dict[str, str],
                             reqs: list[kconfig.Request], where: str, *, strict: bool) -> dict[str, str]:
         """No Kconfig to read: run the tree's own oldconfig on each edited config and compare,
-        as merge_config.sh does, and its listnewconfig, as the spec's check does. Needs the
-        prepared tree, which a finished build removes."""
-        if not (tree / "Makefile").is_file():
+        as merge_config.sh does, and its listnewconfig, as the spec's check does. make writes
+        in the tree it runs in: it runs in config's own copy of prep's tree, never in prep's."""
+        if not (prepared / "Makefile").is_file():
             ctx.log.warning("config: cannot check values before the build: the prepared tree %s is "
-                            "gone (a finished rpmbuild removes it); verify checks them after", tree)
+                            "gone (run prep again); verify checks them after", prepared)
             return {}
+        with tempfile.TemporaryDirectory(dir=ctx.stagedir) as scratch:
+            # cp -a keeps the owner (the builder's tree stays the builder's to write), and
+            # copies a link as a link: nothing of the tree is followed out of it.
+            tree = Path(scratch) / "tree"
+            ctx.run(["cp", "-a", "--reflink=auto", "--", str(prepared), str(tree)],
+                    what=f"copy of the prepared tree {prepared}")
+            return self._make_verdicts(ctx, tree, texts, reqs, where, strict=strict)
+
+    def _make_verdicts(self, ctx: Context, tree: Path, texts: dict[str, str],
+                       reqs: list[kconfig.Request], where: str, *, strict: bool) -> dict[str, str]:
+        """The tree's make on each config, before and after the change: the three rules."""
         dot = tree / ".config"
-        saved = _read_no_link(dot)
         asked = {r.name for r in reqs}
         cross = spec_cross_compile(ctx)
-        try:
-            for name, text in texts.items():
-                arch = kconfig.make_arch(kconfig.arch_of(text, target_arch(ctx)))
-                merged = kconfig.apply(text, reqs)
-                before_new = _make_listnewconfig(ctx, tree, dot, arch, text, cross)
-                if before_new:
-                    raise ConfigError(f"{where}: {_Problem(name, 'shipped', values=before_new).explain()}")
-                after_new = _make_listnewconfig(ctx, tree, dot, arch, merged, cross)
-                before = _make_olddefconfig(ctx, tree, dot, arch, text, strict, cross)
-                after = _make_olddefconfig(ctx, tree, dot, arch, merged, strict, cross)
-                if before is None or after is None:
-                    return {}
-                bad = kconfig.mismatches(after, reqs)
-                if bad:
-                    req, found = bad[0]
-                    got = "not set" if found is None else found
-                    raise ConfigError(f"{where}: {req.line()} would end up as {got} after oldconfig "
-                                      f"(in {name}): check what {req.name} depends on")
-                opened = {k: v for k, v in (after_new or {}).items() if k not in (before_new or {})}
-                moved = {k: v for k, v in _moved(merged, after).items()
-                         if k not in _moved(text, before) and k not in asked}
-                problems = (_Problem(name, "new", values=opened), _Problem(name, "changed", values=moved))
-                for problem in problems:
-                    if problem.values:
-                        raise ConfigError(f"{where}: {problem.explain()}; set each in [config] (resolve "
-                                          "needs kconfiglib, which cannot read this tree)")
-        finally:
-            if saved is None:
-                dot.unlink(missing_ok=True)
-            else:
-                fsutil.atomic_write(dot, saved)
+        for name, text in texts.items():
+            arch = kconfig.make_arch(kconfig.arch_of(text, target_arch(ctx)))
+            merged = kconfig.apply(text, reqs)
+            before_new = _make_listnewconfig(ctx, tree, dot, arch, text, cross)
+            if before_new:
+                raise ConfigError(f"{where}: {_Problem(name, 'shipped', values=before_new).explain()}")
+            after_new = _make_listnewconfig(ctx, tree, dot, arch, merged, cross)
+            before = _make_olddefconfig(ctx, tree, dot, arch, text, strict, cross)
+            after = _make_olddefconfig(ctx, tree, dot, arch, merged, strict, cross)
+            if before is None or after is None:
+                return {}
+            bad = kconfig.mismatches(after, reqs)
+            if bad:
+                req, found = bad[0]
+                got = "not set" if found is None else found
+                raise ConfigError(f"{where}: {req.line()} would end up as {got} after oldconfig "
+                                  f"(in {name}): check what {req.name} depends on")
+            opened = {k: v for k, v in (after_new or {}).items() if k not in (before_new or {})}
+            moved = {k: v for k, v in _moved(merged, after).items()
+                     if k not in _moved(text, before) and k not in asked}
+            problems = (_Problem(name, "new", values=opened), _Problem(name, "changed", values=moved))
+            for problem in problems:
+                if problem.values:
+                    raise ConfigError(f"{where}: {problem.explain()}; set each in [config] (resolve "
+                                      "needs kconfiglib, which cannot read this tree)")
         return {r.name: "survives oldconfig" for r in reqs}
 
     def _kernel_local(self, ctx: Context, reqs: list[kconfig.Request], scratch: Path) -> Artifact:
         """The requested lines, then kernel-local as shipped without any line a merge script
         could take for a requested symbol: whether the spec's merge keeps the first line
         for a symbol (Fedora's, the fixture's) or the last, the requested one is the only."""
-        # The shipped file from fetch: SOURCES/ holds inject's edited copy after a run.
+        # The shipped file, from fetch's copy.
         original = (ctx.artifact(SOURCES).path / KERNEL_LOCAL).read_text()
         lines = [ln for ln in original.splitlines() if ln.strip()]
         ours = {r.name for r in reqs}

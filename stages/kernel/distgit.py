@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from respin.pipeline import fsutil
-from respin.pipeline.errors import InputError
 from respin.pipeline.stage import Artifact, Context, Stage
-from respin.stages.kernel.kinds import DISTGIT, SPEC
+from respin.stages.kernel.kinds import DISTGIT
 from respin.stages.kernel.lib import topdir
 from respin.stages.kernel.lib.spectext import identity
 
@@ -67,10 +66,7 @@ class DistGitStage(Stage["DistGitStage.Options"]):
 
         ctx.record_tool("GitPython", git.__version__)
 
-        spec = ctx.artifact(SPEC).path
-        sources = topdir.path(ctx) / "SOURCES"
-        if not sources.is_dir():
-            raise InputError(f"{sources}: no sources to export (run inject first)")
+        spec, sources = topdir.build_input(ctx)
         repo_dir = ctx.stagedir / "repo"
         tmp = fsutil.fresh_dir(repo_dir)
         lookaside_dir = tmp / ".lookaside"  # in the checkout, ignored by git: what to upload

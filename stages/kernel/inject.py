@@ -19,6 +19,7 @@ from respin.pipeline import fsutil
 from respin.pipeline.errors import CommandError, ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import (
+    BUILD_INPUT,
     KERNEL_LOCAL,
     LOCAL,
     PATCH,
@@ -218,7 +219,7 @@ class InjectStage(Stage["InjectStage.Options"]):
     """Add the PatchN tag, the ApplyPatch line, the release mark and a changelog entry."""
 
     name = "inject"
-    results = (SPEC, PATCH, LOCAL)
+    results = (SPEC, BUILD_INPUT)
     summary = "declare and apply the config patch in the spec; mark the release; add a changelog entry"
     version = "2"  # 2: the changelog's EVR as the package will have it; added values listed
 
@@ -239,27 +240,34 @@ class InjectStage(Stage["InjectStage.Options"]):
                                  "letters, digits and . _ + ~")
 
 
-    def workspaces(self, ctx: Context) -> list[Path]:
-        return [topdir.path(ctx)]
-
     def run(self, ctx: Context) -> list[Artifact]:
         import specfile  # only the stage that edits a spec needs it
 
         ctx.record_tool("specfile", specfile.__version__)
-        spec_path = topdir.lay_out(ctx)
         _, fetched = Fetched.read(ctx)
+        # The build input, whole in inject's own dir: fetch's files hard-linked, the spec
+        # and the change written in a temp dir put in place by rename, never half made.
+        pristine_spec, pristine_sources = topdir.pristine(ctx)
+        out = ctx.stagedir / "input"
+        tmp = fsutil.fresh_dir(out)
+        spec_path = topdir.lay_out(tmp, pristine_spec, pristine_sources)
         if Edited.read(ctx)[1].mechanism == "kernel-local":
-            return self._kernel_local(ctx, spec_path, fetched)
-        if not ctx.artifact(PATCH).meta.get("files", True):
-            return self._nothing_to_patch(ctx, spec_path, fetched)
+            injected = self._kernel_local(ctx, spec_path, fetched)
+        elif not ctx.artifact(PATCH).meta.get("files", True):
+            injected = self._nothing_to_patch(ctx, spec_path, fetched)
+        else:
+            injected = self._patch(ctx, spec_path, fetched)
+        fsutil.commit_dir(tmp, out)
+        return [injected.artifact(out / "SPECS" / spec_path.name), injected.artifact(out, BUILD_INPUT)]
+
+    def _patch(self, ctx: Context, spec_path: Path, fetched: Fetched) -> Injected:
+        """The 2010 layout: the config patch declared and applied after the last patch."""
         patch_name = self.options.patch or default_patch_name(fetched.version)
         if not _PLAIN_NAME.fullmatch(patch_name):
             raise InputError(f"{spec_path.name}: version '{fetched.version}' gives no plain patch "
                              "file name: set [inject] patch")
         self._refuse_collision(ctx, patch_name, spec_path)
-        patch = ctx.artifact(PATCH).path
-        dest = topdir.path(ctx) / "SOURCES" / patch_name
-        fsutil.atomic_copy(patch, dest)
+        fsutil.atomic_copy(ctx.artifact(PATCH).path, spec_path.parent.parent / "SOURCES" / patch_name)
         summary = change_summary(ctx)
         when = datetime.datetime.fromtimestamp(topdir.source_date(ctx), datetime.UTC).date()
         inj = Injection(
@@ -269,17 +277,16 @@ class InjectStage(Stage["InjectStage.Options"]):
         text, number = inject_text(spec_path.read_text(), inj, spec_path.name)
         fsutil.atomic_write(spec_path, text)
         ctx.log.info("inject: Patch%d: %s applied after the last patch in %%prep", number, patch_name)
-        injected = Injected(buildid=self.options.buildid, patch=patch_name, number=number)
-        return [injected.artifact(spec_path), injected.artifact(dest, PATCH)]
+        return Injected(buildid=self.options.buildid, patch=patch_name, number=number)
 
-    def _nothing_to_patch(self, ctx: Context, spec_path: Path, fetched: Fetched) -> list[Artifact]:
+    def _nothing_to_patch(self, ctx: Context, spec_path: Path, fetched: Fetched) -> Injected:
         """Every value already set (config said so): no patch, which would hold no hunk and fail
         to apply; the spec gets the release mark and an entry saying so."""
         entry = f"Rebuilt with {change_summary(ctx)} (already set)"
         text = self._mark_and_log(ctx, spec_path, fetched, entry)
         fsutil.atomic_write(spec_path, text)
         ctx.log.info("inject: no config patch (nothing to change); release marked %s", self.options.buildid)
-        return [Injected(buildid=self.options.buildid).artifact(spec_path)]
+        return Injected(buildid=self.options.buildid)
 
     def _refuse_collision(self, ctx: Context, patch_name: str, spec_path: Path) -> None:
         """The config patch goes into SOURCES/ under its name: never over one of the package's own
@@ -307,12 +314,10 @@ class InjectStage(Stage["InjectStage.Options"]):
             raise CommandError(f"{where}: the spec edit came back as no text")
         return edited
 
-    def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Fetched) -> list[Artifact]:
+    def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Fetched) -> Injected:
         """Today's layout: replace the kernel-local Source; the spec only gets the release mark."""
-        dest = topdir.path(ctx) / "SOURCES" / KERNEL_LOCAL
-        fsutil.atomic_copy(ctx.artifact(LOCAL).path, dest)
+        fsutil.atomic_copy(ctx.artifact(LOCAL).path, spec_path.parent.parent / "SOURCES" / KERNEL_LOCAL)
         text = self._mark_and_log(ctx, spec_path, fetched, f"Set through kernel-local: {change_summary(ctx)}")
         fsutil.atomic_write(spec_path, text)
         ctx.log.info("inject: kernel-local carries the change; release marked %s", self.options.buildid)
-        injected = Injected(buildid=self.options.buildid, kernel_local=KERNEL_LOCAL)
-        return [injected.artifact(spec_path), injected.artifact(dest, LOCAL)]
+        return Injected(buildid=self.options.buildid, kernel_local=KERNEL_LOCAL)

@@ -27,10 +27,11 @@ SOURCES = "sources"  # fetch: its Sources, as they came
 SNAPSHOT = "kconfig-snapshot"  # prep: the kernel-*.config files as %prep leaves them at the hook
 KCONFIG_TREE = "kconfig-tree"  # prep: the tree's Kconfig files and scripts (an archive)
 EDITED = "kconfig-edited"  # config: the edited configs
-LOCAL = "kernel-local"  # config: the new kernel-local; inject: it, in the rpmbuild tree
-PATCH = "patch"  # diff: the config patch; inject: it, in the rpmbuild tree
+LOCAL = "kernel-local"  # config: the new kernel-local; inject: it, in the build input
+PATCH = "patch"  # diff: the config patch; inject: it, in the build input
 LOCAL_DIFF = "kernel-local-diff"  # diff: what changed in kernel-local
 SPEC = "spec"  # inject: the spec that builds the change
+BUILD_INPUT = "build-input"  # inject: SPECS/ and SOURCES/, all that a build of the change reads
 LOG = "log"
 REPORT = "report"  # verify
 DISTGIT = "distgit"  # distgit: the repository
@@ -61,7 +62,7 @@ class Snapshot(Handoff):
     """prep: the configs at the hook, and what %prep showed of the spec."""
 
     kind: ClassVar[str] = SNAPSHOT
-    tree: str  # the unpacked kernel tree at the hook
+    tree: str  # the unpacked kernel tree at the hook, in prep's own rpmbuild tree
     configs: list[str]
     layout: Layout
     kernel_local: bool  # the spec has a kernel-local Source
@@ -86,7 +87,7 @@ class Edited(Handoff):
 
 @dataclass(frozen=True)
 class Injected(Handoff):
-    """inject: how the spec now carries the change."""
+    """inject: how the spec now carries the change (on the spec and on the build input)."""
 
     kind: ClassVar[str] = SPEC
     buildid: str

@@ -99,9 +99,6 @@ class PrepStage(Stage["PrepStage.Options"]):
         nodeps: bool = True  # BuildRequires of a kernel are rarely installed on the build host
 
 
-    def workspaces(self, ctx: Context) -> list[Path]:
-        return [topdir.path(ctx)]
-
     def check(self, ctx: Context, pipeline: PipelineView) -> Iterator[Problem]:
         """Before any stage runs: the SRPM is a kernel whose %prep has a place for the hook."""
         spec = preview.source(ctx, pipeline)
@@ -117,9 +114,12 @@ class PrepStage(Stage["PrepStage.Options"]):
             yield exc
 
     def run(self, ctx: Context) -> list[Artifact]:
-        top = topdir.path(ctx)
-        spec = topdir.lay_out(ctx)
-        where = str(topdir.pristine_spec(ctx).name)
+        # prep's own rpmbuild tree: the prepared tree stays there for config (its make
+        # check) until prep runs again; no other stage's build touches it.
+        top = ctx.stagedir / "rpmbuild"
+        pristine_spec, pristine_sources = topdir.pristine(ctx)
+        spec = topdir.lay_out(top, pristine_spec, pristine_sources)
+        where = pristine_spec.name
         why = preview.not_a_kernel(where, (p.name for p in (top / "SOURCES").iterdir()))
         if why is not None:
             raise InputError(why)

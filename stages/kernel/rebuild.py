@@ -89,7 +89,14 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         return data
 
     def workspaces(self, ctx: Context) -> list[Path]:
-        return [topdir.path(ctx)]
+        # The compile cache, which work dirs may share, is the one place outside its own dir
+        # the build writes.
+        return [self._cache_dir(ctx)] if self._compiles_here and self.options.ccache is not False else []
+
+    def _cache_dir(self, ctx: Context) -> Path:
+        """The compile cache's directory: [rebuild] ccache_dir, else the work dir's."""
+        given = self.options.ccache_dir
+        return (ctx.resolve(given) if given else ctx.workdir / "ccache").absolute()
 
     def inputs(self, ctx: Context) -> list[Path]:
         config = self.options.koji_config
@@ -149,7 +156,7 @@ class RebuildStage(Stage["RebuildStage.Options"]):
             if opts.ccache:
                 raise UsageError(_no_ccache(where))
             return None
-        cache_dir = (ctx.resolve(opts.ccache_dir) if opts.ccache_dir else ctx.workdir / "ccache").absolute()
+        cache_dir = self._cache_dir(ctx)
         if cache_dir.exists() and not cache_dir.is_dir():
             raise ConfigError(f"{where} ccache_dir {cache_dir}: not a directory")
         version = ctx.run([str(ccache), "--version"]).stdout.splitlines()
@@ -233,10 +240,12 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         keys = self._keys(ctx)
         if self._compiles_here:
             self._host_needs(ctx)
-        top = topdir.path(ctx)
-        with signing.in_build(keys, FIXED_KEYS, topdir.source_date(ctx), private_in=ctx.workdir,
+        # rebuild's own rpmbuild tree, laid out from inject's build input.
+        top = ctx.stagedir / "rpmbuild"
+        spec = topdir.lay_out(top, *topdir.build_input(ctx))
+        with signing.in_build(keys, FIXED_KEYS, topdir.source_date(ctx), private_in=ctx.stagedir,
                               trees=(top / "BUILD", top / "BUILDROOT")) as sign:
-            built, cache = self._build(ctx, sign)
+            built, cache = self._build(ctx, top, spec, sign)
         gpg = signing.gpg_key_of(keys)
         if gpg is not None:
             packages = [p for p in built if p.name.endswith(".rpm")]
@@ -245,13 +254,13 @@ class RebuildStage(Stage["RebuildStage.Options"]):
                                 log_file=ctx.stagedir / "rpmsign.log")
         return self._artifacts(ctx, built, cache)
 
-    def _build(self, ctx: Context, sign: signing.InBuild) -> tuple[list[Path], CompileCache | None]:
-        spec = ctx.artifact(SPEC).path
+    def _build(self, ctx: Context, top: Path, spec: Path, sign: signing.InBuild
+               ) -> tuple[list[Path], CompileCache | None]:
         # Only what this build writes is in RPMS/ and SRPMS/ afterwards.
         for sub in ("RPMS", "SRPMS"):
-            shutil.rmtree(topdir.path(ctx) / sub, ignore_errors=True)
-            (topdir.path(ctx) / sub).mkdir(parents=True)
-        req = BuildRequest(spec=spec, topdir=topdir.path(ctx), target=ctx.target, with_=self.options.with_,
+            shutil.rmtree(top / sub, ignore_errors=True)
+            (top / sub).mkdir(parents=True)
+        req = BuildRequest(spec=spec, topdir=top, target=ctx.target, with_=self.options.with_,
                            without=self.options.without, nodeps=self.options.nodeps,
                            defines={**topdir.run_defines(ctx), **sign.defines, **(self.options.define or {})},
                            epoch=topdir.source_date(ctx),

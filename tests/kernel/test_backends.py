@@ -141,7 +141,7 @@ def test_mock_backend_rebuild_command_line_and_results_fake_mock_binary(
     resultdir = tmp_path / "work/stages/rebuild/mock-result"
     # The exact command line: config, the locally built (reproducible) SRPM, result dir,
     # the pipeline's target and switches, rpm's reproducibility macros, the extra switches.
-    local_srpm = next((tmp_path / "work/rpmbuild/SRPMS").glob("*.src.rpm"))
+    local_srpm = next((tmp_path / "work/stages/rebuild/rpmbuild/SRPMS").glob("*.src.rpm"))
     assert call == mock_argv(local_srpm, resultdir, config="fedora-40-i386", target="i686",
                              with_=["baseonly"], without=["debug"], defines={},
                              extra=["--isolation=simple"])[1:]
@@ -413,7 +413,7 @@ def test_koji_backend_scratch_build_upload_wait_download_against_local_standin_h
     assert "rawUpload" in methods and methods.index("rawUpload") < methods.index("build")
     (build,) = [c for c in state.calls if c[0] == "build"]
     source, target, opts = build[1]
-    local_srpm = next((tmp_path / "work/rpmbuild/SRPMS").glob("*.src.rpm"))
+    local_srpm = next((tmp_path / "work/stages/rebuild/rpmbuild/SRPMS").glob("*.src.rpm"))
     assert source.endswith(f"/{local_srpm.name}") and source.startswith("respin/")
     assert target == "f40-candidate" and opts == {"scratch": True, "arch_override": "i686"}
     assert bytes(state.uploads[source]) == local_srpm.read_bytes()

@@ -156,7 +156,7 @@ def test_until_and_only_select_stages(tmp_path: Path, srpm: Path) -> None:
     assert "+CONFIG_RESPIN_FEATURE_B=y" in patch and "\t20" not in patch  # no timestamps
     manifest = json.loads(respin("run", pf, "--only", "inject", "--json").stdout)
     assert [s["status"] for s in manifest["stages"]][4] == "ran"
-    assert not list((tmp_path / "work/rpmbuild/RPMS").glob("*/*.rpm"))
+    assert not list((tmp_path / "work/stages/rebuild/rpmbuild/RPMS").glob("*/*.rpm"))
 
 
 def test_all_flavours_without_baseonly(tmp_path: Path, srpm: Path) -> None:
@@ -328,7 +328,7 @@ def test_forcing_the_wrong_mechanism_is_refused_with_the_reason(tmp_path: Path, 
     else:
         pf = pipeline_file(tmp_path, srpm, config=GOOD_CONFIG + 'mechanism = "kernel-local"\n')
         assert_one_line_error(respin("run", pf, check=False), 3, "mechanism", "no kernel-local Source")
-    assert not list((tmp_path / "work/rpmbuild/RPMS").glob("*/*.rpm"))
+    assert not list((tmp_path / "work/stages/rebuild/rpmbuild/RPMS").glob("*/*.rpm"))
 
 
 def test_oldconfig_validator_runs_the_trees_own_oldconfig(tmp_path: Path, srpm: Path) -> None:
@@ -380,8 +380,8 @@ def test_localversion_is_refused_where_the_module_directory_follows_the_release(
         # Today's spec: modules under /lib/modules/<version>-<release>.<arch>, and the tree
         # appends CONFIG_LOCALVERSION to uname -r: refused before any build, pointing to buildid.
         assert_one_line_error(proc, 3, "CONFIG_LOCALVERSION", "/lib/modules/6.1.0-200.x86_64", "buildid")
-        assert not (tmp_path / "work/rpmbuild/RPMS").exists() or not list(
-            (tmp_path / "work/rpmbuild/RPMS").rglob("*.rpm"))
+        assert not (tmp_path / "work/stages/rebuild/rpmbuild/RPMS").exists() or not list(
+            (tmp_path / "work/stages/rebuild/rpmbuild/RPMS").rglob("*.rpm"))
     else:
         # The 2010 tree's release does not take it: the build's own check (kernelrelease equals
         # the module directory's name) passes and the package carries the value.
@@ -510,13 +510,14 @@ def test_a_config_patch_named_after_one_of_the_packages_own_files_is_refused(
         pf = pipeline_file(tmp_path, srpm, extra=f'\n[inject]\npatch = "{name}"\n')
         respin("run", pf, "--until", "inject")
         shipped = (tmp_path / "work/stages/fetch/pristine/SOURCES" / name).read_bytes()
-        assert (tmp_path / "work/rpmbuild/SOURCES" / name).read_bytes() == shipped
+        assert (tmp_path / "work/stages/inject/input/SOURCES" / name).read_bytes() == shipped
         return
     pf = pipeline_file(tmp_path, srpm, extra=f'\n[inject]\npatch = "{name}"\n')
     assert_one_line_error(respin("run", pf, check=False), 3, f"[inject] patch: {name}", owner, "kernel.spec")
-    assert not list((tmp_path / "work/rpmbuild/SRPMS").glob("*.rpm"))
+    # Refused before inject wrote a build input; prep's tree and fetch's copy keep the file.
+    assert not (tmp_path / "work/stages/inject/input").exists()
     shipped = (tmp_path / "work/stages/fetch/pristine/SOURCES" / name).read_bytes()
-    assert (tmp_path / "work/rpmbuild/SOURCES" / name).read_bytes() == shipped
+    assert (tmp_path / "work/stages/prep/rpmbuild/SOURCES" / name).read_bytes() == shipped
 
 
 # A merge script as Fedora 37's kernel.spec runs it, `merge.pl OVERRIDES BASE [ARCH]`, written
@@ -680,7 +681,7 @@ def test_as_root_the_spec_runs_unprivileged_and_the_packages_are_roots(tmp_path:
     assert set(hdr[rpm.RPMTAG_FILEGROUPNAME]) == {"root"}
     # What the build wrote is respin's again (the packages), or private to the build.
     assert package.stat().st_uid == 0
-    assert (tmp_path / "work/rpmbuild/BUILD").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "work/stages/rebuild/rpmbuild/BUILD").stat().st_mode & 0o777 == 0o700
 
 
 def _every_arch(spec: str) -> str:

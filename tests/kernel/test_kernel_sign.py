@@ -220,7 +220,8 @@ def test_a_secureboot_key_for_a_spec_that_never_signs_is_refused_before_the_buil
     assert_one_line_error(proc, ConfigError.exit_code, "[sign] secureboot_key", "never signs its kernel")
     manifest = json.loads((tmp_path / "work/manifest.json").read_text())
     statuses = {s["name"]: s["status"] for s in manifest["stages"]}
-    assert statuses["rebuild"] == "failed" and not list((tmp_path / "work/rpmbuild/RPMS").rglob("*.rpm"))
+    rpms = tmp_path / "work/stages/rebuild/rpmbuild/RPMS"
+    assert statuses["rebuild"] == "failed" and not list(rpms.rglob("*.rpm"))
 
 
 # A stand-in for mock that records its call and fails as mock does.
@@ -253,7 +254,7 @@ def test_a_spec_that_always_signs_its_image_needs_a_secureboot_key_here(
     if builds == "source only":
         pf.write_text(pf.read_text().replace('mode = "all"', 'mode = "source"'))
         proc = respin("run", pf, "--until", "rebuild")
-        assert list((tmp_path / "work/rpmbuild/SRPMS").glob("kernel-*.src.rpm"))
+        assert list((tmp_path / "work/stages/rebuild/rpmbuild/SRPMS").glob("kernel-*.src.rpm"))
     else:
         bindir = tmp_path / "bin"
         bindir.mkdir()
@@ -313,7 +314,7 @@ def wait_for(path: Callable[[], list[Path]], proc: subprocess.Popen[str]) -> lis
 
 
 def key_files(work: Path) -> list[Path]:
-    return sorted(work.glob("rpmbuild/BUILD/*/linux-*/certs/signing_key.pem*"))
+    return sorted(work.glob("stages/rebuild/rpmbuild/BUILD/*/linux-*/certs/signing_key.pem*"))
 
 
 def assert_no_key_in(work: Path, module: Path) -> None:
@@ -354,7 +355,7 @@ def test_the_module_key_in_the_build_is_the_builds_alone_and_gone_when_it_ends(
     # The text kernel's modules are never signed, so verify refuses a build that succeeded.
     code = {"succeeds": VerifyError.exit_code, "fails": 5, "SIGTERM": 130}[ends]
     assert_one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr), code)
-    assert (work / "rpmbuild/BUILD").is_dir() and not key_files(work)
+    assert (work / "stages/rebuild/rpmbuild/BUILD").is_dir() and not key_files(work)
     assert_no_key_in(work, module)
 
 
@@ -362,7 +363,7 @@ def test_the_module_key_in_the_build_is_the_builds_alone_and_gone_when_it_ends(
 def test_key_copies_of_a_killed_run_are_removed_by_the_next_run(tmp_path: Path, srpm: Path,
                                                                 gate: Path) -> None:
     """kill -9 of a signing run's process group mid-build: the key copies stay only in the
-    work dir's private directory, which the next run removes first thing."""
+    rebuild's private directory, which the next run of the work dir removes first thing."""
     pf, module = gated_run(tmp_path, srpm, gate)
     work = tmp_path / "work"
     before = set(Path(tempfile.gettempdir()).glob("respin-keys-*"))
@@ -374,13 +375,13 @@ def test_key_copies_of_a_killed_run_are_removed_by_the_next_run(tmp_path: Path, 
         proc.wait(timeout=60)
     finally:
         proc.kill()
-    (private,) = work.glob(".respin-keys.*.tmp")
+    (private,) = work.glob("stages/rebuild/.respin-keys.*.tmp")
     assert private.stat().st_mode & 0o777 == 0o700
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in private.rglob("*.pem"))
     assert set(Path(tempfile.gettempdir()).glob("respin-keys-*")) == before
     # Any later run of the work dir removes them, even one that runs no stage.
     respin("run", pf, "--until", "fetch")
-    assert not list(work.glob(".respin-keys.*"))
+    assert not list(work.rglob(".respin-keys.*"))
     # ...and the build the killed run left, still waiting at the gate, is ended.
     (gate / "go").touch()
     respin("run", pf, check=False)

@@ -93,7 +93,7 @@ def test_stages_out_of_order_name_both_stages(tmp_path: Path) -> None:
 
 def test_a_stage_without_the_stage_it_needs_names_both(tmp_path: Path) -> None:
     pf = write(tmp_path / "kernel.toml", '[pipeline]\nstages = ["prep"]\n')
-    assert_one_line_error(respin("run", pf, check=False), 2, "stage 'prep' needs a 'sources'",
+    assert_one_line_error(respin("run", pf, check=False), 2, "stage 'prep' needs a 'pristine-spec'",
                           "in the kernel pipeline fetch comes before prep")
 
 
@@ -253,7 +253,7 @@ def test_work_dir_directories_follow_the_umask(tmp_path: Path, srpm: Path, mask:
     # respin runs as root; what every user may read is left as it is.
     closed = mask & 0o005 and os.geteuid() == 0
     shared = (0o777 & ~mask) | (0o050 if closed else 0)
-    for rel in ("rpmbuild", "rpmbuild/SOURCES", "rpmbuild/SPECS"):
+    for rel in ("stages/prep/rpmbuild", "stages/prep/rpmbuild/SOURCES", "stages/prep/rpmbuild/SPECS"):
         st = (work / rel).stat()
         assert st.st_mode & 0o777 == shared, (rel, oct(st.st_mode))
         assert st.st_gid == (builder_gid() if closed else os.getgid()), (rel, st.st_gid)

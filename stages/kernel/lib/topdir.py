@@ -1,6 +1,6 @@
-"""What every kernel stage of a run shares: its own rpmbuild tree (the work dir's
-rpmbuild/, laid out from fetch's pristine copy), the rpm macros of every call, and
-the one time its dated outputs carry."""
+"""How a kernel stage lays out an rpmbuild tree of its own, from what an earlier stage
+handed it (fetch's pristine copy, inject's build input); the rpm macros of every call;
+and the one time the run's dated outputs carry."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Context
-from respin.stages.kernel.kinds import PRISTINE_SPEC, SOURCE_SRPM, SOURCES, Fetched
+from respin.stages.kernel.kinds import BUILD_INPUT, PRISTINE_SPEC, SOURCE_SRPM, SOURCES, SPEC, Fetched
 
 # What rpm would not take literally in a path it is given (--define _topdir ...): a macro,
 # a line break; and what the spec's own scripts, which use %{_sourcedir} and the like
@@ -32,38 +32,35 @@ def check_workdir(ctx: Context) -> None:
                           "scripts): choose another ([pipeline] workdir or --workdir)")
 
 
-def path(ctx: Context) -> Path:
-    """The run's rpmbuild tree (a workspace of each stage that writes it)."""
-    check_workdir(ctx)
-    return ctx.workdir / "rpmbuild"
+def lay_out(top: Path, spec: Path, sources: Path) -> Path:
+    """`top`'s SPECS and SOURCES afresh: hard links to `spec` and to the files of `sources`
+    (an earlier stage's, cheap for a 60 MB tarball); return the spec's path in `top`.
 
-
-def lay_out(ctx: Context) -> Path:
-    """Fresh SOURCES and the pristine spec in SPECS; return the spec path.
-
-    SOURCES are hard links to fetch's copy (cheap for a 60 MB tarball);
-    respin only ever replaces files there, never writes through a link.
+    Nothing is written through a link: respin replaces a file by rename, and a build
+    reads them (as root, the builder may not write them).
     """
-    top = path(ctx)
-    for sub in ("BUILD", "RPMS", "SRPMS", "SPECS"):
-        (top / sub).mkdir(parents=True, exist_ok=True)
-    pristine_sources = ctx.artifact(SOURCES).path
-    tmp = fsutil.fresh_dir(top / "SOURCES")
-    for entry in sorted(pristine_sources.iterdir()):
-        try:
-            os.link(entry, tmp / entry.name)
-        except OSError:
-            shutil.copy2(entry, tmp / entry.name)
-    fsutil.commit_dir(tmp, top / "SOURCES")
-    spec = pristine_spec(ctx)
-    dest = top / "SPECS" / spec.name
-    fsutil.atomic_copy(spec, dest)
-    return dest
+    for sub, files in (("SPECS", [spec]), ("SOURCES", sorted(sources.iterdir()))):
+        tmp = fsutil.fresh_dir(top / sub)
+        for entry in files:
+            try:
+                os.link(entry, tmp / entry.name)
+            except OSError:
+                shutil.copy2(entry, tmp / entry.name)
+        fsutil.commit_dir(tmp, top / sub)
+    return top / "SPECS" / spec.name
 
 
-def pristine_spec(ctx: Context) -> Path:
-    """The spec as it came in the SRPM (fetch's copy)."""
-    return ctx.artifact(PRISTINE_SPEC).path
+def pristine(ctx: Context) -> tuple[Path, Path]:
+    """The spec and the SOURCES directory as they came in the SRPM (fetch's copy)."""
+    check_workdir(ctx)
+    return ctx.artifact(PRISTINE_SPEC).path, ctx.artifact(SOURCES).path
+
+
+def build_input(ctx: Context) -> tuple[Path, Path]:
+    """The spec and the SOURCES directory that build the change (inject's build input)."""
+    check_workdir(ctx)
+    top = ctx.artifact(BUILD_INPUT).path
+    return ctx.artifact(SPEC).path, top / "SOURCES"
 
 
 def run_defines(ctx: Context) -> dict[str, str]:
