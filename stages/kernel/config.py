@@ -1,11 +1,7 @@
 """config: set and unset symbols in the kernel-*.config files, and check they will survive.
 
-Two mechanisms carry the change into the build, chosen from what prep saw:
-- "patch" (the 2010 layout): the configs exist in the tree when the patches
-  run, so a patch to them applies;
-- "kernel-local" (today's layout): the configs are Sources copied in after the
-  patches, so a patch has nothing to apply to; the supported hook is the
-  kernel-local Source, merged into every config by the spec itself.
+It also chooses, once, the mechanism that carries the change into the build ("patch" or
+"kernel-local", lib/mechanism.py) from what prep saw, and names it in its record.
 """
 
 from __future__ import annotations
@@ -24,8 +20,8 @@ from typing import Any, Literal
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError, RespinError
 from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
-from respin.stages.kernel.kinds import KCONFIG_TREE, KERNEL_LOCAL, LOCAL, SOURCES, Edited, Mechanism, Snapshot
-from respin.stages.kernel.lib import kconfig, preview, rpmpkg
+from respin.stages.kernel.kinds import KCONFIG_TREE, LOCAL, SOURCES, Edited, Snapshot
+from respin.stages.kernel.lib import kconfig, mechanism, preview, rpmpkg
 
 
 def target_arch(ctx: Context) -> str:
@@ -138,28 +134,6 @@ def check_localversion(reqs: list[kconfig.Request], snapshot: Snapshot, where: s
             "\".respin\") to mark the rebuild in both")
 
 
-def choose_mechanism(wanted: str, snapshot: Snapshot, where: str) -> Mechanism:
-    """Pick "patch" or "kernel-local" for this spec, or explain why the forced one cannot work."""
-    before = snapshot.layout == "configs-before-patches"
-    has_local = snapshot.kernel_local
-    if wanted == "auto":
-        if before:
-            return "patch"
-        if has_local:
-            return "kernel-local"
-        raise InputError(f"{where}: neither mechanism can work: the spec copies its configs in after "
-                         "the patches and ships no kernel-local Source")
-    if wanted == "patch" and not before:
-        raise ConfigError(f"{where} mechanism: 'patch' cannot work on this spec: its kernel-*.config "
-                          "files are Sources copied into the tree after the patches, so a config patch "
-                          "would have nothing to apply to and the RPM would lack the change; use "
-                          "'kernel-local' (or 'auto')")
-    if wanted == "kernel-local" and not has_local:
-        raise ConfigError(f"{where} mechanism: 'kernel-local' cannot work on this spec: it ships no "
-                          "kernel-local Source; use 'patch' (or 'auto')")
-    return "patch" if wanted == "patch" else "kernel-local"
-
-
 class ConfigStage(Stage["ConfigStage.Options"]):
     """Edit the kernel-*.config files of the target arch and validate the result."""
 
@@ -248,7 +222,7 @@ class ConfigStage(Stage["ConfigStage.Options"]):
     def run(self, ctx: Context) -> list[Artifact]:
         where = f"{ctx.source} [config]"
         snap_path, snap = Snapshot.read(ctx)
-        mechanism = choose_mechanism(self.options.mechanism, snap, where)
+        carrier = mechanism.choose(self.options.mechanism, snap, where)
         names = sorted(p.name for p in snap_path.iterdir())
         chosen = self._choose(ctx, names, snap, where)
         texts = {n: (snap_path / n).read_text() for n in chosen}
@@ -266,7 +240,7 @@ class ConfigStage(Stage["ConfigStage.Options"]):
         # kernel-local is merged into every config %prep keeps, of every arch it keeps, and
         # the spec's check runs on each: all of them are checked, the edited ones first.
         checked = dict(texts)
-        if mechanism == "kernel-local":
+        if carrier.merged_everywhere:
             for name in prep_checked(names, target_arch(ctx), snap.macros):
                 checked.setdefault(name, (snap_path / name).read_text())
         reqs, added, verdicts, validator = self._check(ctx, tmp, checked, reqs, where)
@@ -279,16 +253,14 @@ class ConfigStage(Stage["ConfigStage.Options"]):
             verdicts = self._validate_with_make(ctx, Path(snap.tree), checked, reqs, where,
                                                 strict=self.options.validator == "oldconfig")
         changed = self._apply(ctx, texts, reqs, tmp)
-        artifacts = [self._kernel_local(ctx, reqs, tmp)] if mechanism == "kernel-local" else []
+        artifacts = carrier.written(ctx, reqs)
         fsutil.commit_dir(tmp, edited)
         ctx.log.info("config: %d symbol(s) in %s (mechanism: %s, %s)", len(reqs),
-                     ", ".join(changed) or "no config", mechanism,
-                     "configs are in the tree when patches apply" if mechanism == "patch"
-                     else "configs are Sources merged with kernel-local after the patches")
+                     ", ".join(changed) or "no config", carrier.name, carrier.where)
         for line, why in added.items():
             ctx.log.info("config: resolve: added %s (%s)", line, why)
         record = Edited(requests={r.name: r.value for r in reqs}, chosen=list(texts), changed=changed,
-                        mechanism=mechanism, resolved=added, validation=verdicts, validator=validator)
+                        mechanism=carrier.name, resolved=added, validation=verdicts, validator=validator)
         return [record.artifact(edited), *artifacts]
 
     def _choose(self, ctx: Context, names: list[str], snap: Snapshot, where: str) -> list[str]:
@@ -447,20 +419,6 @@ class ConfigStage(Stage["ConfigStage.Options"]):
                     raise ConfigError(f"{where}: {problem.explain()}; set each in [config] (resolve "
                                       "needs kconfiglib, which cannot read this tree)")
         return {r.name: "survives oldconfig" for r in reqs}
-
-    def _kernel_local(self, ctx: Context, reqs: list[kconfig.Request], scratch: Path) -> Artifact:
-        """The requested lines, then kernel-local as shipped without any line a merge script
-        could take for a requested symbol: whether the spec's merge keeps the first line
-        for a symbol (Fedora's, the fixture's) or the last, the requested one is the only."""
-        # The shipped file, from fetch's copy.
-        original = (ctx.artifact(SOURCES).path / KERNEL_LOCAL).read_text()
-        lines = [ln for ln in original.splitlines() if ln.strip()]
-        ours = {r.name for r in reqs}
-        kept = [ln for ln in lines if not kconfig.merge_symbols(ln) & ours]
-        text = "\n".join(["# respin: requested values", *(r.line() for r in reqs), *kept]) + "\n"
-        out = ctx.stagedir / KERNEL_LOCAL
-        fsutil.atomic_write(out, text)
-        return Artifact(out, LOCAL)
 
 
 def _refused(set_: dict[str, object], unset: list[str], where: str) -> list[str]:

@@ -20,9 +20,6 @@ from respin.pipeline.errors import CommandError, ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import (
     BUILD_INPUT,
-    KERNEL_LOCAL,
-    LOCAL,
-    PATCH,
     SOURCES,
     SPEC,
     Edited,
@@ -30,7 +27,7 @@ from respin.stages.kernel.kinds import (
     Injected,
     Snapshot,
 )
-from respin.stages.kernel.lib import kconfig, rpmpkg, topdir
+from respin.stages.kernel.lib import kconfig, mechanism, rpmpkg, topdir
 from respin.stages.kernel.lib.spectext import find_prep_point, identity, own_files, rpm_literal, spec_line
 from respin.stages.lib.rpmmacros import DIST_TAG
 
@@ -52,7 +49,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 class Injection:
     """What to add to the spec."""
 
-    patch: str
+    patch: str | None  # the Patch to declare and apply; None: the release mark and the entry only
     changelog: str
     buildid: str
     packager: str
@@ -151,36 +148,29 @@ def _parse_error(exc: Exception, where: str) -> InputError:
     return InputError(f"{where}: rpm cannot parse the spec: {detail[-1] if detail else exc}")
 
 
-def inject_text(text: str, inj: Injection, where: str) -> tuple[str, int]:
-    """The spec text with the patch declared, applied, the release marked and a changelog entry."""
+def inject_text(text: str, inj: Injection, where: str) -> tuple[str, int | None]:
+    """The spec text with the patch (if any) declared and applied, the release marked and a
+    changelog entry; also the patch's tag number. The one way respin edits a spec."""
     # What comes back from the builder's child is data to check: a text and a number.
-    edited, number = _parsing(_inject, text, inj, where)
-    if not isinstance(edited, str) or not isinstance(number, int):
+    edited, number = _parsing(_edit, text, inj, where)
+    if not isinstance(edited, str) or not (number is None or isinstance(number, int)):
         raise CommandError(f"{where}: the spec edit came back as no text and number")
     return edited, number
 
 
-def _inject(sourcedir: str, text: str, inj: Injection, where: str) -> tuple[str, int]:
+def _edit(sourcedir: str, text: str, inj: Injection, where: str) -> tuple[str, int | None]:
     from specfile.exceptions import SpecfileException
     from specfile.specfile import Specfile
 
+    number = None
     try:
-        spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
-        text, number = _patch_tag(spec, text, inj.patch, inj.number, where)
-        text = _apply_line(text, inj.patch, number, where)
+        if inj.patch is not None:
+            spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
+            text, number = _patch_tag(spec, text, inj.patch, inj.number, where)
+            text = _apply_line(text, inj.patch, number, where)
         text = _mark_release(text, inj.buildid, where)
         spec = Specfile(content=text, sourcedir=sourcedir, force_parse=True)
         return _changelog(spec, inj, where), number
-    except SpecfileException as exc:
-        raise _parse_error(exc, where) from exc
-
-
-def _logged(sourcedir: str, text: str, inj: Injection, where: str) -> str:
-    from specfile.exceptions import SpecfileException
-    from specfile.specfile import Specfile
-
-    try:
-        return _changelog(Specfile(content=text, sourcedir=sourcedir, force_parse=True), inj, where)
     except SpecfileException as exc:
         raise _parse_error(exc, where) from exc
 
@@ -221,7 +211,9 @@ class InjectStage(Stage["InjectStage.Options"]):
     name = "inject"
     results = (SPEC, BUILD_INPUT)
     summary = "declare and apply the config patch in the spec; mark the release; add a changelog entry"
-    version = "2"  # 2: the changelog's EVR as the package will have it; added values listed
+    # 3: the build input, one record for both mechanisms; 2: the changelog's EVR as the package
+    # will have it, added values listed
+    version = "3"
 
     @dataclass(frozen=True)
     class Options:
@@ -245,79 +237,51 @@ class InjectStage(Stage["InjectStage.Options"]):
 
         ctx.record_tool("specfile", specfile.__version__)
         _, fetched = Fetched.read(ctx)
+        _, edited = Edited.read(ctx)
+        carrier = mechanism.of(edited)
         # The build input, whole in inject's own dir: fetch's files hard-linked, the spec
         # and the change written in a temp dir put in place by rename, never half made.
         pristine_spec, pristine_sources = topdir.pristine(ctx)
         out = ctx.stagedir / "input"
         tmp = fsutil.fresh_dir(out)
         spec_path = topdir.lay_out(tmp, pristine_spec, pristine_sources)
-        if Edited.read(ctx)[1].mechanism == "kernel-local":
-            injected = self._kernel_local(ctx, spec_path, fetched)
-        elif not ctx.artifact(PATCH).meta.get("files", True):
-            injected = self._nothing_to_patch(ctx, spec_path, fetched)
-        else:
-            injected = self._patch(ctx, spec_path, fetched)
+        carried = carrier.carry(ctx, tmp / "SOURCES", lambda: self._patch_name(ctx, spec_path, fetched),
+                                change_summary(ctx))
+        when = datetime.datetime.fromtimestamp(topdir.source_date(ctx), datetime.UTC).date()
+        inj = Injection(patch=carried.source if carried.declare else None, changelog=carried.entry,
+                        buildid=self.options.buildid, packager=self.options.packager, when=when,
+                        evr=self._evr(ctx, fetched), number=self.options.number)
+        text, number = inject_text(spec_path.read_text(), inj, spec_path.name)
+        fsutil.atomic_write(spec_path, text)
         fsutil.commit_dir(tmp, out)
+        if number is not None:
+            ctx.log.info("inject: Patch%d: %s applied after the last patch in %%prep", number, carried.source)
+        elif carried.source is not None:
+            ctx.log.info("inject: %s carries the change; release marked %s", carried.source,
+                         self.options.buildid)
+        else:
+            ctx.log.info("inject: nothing to carry (every value already set); release marked %s",
+                         self.options.buildid)
+        injected = Injected(buildid=self.options.buildid, source=carried.source, number=number)
         return [injected.artifact(out / "SPECS" / spec_path.name), injected.artifact(out, BUILD_INPUT)]
 
-    def _patch(self, ctx: Context, spec_path: Path, fetched: Fetched) -> Injected:
-        """The 2010 layout: the config patch declared and applied after the last patch."""
+    def _patch_name(self, ctx: Context, spec_path: Path, fetched: Fetched) -> str:
+        """The config patch's file name: [inject] patch, else one from the version; never one
+        of the package's own files."""
         patch_name = self.options.patch or default_patch_name(fetched.version)
         if not _PLAIN_NAME.fullmatch(patch_name):
             raise InputError(f"{spec_path.name}: version '{fetched.version}' gives no plain patch "
                              "file name: set [inject] patch")
-        self._refuse_collision(ctx, patch_name, spec_path)
-        fsutil.atomic_copy(ctx.artifact(PATCH).path, spec_path.parent.parent / "SOURCES" / patch_name)
-        summary = change_summary(ctx)
-        when = datetime.datetime.fromtimestamp(topdir.source_date(ctx), datetime.UTC).date()
-        inj = Injection(
-            patch=patch_name, changelog=f"Add {patch_name} ({summary})", buildid=self.options.buildid,
-            packager=self.options.packager, when=when, evr=self._evr(ctx, fetched),
-            number=self.options.number)
-        text, number = inject_text(spec_path.read_text(), inj, spec_path.name)
-        fsutil.atomic_write(spec_path, text)
-        ctx.log.info("inject: Patch%d: %s applied after the last patch in %%prep", number, patch_name)
-        return Injected(buildid=self.options.buildid, patch=patch_name, number=number)
-
-    def _nothing_to_patch(self, ctx: Context, spec_path: Path, fetched: Fetched) -> Injected:
-        """Every value already set (config said so): no patch, which would hold no hunk and fail
-        to apply; the spec gets the release mark and an entry saying so."""
-        entry = f"Rebuilt with {change_summary(ctx)} (already set)"
-        text = self._mark_and_log(ctx, spec_path, fetched, entry)
-        fsutil.atomic_write(spec_path, text)
-        ctx.log.info("inject: no config patch (nothing to change); release marked %s", self.options.buildid)
-        return Injected(buildid=self.options.buildid)
-
-    def _refuse_collision(self, ctx: Context, patch_name: str, spec_path: Path) -> None:
-        """The config patch goes into SOURCES/ under its name: never over one of the package's own
-        files, which would leave the build and the SRPM without it."""
+        # The config patch goes into SOURCES/ under its name: never over one of the package's own
+        # files, which would leave the build and the SRPM without it.
         owner = own_files(spec_path.read_text(), ctx.artifact(SOURCES).path).get(patch_name)
         if owner is not None:
             given = "patch" if self.options.patch else f"patch (default {patch_name})"
             raise ConfigError(f"{ctx.source.name} [inject] {given}: {patch_name} is the package's own "
                               f"{owner} in {spec_path.name}; the config patch would replace it: set "
                               "[inject] patch to another name")
+        return patch_name
 
     def _evr(self, ctx: Context, fetched: Fetched) -> str:
         macros = Snapshot.read(ctx)[1].macros
         return f"{fetched.version}-{marked_release(fetched.release, self.options.buildid, macros)}"
-
-    def _mark_and_log(self, ctx: Context, spec_path: Path, fetched: Fetched, entry: str) -> str:
-        """The spec's text with only the release mark and a %changelog entry `entry`."""
-        when = datetime.datetime.fromtimestamp(topdir.source_date(ctx), datetime.UTC).date()
-        where = spec_path.name
-        text = _mark_release(spec_path.read_text(), self.options.buildid, where)
-        inj = Injection(patch="", changelog=entry, buildid=self.options.buildid,
-                        packager=self.options.packager, when=when, evr=self._evr(ctx, fetched))
-        edited = _parsing(_logged, text, inj, where)
-        if not isinstance(edited, str):
-            raise CommandError(f"{where}: the spec edit came back as no text")
-        return edited
-
-    def _kernel_local(self, ctx: Context, spec_path: Path, fetched: Fetched) -> Injected:
-        """Today's layout: replace the kernel-local Source; the spec only gets the release mark."""
-        fsutil.atomic_copy(ctx.artifact(LOCAL).path, spec_path.parent.parent / "SOURCES" / KERNEL_LOCAL)
-        text = self._mark_and_log(ctx, spec_path, fetched, f"Set through kernel-local: {change_summary(ctx)}")
-        fsutil.atomic_write(spec_path, text)
-        ctx.log.info("inject: kernel-local carries the change; release marked %s", self.options.buildid)
-        return Injected(buildid=self.options.buildid, kernel_local=KERNEL_LOCAL)

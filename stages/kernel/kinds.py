@@ -91,9 +91,10 @@ class Injected(Handoff):
 
     kind: ClassVar[str] = SPEC
     buildid: str
-    patch: str | None = None  # the Patch file, on the 2010 layout
-    number: int | None = None  # its Patch tag number
-    kernel_local: str | None = None  # the kernel-local Source, on today's layout
+    # The Source that carries the change: the config patch (2010 layout), kernel-local
+    # (today's); None when every value was already set and there was nothing to carry.
+    source: str | None = None
+    number: int | None = None  # the Patch tag the spec declares it with, for a patch
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from respin.pipeline import fsutil
 from respin.pipeline.errors import VerifyError
 from respin.pipeline.stage import Artifact, Context, NoOptions, Stage
 from respin.stages.kernel.kinds import GPG_PUBKEY, REPORT, RPM, SRPM, Edited, Injected, SigningKeys
-from respin.stages.kernel.lib import kconfig, signing
+from respin.stages.kernel.lib import kconfig, mechanism, signing, topdir
 from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 
 # Where a kernel package carries its config: today's Fedora ships it as
@@ -44,30 +44,26 @@ class VerifyStage(Stage[NoOptions]):
     name = "verify"
     summary = ("check every requested value in the config of each built kernel "
                "(/lib/modules/<kver>/config or /boot/config-*)")
-    version = "3"  # 2: checks the [sign] signatures; 3: /lib/modules/<kver>/config, %ghost skipped
+    # 4: the carried Source byte for byte, the patch's too; 3: /lib/modules/<kver>/config,
+    # %ghost skipped; 2: checks the [sign] signatures
+    version = "4"
 
 
     def run(self, ctx: Context) -> list[Artifact]:
-        reqs = kconfig.recorded(Edited.read(ctx)[1].requests)
+        _, edited = Edited.read(ctx)
+        reqs = kconfig.recorded(edited.requests)
+        carrier = mechanism.of(edited)
         _, inj = Injected.read(ctx)
+        # The Source as inject wrote it into the build input: the package must carry those bytes.
+        carried = topdir.build_input(ctx)[1] / inj.source if inj.source else None
         report: dict[str, object] = {"requests": {r.name: r.value for r in reqs}, "packages": []}
         packages: list[dict[str, object]] = []
         kernels = 0
         for art in ctx.artifacts(RPM) + ctx.artifacts(SRPM):
             pkg = read_package(art.path)
             entry: dict[str, object] = {"file": art.path.name, "nvr": pkg.nvr}
-            if pkg.is_source and inj.kernel_local:
-                local = dict(payload_files(art.path, re.compile(r"(^|/)kernel-local$")))
-                text = next(iter(local.values()), b"").decode(errors="replace")
-                missing = [r for r in reqs if r.line() not in text.splitlines()]
-                if missing:
-                    raise VerifyError(f"{art.path.name}: its kernel-local lacks {missing[0].line()}")
-                entry["kernel_local"] = "kernel-local"
-            elif pkg.is_source:
-                patch = inj.patch  # None: every value was already set, no patch was needed
-                if patch is not None and patch not in pkg.files:
-                    raise VerifyError(f"{art.path.name}: the source package lacks {patch}")
-                entry["patch"] = patch
+            if pkg.is_source:
+                entry.update(carrier.check_source(art.path, pkg, reqs, inj, carried))
             else:
                 kvers = _kernels_in(pkg.files)
                 if not kvers:

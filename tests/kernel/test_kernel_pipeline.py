@@ -715,3 +715,31 @@ def test_a_shipped_config_that_already_fails_prep_s_check_is_named_before_the_bu
     assert_one_line_error(proc, 3, "kernel-aarch64-fedora.config, as shipped, already fails",
                           "CONFIG_KEXEC", "not the change's doing")
     assert "rebuild: running" not in proc.stderr
+
+
+def test_verify_fails_when_the_source_package_carries_another_change(tmp_path: Path, srpm: Path) -> None:
+    # verify compares the carried Source (the patch, kernel-local) in the built SRPM with the
+    # one inject wrote, byte for byte, and reads what it says of each request: a package
+    # built from anything else is not "verified".
+    from respin.pipeline.errors import VerifyError
+    from respin.stages.kernel.kinds import Injected
+    from respin.stages.kernel.lib import mechanism
+    from respin.stages.kernel.lib.kconfig import Request
+
+    carrier = mechanism.CARRIERS["kernel-local" if current(srpm) else "patch"]
+    name = "kernel-local" if current(srpm) else "linux-2.6-utrace.patch"  # one the package has
+    (shipped,) = [data for _, data in payload_files(srpm, re.compile(rf"(^|/){re.escape(name)}$"))]
+    injected = Injected(buildid=".respin", source=name)
+    same, other = tmp_path / "same", tmp_path / "other"
+    same.write_bytes(shipped)
+    other.write_bytes(shipped + b"# not what the package carries\n")
+    pkg = read_package(srpm)
+    assert carrier.check_source(srpm, pkg, [], injected, same) == {carrier.report_key: name}
+    with pytest.raises(VerifyError, match=f"its {re.escape(name)} is not the one respin wrote"):
+        carrier.check_source(srpm, pkg, [], injected, other)
+    said = "its kernel-local lacks" if current(srpm) else "its config patch does not carry"
+    with pytest.raises(VerifyError, match=rf"{said} CONFIG_RESPIN_NOWHERE=y$"):
+        carrier.check_source(srpm, pkg, [Request("CONFIG_RESPIN_NOWHERE", "y")], injected, same)
+    gone = Injected(buildid=".respin", source="no-such-source")
+    with pytest.raises(VerifyError, match="the source package lacks no-such-source"):
+        carrier.check_source(srpm, pkg, [], gone, None)
