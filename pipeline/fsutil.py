@@ -264,14 +264,22 @@ class NotRegular(Exception):
         self.what = what
 
 
+def not_regular(mode: int) -> str | None:
+    """What a file of `mode` (an lstat's) is when it is not a regular file, in the words
+    respin's errors use ("a symlink", "a directory", "not a regular file"); None if it is."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    return "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+
+
 def _kind_at(dir_fd: int, name: str) -> str:
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except OSError:
         return "gone"
-    if stat.S_ISLNK(st.st_mode):
-        return "a symlink"
-    return "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+    return not_regular(st.st_mode) or "a regular file"
 
 
 def read_at(dir_fd: int, name: str, limit: int | None = None) -> tuple[bytes, int] | None:

@@ -46,6 +46,7 @@ from respin.pipeline.stage import Artifact, Context, Stage
 log = logging.getLogger("respin")
 
 STATE_DIR = "state"
+STAGES_DIR = "stages"  # each stage's own directory is STAGES_DIR/<name>
 MANIFEST = "manifest.json"
 
 
@@ -199,7 +200,7 @@ class Runner:
         recorded and the times they published (each shared, as a run fills them in)."""
         return Context(workdir=self.workdir, source=self.pipeline.path,
                        settings=self.pipeline.settings_json(),
-                       stagedir=self.workdir / "stages" / stage.name,
+                       stagedir=self.workdir / STAGES_DIR / stage.name,
                        log=logging.getLogger(f"respin.{stage.name}"),
                        produced={} if produced is None else produced, tools={} if tools is None else tools,
                        dates={} if dates is None else dates, stage=stage.name)
@@ -358,7 +359,7 @@ class Runner:
             if killed:
                 log.info("ended %d process(es) left by an interrupted run", killed)
             # What a killed run left half made (a build's key copies too, in its stage dir).
-            stage_dirs = sorted(d for d in (self.workdir / "stages").glob("*") if not d.is_symlink())
+            stage_dirs = sorted(d for d in (self.workdir / STAGES_DIR).glob("*") if not d.is_symlink())
             for sub in (self.workdir, self.workdir / STATE_DIR, *stage_dirs):
                 fsutil.remove_stale_temps(sub)
             saved = os.environ.get(OWNER_VAR)
@@ -502,8 +503,10 @@ class Runner:
 
     def _remove_temps(self, stage: Stage[Any], ctx: Context) -> None:
         """Temp files and dirs of a stage that was interrupted or failed: in its own dir, in
-        the workspaces it names, in the state dir."""
-        for directory in (ctx.stagedir, *stage.workspaces(ctx), self.workdir / STATE_DIR):
+        the workspaces it names, in the state dir. Only inside the work dir: a workspace the
+        user named elsewhere (a shared compile cache) holds files respin did not make."""
+        inside = [d for d in stage.workspaces(ctx) if d.absolute().is_relative_to(self.workdir.absolute())]
+        for directory in (ctx.stagedir, *inside, self.workdir / STATE_DIR):
             fsutil.remove_stale_temps(directory)
 
     def _finish(self, artifacts: list[Artifact], old_state: dict[str, Any] | None) -> list[Artifact]:

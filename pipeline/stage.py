@@ -254,7 +254,8 @@ class Stage(Generic[OptionsT]):
 
     def workspaces(self, ctx: Context) -> Sequence[Path]:
         """Directories besides `stagedir` that the stage writes into: the runner removes
-        what a failed or interrupted run left half written there, as in `stagedir`."""
+        what a failed or interrupted run left half written there, as in `stagedir`, where
+        they are inside the work dir (one elsewhere holds files respin did not make)."""
         return ()
 
     def outputs(self, ctx: Context) -> Mapping[str, Path]:

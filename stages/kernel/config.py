@@ -380,12 +380,15 @@ class ConfigStage(Stage["ConfigStage.Options"]):
                             "gone (run prep again); verify checks them after", prepared)
             return {}
         with tempfile.TemporaryDirectory(dir=ctx.stagedir) as scratch:
-            # cp -a keeps the owner (the builder's tree stays the builder's to write), and
-            # copies a link as a link: nothing of the tree is followed out of it.
-            tree = Path(scratch) / "tree"
-            ctx.run(["cp", "-a", "--reflink=auto", "--", str(prepared), str(tree)],
+            # The copy is the builder's (as root): what the builder may read of its own tree,
+            # copied by it, links as links; root follows no path in a tree the builder made.
+            work = Path(scratch)
+            rpmpkg.give_to_builder(work, 0o700)
+            seen = _PREPARED_SEEN if rpmpkg.builder() is not None else prepared
+            copy = ["cp", "-a", "--reflink=auto", "--", f"{seen}/.", "tree"]
+            ctx.run(rpmpkg.as_builder(copy, work, mounts={_PREPARED_SEEN: prepared}), cwd=work,
                     what=f"copy of the prepared tree {prepared}")
-            return self._make_verdicts(ctx, tree, texts, reqs, where, strict=strict)
+            return self._make_verdicts(ctx, work / "tree", texts, reqs, where, strict=strict)
 
     def _make_verdicts(self, ctx: Context, tree: Path, texts: dict[str, str],
                        reqs: list[kconfig.Request], where: str, *, strict: bool) -> dict[str, str]:
@@ -571,6 +574,10 @@ def spec_cross_compile(ctx: Context) -> str:
             if "scripts/dummy-tools/" in script.read_text(errors="replace"):
                 return "scripts/dummy-tools/"
     return ""
+
+
+# Where the builder sees prep's tree while it copies it (under the namespace's /var/tmp).
+_PREPARED_SEEN = Path("/var/tmp/respin/prepared")
 
 
 def _tree_make(tree: Path, dot: Path, arch: str, target: str, cross: str = "") -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
 import urllib.parse
@@ -159,6 +161,7 @@ class FetchStage(Stage["FetchStage.Options"]):
         ctx.run(["rpm", "-i", "--nodeps", *build_switches(None, (), (), {
                  **dist, **given, "_topdir": str(tmp), "_sourcedir": f"{tmp}/SOURCES",
                  "_specdir": f"{tmp}/SPECS"}), str(used.path)], env=home, what=f"rpm -i {srpm.name}")
+        only_regular_files(tmp, srpm)
         spec = tmp / "SPECS" / specs[0]
         if not spec.is_file():
             raise InputError(f"{srpm}: installing it produced no {specs[0]}")
@@ -180,3 +183,17 @@ class FetchStage(Stage["FetchStage.Options"]):
         return [fetched.artifact(used.path.absolute()),
                 Artifact(pristine / "SPECS" / f"{pkg.name}.spec", PRISTINE_SPEC),
                 Artifact(pristine / "SOURCES", SOURCES)]
+
+
+def only_regular_files(tree: Path, srpm: Path) -> None:
+    """Refuse a source package whose payload `rpm -i` unpacked into `tree` holds anything but
+    regular files in SPECS/ and SOURCES/: a symlink there (a crafted payload can hold one)
+    would have root read, link or share what it points to as one of the package's files."""
+    for sub in ("SPECS", "SOURCES"):
+        with contextlib.suppress(FileNotFoundError):
+            for entry in sorted(os.scandir(tree / sub), key=lambda e: e.name):
+                what = fsutil.not_regular(entry.stat(follow_symlinks=False).st_mode)
+                if what is None:
+                    continue
+                raise InputError(f"{srpm}: its payload holds {sub}/{entry.name!r}, {what}: a source "
+                                 "package's files must be regular files")

@@ -54,8 +54,8 @@ class VerifyStage(Stage[NoOptions]):
         reqs = kconfig.recorded(edited.requests)
         carrier = mechanism.of(edited)
         _, inj = Injected.read(ctx)
-        # The Source as inject wrote it into the build input: the package must carry those bytes.
-        carried = topdir.build_input(ctx)[1] / inj.source if inj.source else None
+        # The build input's SOURCES: the package must carry the Source inject wrote there.
+        build_sources = topdir.build_input(ctx)[1]
         report: dict[str, object] = {"requests": {r.name: r.value for r in reqs}, "packages": []}
         packages: list[dict[str, object]] = []
         kernels = 0
@@ -63,7 +63,7 @@ class VerifyStage(Stage[NoOptions]):
             pkg = read_package(art.path)
             entry: dict[str, object] = {"file": art.path.name, "nvr": pkg.nvr}
             if pkg.is_source:
-                entry.update(carrier.check_source(art.path, pkg, reqs, inj, carried))
+                entry.update(carrier.check_source(art.path, reqs, inj, build_sources))
             else:
                 kvers = _kernels_in(pkg.files)
                 if not kvers:

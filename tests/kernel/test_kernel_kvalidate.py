@@ -278,3 +278,40 @@ def test_the_builder_s_reply_is_data_never_code(builder_tree: tuple[Path, int]) 
 
 def _raise_input_error() -> None:
     raise InputError("bad spec")
+
+
+@pytest.mark.root
+def test_the_oldconfig_fallback_copies_preps_tree_as_the_builder(builder_tree: tuple[Path, int],
+                                                                  tmp_path: Path) -> None:
+    # config's make runs in its own copy of prep's tree, and the copy is made by the builder:
+    # a file there only root may read stays unread, whatever the tree holds; prep's tree is
+    # left as it was.
+    import logging
+    import os
+
+    from respin.pipeline.errors import CommandError
+    from respin.pipeline.stage import Context
+    from respin.stages.kernel.config import ConfigStage
+
+    tree, uid = builder_tree
+    (tree / "Makefile").write_text("olddefconfig:\n\trm -f $(KCONFIG_CONFIG); "
+                                   "echo CONFIG_WHO=$$(id -u) > $(KCONFIG_CONFIG)\nlistnewconfig:\n\t@true\n")
+    stagedir = tmp_path / "stages/config"
+    stagedir.mkdir(parents=True)
+    ctx = Context(workdir=tmp_path, source=tmp_path / "kernel.toml", settings={}, stagedir=stagedir,
+                  log=logging.getLogger("test"))
+    stage = ConfigStage(ConfigStage.Options(set={"CONFIG_WHO": str(uid)}))
+    reqs = [Request("CONFIG_WHO", str(uid))]
+    before = sorted(p.name for p in tree.iterdir())
+    verdicts = stage._validate_with_make(ctx, tree, {"kernel-x86_64.config": "CONFIG_WHO=1\n"}, reqs,
+                                         "kernel.toml [config]", strict=True)
+    assert verdicts == {"CONFIG_WHO": "survives oldconfig"}  # make ran as the builder, in the copy
+    assert sorted(p.name for p in tree.iterdir()) == before and not (tree / ".config").exists()
+    secret = tree / "secret"
+    secret.write_text("root's own\n")
+    os.chmod(secret, 0o600)  # root's, in the builder's tree
+    with pytest.raises(CommandError, match="copy of the prepared tree") as err:
+        stage._validate_with_make(ctx, tree, {"kernel-x86_64.config": "CONFIG_WHO=1\n"}, reqs,
+                                  "kernel.toml [config]", strict=True)
+    assert "root's own" not in str(err.value)
+    assert not [p for p in stagedir.rglob("*")]

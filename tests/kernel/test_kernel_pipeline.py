@@ -730,16 +730,19 @@ def test_verify_fails_when_the_source_package_carries_another_change(tmp_path: P
     name = "kernel-local" if current(srpm) else "linux-2.6-utrace.patch"  # one the package has
     (shipped,) = [data for _, data in payload_files(srpm, re.compile(rf"(^|/){re.escape(name)}$"))]
     injected = Injected(buildid=".respin", source=name)
-    same, other = tmp_path / "same", tmp_path / "other"
-    same.write_bytes(shipped)
-    other.write_bytes(shipped + b"# not what the package carries\n")
-    pkg = read_package(srpm)
-    assert carrier.check_source(srpm, pkg, [], injected, same) == {carrier.report_key: name}
+    same, other, empty = tmp_path / "same", tmp_path / "other", tmp_path / "empty"
+    for where in (same, other, empty):
+        where.mkdir()
+    (same / name).write_bytes(shipped)
+    (other / name).write_bytes(shipped + b"# not what the package carries\n")
+    assert carrier.check_source(srpm, [], injected, same) == {carrier.report_key: name}
     with pytest.raises(VerifyError, match=f"its {re.escape(name)} is not the one respin wrote"):
-        carrier.check_source(srpm, pkg, [], injected, other)
+        carrier.check_source(srpm, [], injected, other)
+    with pytest.raises(VerifyError, match=f"cannot read the {re.escape(name)} inject wrote"):
+        carrier.check_source(srpm, [], injected, empty)  # nothing to compare with: no "verified"
     said = "its kernel-local lacks" if current(srpm) else "its config patch does not carry"
     with pytest.raises(VerifyError, match=rf"{said} CONFIG_RESPIN_NOWHERE=y$"):
-        carrier.check_source(srpm, pkg, [Request("CONFIG_RESPIN_NOWHERE", "y")], injected, same)
+        carrier.check_source(srpm, [Request("CONFIG_RESPIN_NOWHERE", "y")], injected, same)
     gone = Injected(buildid=".respin", source="no-such-source")
     with pytest.raises(VerifyError, match="the source package lacks no-such-source"):
-        carrier.check_source(srpm, pkg, [], gone, None)
+        carrier.check_source(srpm, [], gone, same)

@@ -469,3 +469,51 @@ def test_the_build_s_tree_is_read_without_links_or_fifos(tmp_path: Path) -> None
     (hook / "kernel-i686.config").symlink_to(outside)
     (hook / ".respin-hook-reached").write_text("")
     assert _hook_files(hook) == {".respin-hook-reached": b""}
+
+
+# --- a source package's files are regular files ------------------------------------------
+
+def _unpacked(tmp_path: Path) -> tuple[Path, Path]:
+    """An unpacked SRPM's SPECS/ and SOURCES/, and a file of root's it must never reach."""
+    tree = tmp_path / "pristine"
+    (tree / "SPECS").mkdir(parents=True)
+    (tree / "SOURCES").mkdir()
+    (tree / "SPECS/kernel.spec").write_text("Name: kernel\n")
+    (tree / "SOURCES/linux-6.1.tar.xz").write_bytes(b"tarball")
+    secret = tmp_path / "secret"
+    secret.write_text("root's own\n")
+    secret.chmod(0o600)
+    return tree, secret
+
+
+@pytest.mark.parametrize("kind", ["symlink", "directory", "fifo"])
+def test_fetch_refuses_a_payload_that_is_not_regular_files(tmp_path: Path, kind: str) -> None:
+    import os
+
+    from respin.stages.kernel.fetch import only_regular_files
+
+    tree, secret = _unpacked(tmp_path)
+    only_regular_files(tree, tmp_path / "k.src.rpm")
+    planted = tree / "SOURCES/kernel-local"
+    {"symlink": lambda: planted.symlink_to(secret), "directory": planted.mkdir,
+     "fifo": lambda: os.mkfifo(planted)}[kind]()
+    with pytest.raises(InputError, match=r"k\.src\.rpm: its payload holds SOURCES/'kernel-local', "
+                                         r"(a symlink|a directory|not a regular file): a source "
+                                         r"package's files must be regular files$"):
+        only_regular_files(tree, tmp_path / "k.src.rpm")
+
+
+def test_a_stage_tree_is_laid_out_from_regular_files_only(tmp_path: Path) -> None:
+    from respin.stages.kernel.lib import topdir
+
+    tree, secret = _unpacked(tmp_path)
+    spec = topdir.lay_out(tmp_path / "rpmbuild", tree / "SPECS/kernel.spec", tree / "SOURCES")
+    assert spec.read_text() == "Name: kernel\n"
+    linked = tmp_path / "rpmbuild/SOURCES/linux-6.1.tar.xz"
+    assert linked.stat().st_ino == (tree / "SOURCES/linux-6.1.tar.xz").stat().st_ino
+    (tree / "SOURCES/kernel-local").symlink_to(secret)
+    with pytest.raises(InputError, match="kernel-local: is a symlink; a build is given only regular files"):
+        topdir.lay_out(tmp_path / "other", tree / "SPECS/kernel.spec", tree / "SOURCES")
+    # Neither linked nor copied: the file it points to is as it was, in no tree.
+    assert secret.stat().st_nlink == 1 and secret.stat().st_mode & 0o777 == 0o600
+    assert not [p for p in (tmp_path / "other").rglob("*") if p.is_file()]

@@ -361,3 +361,44 @@ def test_a_plugin_stage_that_fails_to_import_is_one_line_naming_it() -> None:
     with pytest.raises(UsageError, match=r"^stage 'example-bad' from \? failed to load: No module named "
                                          r"'respin_no_such_module'$"):
         registry._load_stage("example-bad", [ep])
+
+
+class _Failing(Stage):
+    """Writes a temp file in its own dir and in each workspace, then fails."""
+
+    name = "failing"
+
+    @dataclass(frozen=True)
+    class Options:
+        outside: str = ""
+
+    def workspaces(self, ctx: Context) -> list[Path]:
+        return [ctx.workdir / "shared", Path(self.options.outside)]
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        for where in (ctx.stagedir, *self.workspaces(ctx)):
+            where.mkdir(parents=True, exist_ok=True)
+            (where / ".half.abcd.tmp").write_text("half")
+        raise ConfigError("failing: as it was told to")
+
+
+def test_a_failed_stage_leaves_no_temp_in_the_work_dir_and_none_of_the_users_is_removed(
+        tmp_path: Path) -> None:
+    from respin.pipeline.config import PipelineFile, Settings
+
+    outside = tmp_path / "users-cache"
+    outside.mkdir()
+    theirs = outside / ".theirs.abcd.tmp"  # named like respin's temps, but not respin's
+    theirs.write_text("mine")
+    pf = PipelineFile(tmp_path / "p.toml", Settings(workdir=str(tmp_path / "w")),
+                      (_Stamp(_Stamp.Options()), _Failing(_Failing.Options(str(outside)))))
+    with pytest.raises(ConfigError):
+        Runner(pf).run()
+    work = tmp_path / "w"
+    assert not list(work.rglob(".half.*.tmp"))
+    assert theirs.read_text() == "mine" and (outside / ".half.abcd.tmp").exists()
+    # A run killed before it could sweep: the next run's start sweeps every stage dir, even
+    # one that runs another stage.
+    (work / "stages/failing/.left.abcd.tmp").write_text("left")
+    Runner(pf).run(only=["stamp"], force=True)
+    assert not (work / "stages/failing/.left.abcd.tmp").exists()

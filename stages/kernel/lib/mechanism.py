@@ -37,7 +37,7 @@ from respin.stages.kernel.kinds import (
     Snapshot,
 )
 from respin.stages.kernel.lib import kconfig
-from respin.stages.kernel.lib.rpmpkg import PackageInfo, payload_files
+from respin.stages.kernel.lib.rpmpkg import payload_files
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,10 @@ class Carrier(ABC):
         `patch_name` gives the name a patch gets ([inject] patch, checked), `summary` what
         the change is, for the %changelog entry."""
 
-    def check_source(self, package: Path, pkg: PackageInfo, reqs: list[kconfig.Request],
-                     injected: Injected, carried: Path | None) -> dict[str, object]:
-        """verify: the source package carries the Source, byte for byte as inject wrote it
-        (`carried`, in the build input); the entry the report gets for it."""
+    def check_source(self, package: Path, reqs: list[kconfig.Request], injected: Injected,
+                     build_sources: Path) -> dict[str, object]:
+        """verify: the source package carries the Source, byte for byte as inject wrote it into
+        the build input (`build_sources`, its SOURCES); the entry the report gets for it."""
         name = injected.source
         if name is None:
             return {self.report_key: None}
@@ -86,8 +86,14 @@ class Carrier(ABC):
         data = next(iter(found.values()), None)
         if data is None:
             raise VerifyError(f"{package.name}: the source package lacks {name}")
-        if carried is not None and carried.is_file() and data != carried.read_bytes():
-            raise VerifyError(f"{package.name}: its {name} is not the one respin wrote ({carried})")
+        try:
+            written = (build_sources / name).read_bytes()  # inject's own file, in respin's work dir
+        except OSError as exc:
+            raise VerifyError(f"{build_sources / name}: cannot read the {name} inject wrote, to compare "
+                              f"with {package.name}'s ({exc.strerror})") from None
+        if data != written:
+            raise VerifyError(f"{package.name}: its {name} is not the one respin wrote "
+                              f"({build_sources / name})")
         self._check_text(package, data.decode(errors="replace"), reqs)
         return {self.report_key: name}
 
@@ -155,7 +161,11 @@ class ByKernelLocal(Carrier):
         """The requested lines, then kernel-local as shipped without any line a merge script
         could take for a requested symbol: whether the spec's merge keeps the first line
         for a symbol (Fedora's, the fixture's) or the last, the requested one is the only."""
-        original = (ctx.artifact(SOURCES).path / KERNEL_LOCAL).read_text()  # fetch's, as shipped
+        shipped = ctx.artifact(SOURCES).path / KERNEL_LOCAL  # fetch's copy, as shipped
+        try:
+            original = shipped.read_text()
+        except UnicodeDecodeError:
+            raise InputError(f"{shipped}: the package's kernel-local is not UTF-8 text") from None
         lines = [ln for ln in original.splitlines() if ln.strip()]
         ours = {r.name for r in reqs}
         kept = [ln for ln in lines if not kconfig.merge_symbols(ln) & ours]

@@ -307,13 +307,14 @@ def in_fixed_topdir(argv: Sequence[str], topdir: Path, mounts: Mapping[Path, Pat
             *(part for triple in triples for part in triple), "--", str(topdir), *argv]
 
 
-def as_builder(argv: Sequence[str], tree: Path) -> list[str]:
+def as_builder(argv: Sequence[str], tree: Path, mounts: Mapping[Path, Path] | None = None) -> list[str]:
     """`argv` to run in `tree` (a directory the builder may write): as it is for a user
     other than root (run it with cwd=tree), else as the builder with `tree` seen at
-    FIXED_TOPDIR, its current directory, in namespaces that end with it."""
+    FIXED_TOPDIR, its current directory, and `mounts` where in_fixed_topdir puts them, in
+    namespaces that end with it."""
     if builder() is None:
         return list(argv)
-    wrapped = in_fixed_topdir(argv, tree)
+    wrapped = in_fixed_topdir(argv, tree, mounts)
     if wrapped is None:
         must_drop_root(False)
     assert wrapped is not None

@@ -37,15 +37,22 @@ def lay_out(top: Path, spec: Path, sources: Path) -> Path:
     (an earlier stage's, cheap for a 60 MB tarball); return the spec's path in `top`.
 
     Nothing is written through a link: respin replaces a file by rename, and a build
-    reads them (as root, the builder may not write them).
+    reads them (as root, the builder may not write them). Only a regular file is taken:
+    a symlink would be linked or copied as what it points to, which root may read and a
+    build may not (fetch refuses them already; this is the rule where the tree is made).
     """
-    for sub, files in (("SPECS", [spec]), ("SOURCES", sorted(sources.iterdir()))):
+    given = (("SPECS", [spec]), ("SOURCES", sorted(sources.iterdir())))
+    for entry in (e for _, files in given for e in files):  # all checked before any is laid out
+        what = fsutil.not_regular(os.lstat(entry).st_mode)
+        if what is not None:
+            raise InputError(f"{entry}: is {what}; a build is given only regular files")
+    for sub, files in given:
         tmp = fsutil.fresh_dir(top / sub)
         for entry in files:
             try:
-                os.link(entry, tmp / entry.name)
+                os.link(entry, tmp / entry.name, follow_symlinks=False)
             except OSError:
-                shutil.copy2(entry, tmp / entry.name)
+                shutil.copy2(entry, tmp / entry.name, follow_symlinks=False)
         fsutil.commit_dir(tmp, top / sub)
     return top / "SPECS" / spec.name
 
