@@ -13,6 +13,7 @@ clean`): a later session compiles from it, with the same bytes.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,10 @@ from signkeys import stop_agent
 
 from fixtures.realkernel import build_real_srpm
 
+# Each real build's work dir keeps prep's unpacked tree (1.5 GB) and fetch's copy (0.3 GB),
+# holds a second tree and its objects while it compiles, and a session makes two builds.
+NEEDS_FREE = 6 << 30
+
 
 @pytest.fixture(scope="session")
 def real_srpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -34,6 +39,11 @@ def real_srpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     missing = missing_build_tools()
     if missing:
         pytest.skip(f"the real-kernel build needs {', '.join(missing)}")
+    base = tmp_path_factory.getbasetemp()
+    free = shutil.disk_usage(base).free
+    if free < NEEDS_FREE:
+        pytest.skip(f"the real-kernel tests need about {NEEDS_FREE >> 30} GiB free under {base}, "
+                    f"which has {free >> 30} GiB (set --basetemp to a larger disk)")
     return build_real_srpm(tmp_path_factory.mktemp("real-srpm"))
 
 
