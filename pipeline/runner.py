@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -27,18 +26,18 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
-from respin.pipeline import fsutil, preflight, workdirs
+from respin.pipeline import fsutil, lock, preflight, workdirs
 from respin.pipeline.config import PipelineFile
 from respin.pipeline.errors import (
     CommandError,
     InputError,
     Interrupted,
-    LockedError,
     RespinError,
     UsageError,
     describe,
     restated,
 )
+from respin.pipeline.inputhash import InputHashes, content_hash, digest
 from respin.pipeline.progress import Progress
 from respin.pipeline.run import OWNER_VAR, end_orphans
 from respin.pipeline.stage import Artifact, Context, Stage
@@ -50,13 +49,9 @@ STAGES_DIR = "stages"  # each stage's own directory is STAGES_DIR/<name>
 MANIFEST = "manifest.json"
 
 
-def _digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def _chain(fingerprint: str, artifacts: Sequence[Artifact]) -> str:
     """What the next stage's fingerprint builds on: this stage's and its outputs' content."""
-    return _digest([fingerprint, sorted(str(a.sha256) for a in artifacts)])
+    return digest([fingerprint, sorted(str(a.sha256) for a in artifacts)])
 
 
 def _stat_sig(path: Path) -> list[Any]:
@@ -69,13 +64,7 @@ def _stat_sig(path: Path) -> list[Any]:
         s = p.lstat()
         if not stat.S_ISDIR(s.st_mode):  # a directory's own times change with its entries
             entries.append((str(p.relative_to(path)), s.st_mode, s.st_size, s.st_mtime_ns))
-    return [st.st_mode, _digest(entries)]
-
-
-def _content_hash(path: Path) -> str:
-    if not path.is_dir():
-        return fsutil.sha256_file(path)
-    return _digest(sorted(fsutil.tree(path).items()))
+    return [st.st_mode, digest(entries)]
 
 
 def _settings_read(stage: Stage[Any], settings: dict[str, Any]) -> dict[str, Any]:
@@ -165,9 +154,8 @@ class Runner:
         self.workdir = pipeline.workdir
         self.progress = progress or Progress(quiet=True)
         self.names = [s.name for s in pipeline.stages]
-        self._hashes: dict[str, list[Any]] | None = None
+        self._hashes = InputHashes(self.workdir / STATE_DIR)
         self.manifest: dict[str, Any] | None = None  # the last one written, of a failed run too
-        self._hashes_dirty = False
         self._started = False  # whether a stage of this run began (then its work dir stays)
 
     # --- state ---------------------------------------------------------------
@@ -213,45 +201,12 @@ class Runner:
         parts = {
             "stage": stage.name,
             "version": stage.version,
-            "options": _digest(stage.options_json()),
-            "inputs": _digest({str(p): self._input_hash(p) for p in inputs}),
-            "settings": _digest(_settings_read(stage, self.pipeline.settings_json())),
+            "options": digest(stage.options_json()),
+            "inputs": digest({str(p): self._hashes.hash(p) for p in inputs}),
+            "settings": digest(_settings_read(stage, self.pipeline.settings_json())),
             "prev": prev,
         }
-        return _digest(parts), parts
-
-    def _input_hash(self, path: Path) -> str | None:
-        """An input's content hash, reused while its stat is unchanged (as git's index does):
-        a 100 MB input is hashed once, not on every run."""
-        if not path.exists():
-            return None
-        if path.is_dir():
-            return _content_hash(path)
-        if self._hashes is None:
-            try:
-                loaded = json.loads((self.workdir / STATE_DIR / "inputs.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                loaded = {}
-            # A cache of another shape (damaged, or from elsewhere) is just no cache.
-            ok = isinstance(loaded, dict) and all(
-                isinstance(v, list) and len(v) == 6 for v in loaded.values())
-            self._hashes = loaded if ok else {}
-        assert self._hashes is not None
-        st = path.stat()
-        sig = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-        known = self._hashes.get(str(path))
-        if known is not None and known[:5] == sig:
-            return str(known[5])
-        digest = _content_hash(path)
-        self._hashes[str(path)] = [*sig, digest]
-        self._hashes_dirty = True
-        return digest
-
-    def _save_hashes(self) -> None:
-        if self._hashes_dirty and self._hashes is not None:
-            fsutil.atomic_write(self.workdir / STATE_DIR / "inputs.json",
-                                json.dumps(self._hashes, indent=0, sort_keys=True) + "\n")
-            self._hashes_dirty = False
+        return digest(parts), parts
 
     def _why(self, name: str, state: dict[str, Any] | None, fp: str, parts: dict[str, str]) -> str:
         if state is None:
@@ -325,17 +280,7 @@ class Runner:
 
     def run_in_progress(self) -> bool:
         """Whether a run holds the work dir's lock now (its state is half updated)."""
-        try:
-            fd = os.open(self.workdir / workdirs.LOCK, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # and the shared lock with it, at once: a run starting now takes it
-        return False
+        return lock.held(self.workdir)
 
     # --- running -------------------------------------------------------------
 
@@ -343,41 +288,34 @@ class Runner:
     def _locked(self) -> Iterator[None]:
         workdirs.check(self.workdir, self.pipeline.path, "work dir", UsageError)
         made = workdirs.make(self.workdir)
-        fd = os.open(self.workdir / workdirs.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        locked = adopted = False
-        try:
+        with lock.hold(self.workdir):
+            adopted = False
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise LockedError(f"{self.workdir}: another respin run is using this work dir") from exc
-            locked = True
-            # Checked again under the lock: another pipeline file's run may have claimed it.
-            workdirs.check(self.workdir, self.pipeline.path, "work dir", UsageError)
-            adopted = workdirs.claim(self.workdir, self.pipeline.path)
-            owner_prefix = hashlib.sha256(str(self.workdir).encode()).hexdigest()[:16]
-            killed = end_orphans(owner_prefix + ":")
-            if killed:
-                log.info("ended %d process(es) left by an interrupted run", killed)
-            # What a killed run left half made (a build's key copies too, in its stage dir).
-            stage_dirs = sorted(d for d in (self.workdir / STAGES_DIR).glob("*") if not d.is_symlink())
-            for sub in (self.workdir, self.workdir / STATE_DIR, *stage_dirs):
-                fsutil.remove_stale_temps(sub)
-            saved = os.environ.get(OWNER_VAR)
-            os.environ[OWNER_VAR] = f"{owner_prefix}:{uuid.uuid4().hex}"
-            try:
-                yield
-            finally:
-                if saved is None:
-                    os.environ.pop(OWNER_VAR, None)
-                else:
-                    os.environ[OWNER_VAR] = saved
-        except BaseException:
-            if locked and not self._started:
-                # Nothing ran: a failed invocation leaves no work dir behind.
-                workdirs.undo(self.workdir, made, adopted)
-            raise
-        finally:
-            os.close(fd)
+                # Checked again under the lock: another pipeline file's run may have claimed it.
+                workdirs.check(self.workdir, self.pipeline.path, "work dir", UsageError)
+                adopted = workdirs.claim(self.workdir, self.pipeline.path)
+                owner_prefix = hashlib.sha256(str(self.workdir).encode()).hexdigest()[:16]
+                killed = end_orphans(owner_prefix + ":")
+                if killed:
+                    log.info("ended %d process(es) left by an interrupted run", killed)
+                # What a killed run left half made (a build's key copies too, in its stage dir).
+                stage_dirs = sorted(d for d in (self.workdir / STAGES_DIR).glob("*") if not d.is_symlink())
+                for sub in (self.workdir, self.workdir / STATE_DIR, *stage_dirs):
+                    fsutil.remove_stale_temps(sub)
+                saved = os.environ.get(OWNER_VAR)
+                os.environ[OWNER_VAR] = f"{owner_prefix}:{uuid.uuid4().hex}"
+                try:
+                    yield
+                finally:
+                    if saved is None:
+                        os.environ.pop(OWNER_VAR, None)
+                    else:
+                        os.environ[OWNER_VAR] = saved
+            except BaseException:
+                if not self._started:
+                    # Nothing ran: a failed invocation leaves no work dir behind.
+                    workdirs.undo(self.workdir, made, adopted)
+                raise
 
     def run(self, *, from_: str | None = None, until: str | None = None,
             only: Sequence[str] = (), force: bool = False) -> RunResult:
@@ -394,10 +332,10 @@ class Runner:
                 # The run's own error is the one to report: a cache that cannot be saved on
                 # the disk the stage filled must not take its place.
                 with contextlib.suppress(OSError):
-                    self._save_hashes()
+                    self._hashes.save()
                 raise
             try:
-                self._save_hashes()
+                self._hashes.save()
             except OSError as exc:
                 # Each stage that ran saved its own; what is left is a cache.
                 log.warning("%s: %s; the next run hashes its inputs again", exc.filename or
@@ -497,7 +435,7 @@ class Runner:
             "artifacts": [{**a.to_json(), "stat": _stat_sig(a.path)} for a in artifacts],
             **({"source_date": run.dates[stage.name]} if stage.name in run.dates else {}),
         }, indent=1, sort_keys=True) + "\n")
-        self._save_hashes()  # with the stage's record: a full disk here names the stage
+        self._hashes.save()  # with the stage's record: a full disk here names the stage
         self._failed_path(stage.name).unlink(missing_ok=True)
         return artifacts
 
@@ -521,7 +459,7 @@ class Runner:
                 raise RespinError(f"stage produced no {art.kind} at {path} (a bug in the stage)")
             sig = _stat_sig(path)
             old_sig, old_hash = known.get(str(path), (None, None))
-            digest = old_hash if old_sig == sig and old_hash else _content_hash(path)
+            digest = old_hash if old_sig == sig and old_hash else content_hash(path)
             done.append(Artifact(path, art.kind, digest, art.meta))
         return done
 
