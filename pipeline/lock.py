@@ -1,6 +1,6 @@
 """The work dir's lock: one run at a time in a work dir, and a way to see that one holds it.
 
-An exclusive flock on `<workdir>/.lock` for as long as a run lasts; the kernel drops it
+An exclusive flock on `<workdir>/.lock` for as long as a run lasts; the system drops it
 when the process ends, however it ends, so a killed run leaves no stale lock.
 """
 

@@ -44,9 +44,9 @@ def problems(runner: Runner, selected: Sequence[str], *, force: bool = False,
     for plan in plans:
         stage = plan.stage
         if stage.name in running:
-            found += stage.check(runner.context(stage, dict(produced)), view)
-        if not plan.reason and plan.state is not None:
-            produced[stage.name] = [Artifact.from_json(a) for a in plan.state.get("artifacts", [])]
+            found += stage.check(runner.context(stage, produced), view)
+        if not plan.reason:
+            produced[stage.name] = plan.outputs
     if inputs:
         said = " ".join(_line(p) for p in found)
         found += [InputError(f"{m}: no such file (an input of stage '{p.stage.name}')")

@@ -1,9 +1,11 @@
 """The runner: decides which stages run, runs them, records what happened.
 
-Each stage's fingerprint chains its name, version, options, the content of
-its inputs, the pipeline settings and the previous stage's fingerprint, so a
-change anywhere reruns that stage and everything after it, and nothing
-before it. A stage's state file is written only after it succeeds, so an
+One walk over the stages plans each in turn: its fingerprint chains its name,
+version, options, the content of its inputs, the pipeline settings it reads and
+what the stages before it handed on (their outputs' content and records, the
+times they published). `plan` walks without running; `run` runs the plans that
+have a reason as it walks, so a stage that reruns and makes the same bytes stops
+the rerun there. A stage's state file is written only after it succeeds, so an
 interrupted stage simply runs again.
 """
 
@@ -19,11 +21,12 @@ import stat
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from respin.pipeline import fsutil, lock, preflight, workdirs
@@ -49,11 +52,6 @@ STAGES_DIR = "stages"  # each stage's own directory is STAGES_DIR/<name>
 MANIFEST = "manifest.json"
 
 
-def _chain(fingerprint: str, artifacts: Sequence[Artifact]) -> str:
-    """What the next stage's fingerprint builds on: this stage's and its outputs' content."""
-    return digest([fingerprint, sorted(str(a.sha256) for a in artifacts)])
-
-
 def _stat_sig(path: Path) -> list[Any]:
     """A cheap signature to notice that an output was touched since it was recorded."""
     st = path.lstat()
@@ -74,29 +72,44 @@ def _settings_read(stage: Stage[Any], settings: dict[str, Any]) -> dict[str, Any
     return {k: v for k, v in settings.items() if k in stage.settings_read}
 
 
-def _recorded_date(state: dict[str, Any] | None, name: str, dates: dict[str, int]) -> None:
+def _recorded_date(state: dict[str, Any] | None) -> int | None:
     """The default time a stage published when it ran (Context.publish_source_date)."""
     value = (state or {}).get("source_date")
-    if isinstance(value, int) and not isinstance(value, bool):
-        dates[name] = value
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass
-class _Run:
-    """What one run has so far: each stage's record, outputs, tools and published times."""
+class _Handed:
+    """What the stages walked so far hand on, each in pipeline order: their outputs, the
+    tools they recorded and the times they published."""
 
-    records: list[StageRecord]
-    selected: list[str]
     produced: dict[str, list[Artifact]] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     dates: dict[str, int] = field(default_factory=dict)
 
-    def reuse(self, name: str, state: dict[str, Any]) -> list[Artifact]:
-        """Take an up-to-date stage's outputs, tools and time from its state."""
-        self.produced[name] = [Artifact.from_json(a) for a in state["artifacts"]]
-        self.tools.update(state.get("tools", {}))
-        _recorded_date(state, name, self.dates)
-        return self.produced[name]
+    def chain(self) -> str:
+        """What the next stage's fingerprint builds on: every earlier output's path, kind,
+        content hash and hand-off record, and the times published. Not the earlier stages'
+        fingerprints: one that reran and made the same outputs leaves this unchanged."""
+        return digest([[name, [a.to_json() for a in arts], self.dates.get(name)]
+                       for name, arts in self.produced.items()])
+
+    def take(self, plan: Plan) -> None:
+        name = plan.stage.name
+        self.produced[name] = plan.outputs
+        self.tools.update(plan.tools)
+        self.dates.pop(name, None)
+        if plan.date is not None:
+            self.dates[name] = plan.date
+
+
+@dataclass
+class _Run:
+    """One run so far: each stage's record and what the stages walked hand on."""
+
+    records: list[StageRecord]
+    selected: list[str]
+    handed: _Handed = field(default_factory=_Handed)
 
     def failed(self, name: str) -> None:
         """Mark `name` failed and the selected stages after it not reached."""
@@ -125,13 +138,21 @@ class StageRecord:
 
 @dataclass
 class Plan:
-    """One stage's fingerprint and why it would run (empty reason: up to date)."""
+    """One stage's step in a walk: its fingerprint, why it would run (empty reason: up to
+    date), its last recorded state, and what it hands on to the stages after it: what its
+    state records, or what it made when the run ran it (`ran`)."""
 
     stage: Stage[Any]
+    ctx: Context
     fingerprint: str
+    parts: dict[str, str]
     reason: str
-    state: dict[str, Any] | None = None
+    state: dict[str, Any] | None
     missing: tuple[Path, ...] = ()  # inputs outside the work dir that do not exist
+    outputs: list[Artifact] = field(default_factory=list)
+    tools: dict[str, str] = field(default_factory=dict)
+    date: int | None = None
+    ran: bool = False
 
 
 @dataclass
@@ -182,31 +203,29 @@ class Runner:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def context(self, stage: Stage[Any], produced: dict[str, list[Artifact]] | None = None,
-                tools: dict[str, str] | None = None, dates: dict[str, int] | None = None) -> Context:
-        """The context the runner hands `stage`: what earlier stages produced, the tools they
-        recorded and the times they published (each shared, as a run fills them in)."""
+    def context(self, stage: Stage[Any], produced: Mapping[str, Sequence[Artifact]] | None = None,
+                dates: Mapping[str, int] | None = None) -> Context:
+        """The context the runner hands `stage`: a read-only view of what earlier stages
+        produced and the times they published, and its own record of tools."""
         return Context(workdir=self.workdir, source=self.pipeline.path,
                        settings=self.pipeline.settings_json(),
                        stagedir=self.workdir / STAGES_DIR / stage.name,
                        log=logging.getLogger(f"respin.{stage.name}"),
-                       produced={} if produced is None else produced, tools={} if tools is None else tools,
-                       dates={} if dates is None else dates, stage=stage.name)
+                       produced=MappingProxyType({k: tuple(v) for k, v in (produced or {}).items()}),
+                       dates=MappingProxyType(dict(dates or {})), stage=stage.name)
 
     # --- planning ------------------------------------------------------------
 
-    def _fingerprint(self, stage: Stage[Any], ctx: Context, prev: str,
-                     inputs: Sequence[Path] | None = None) -> tuple[str, dict[str, str]]:
-        inputs = stage.inputs(ctx) if inputs is None else inputs
-        parts = {
+    def _parts(self, stage: Stage[Any], inputs: Sequence[Path], chain: str) -> dict[str, str]:
+        """What `stage`'s fingerprint is the digest of, each part named for `_why`."""
+        return {
             "stage": stage.name,
             "version": stage.version,
             "options": digest(stage.options_json()),
             "inputs": digest({str(p): self._hashes.hash(p) for p in inputs}),
             "settings": digest(_settings_read(stage, self.pipeline.settings_json())),
-            "prev": prev,
+            "prev": chain,
         }
-        return digest(parts), parts
 
     def _why(self, name: str, state: dict[str, Any] | None, fp: str, parts: dict[str, str]) -> str:
         if state is None:
@@ -215,7 +234,7 @@ class Runner:
             old = state.get("parts", {})
             for key, label in (("version", "stage version changed"), ("options", "options changed"),
                                ("inputs", "inputs changed"), ("settings", "[pipeline] settings changed"),
-                               ("prev", "an earlier stage changed")):
+                               ("prev", "an earlier stage's output changed")):
                 if old.get(key) != parts[key]:
                     return label
             return "fingerprint changed"
@@ -227,18 +246,16 @@ class Runner:
                 return f"output changed: {path}"
         return ""
 
-    def plan(self) -> list[Plan]:
-        """Fingerprint every stage in order and say which would run and why."""
-        plans: list[Plan] = []
-        produced: dict[str, list[Artifact]] = {}
-        dates: dict[str, int] = {}
-        prev = ""
-        pending: str | None = None
-        for stage in self.pipeline.stages:
+    def _walk(self, stages: Sequence[Stage[Any]], handed: _Handed) -> Iterator[Plan]:
+        """Plan each of `stages` in order, on what the stages before it handed on. The caller
+        runs a plan, or not, before it asks for the next: one it ran carries what it made."""
+        pending: str | None = None  # the first stage that would run and was not run
+        for stage in stages:
             state = self._load_state(stage.name)
-            ctx = self.context(stage, produced, {}, dict(dates))
+            ctx = self.context(stage, handed.produced, handed.dates)
             inputs = stage.inputs(ctx)
-            fp, parts = self._fingerprint(stage, ctx, prev, inputs)
+            parts = self._parts(stage, inputs, handed.chain())
+            fp = digest(parts)
             # A missing input outside the work dir (a package, an image) is what stops a run:
             # say so rather than "never ran" or "inputs changed".
             missing = tuple(p for p in inputs if not p.is_relative_to(self.workdir)
@@ -246,13 +263,17 @@ class Runner:
             reason = f"input missing: {missing[0]}" if missing else self._why(stage.name, state, fp, parts)
             if not reason and pending:
                 reason = f"reruns if '{pending}' changes its output"
-            pending = pending or (stage.name if reason else None)
-            arts = [Artifact.from_json(a) for a in (state or {}).get("artifacts", [])]
-            produced[stage.name] = arts
-            _recorded_date(state, stage.name, dates)
-            plans.append(Plan(stage, fp, reason, state, missing))
-            prev = _chain(fp, arts)
-        return plans
+            plan = Plan(stage, ctx, fp, parts, reason, state, missing,
+                        outputs=[Artifact.from_json(a) for a in (state or {}).get("artifacts", [])],
+                        tools=dict((state or {}).get("tools", {})), date=_recorded_date(state))
+            yield plan
+            if plan.reason and not plan.ran:
+                pending = pending or stage.name
+            handed.take(plan)
+
+    def plan(self) -> list[Plan]:
+        """Walk every stage without running any: which would run and why."""
+        return list(self._walk(self.pipeline.stages, _Handed()))
 
     # --- selection -----------------------------------------------------------
 
@@ -344,60 +365,54 @@ class Runner:
 
     def _run(self, selected: list[str], force: bool) -> RunResult:
         run = _Run(records=[StageRecord(name) for name in self.names], selected=selected)
-        prev = ""
         index = 0
         last = self.names.index(selected[-1])
-        for stage, record in zip(self.pipeline.stages[:last + 1], run.records, strict=False):
-            state = self._load_state(stage.name)
-            ctx = self.context(stage, run.produced, run.tools, run.dates)
-            fp, parts = self._fingerprint(stage, ctx, prev)
-            record.fingerprint = fp
-            reason = self._why(stage.name, state, fp, parts)
-            if stage.name not in selected and reason:
-                raise UsageError(f"stage '{stage.name}' is not up to date ({reason}); "
-                                 "run it first or widen the selection")
-            if stage.name in selected:
-                index += 1
-            label = f"[{index}/{len(selected)}] {stage.name}"
-            if stage.name in selected and (reason or force):
-                record.reason = reason or "forced"
-                self._check_inputs(stage, ctx, run)
-                artifacts = self._execute(stage, record, ctx, state, (fp, parts), label, run)
+        for plan, record in zip(self._walk(self.pipeline.stages[:last + 1], run.handed), run.records,
+                                strict=False):
+            name = plan.stage.name
+            record.fingerprint = plan.fingerprint
+            if name not in selected:
+                if plan.reason:
+                    raise UsageError(f"stage '{name}' is not up to date ({plan.reason}); "
+                                     "run it first or widen the selection")
+                record.status, record.reason = "up to date", "not selected"
+                continue
+            index += 1
+            label = f"[{index}/{len(selected)}] {name}"
+            if plan.reason or force:
+                record.reason = plan.reason or "forced"
+                self._check_inputs(plan, run)
+                self._execute(plan, record, label, run)
             else:
-                assert state is not None
-                artifacts = run.reuse(stage.name, state)
-                record.status, record.reason = "up to date", "" if stage.name in selected else "not selected"
-                if stage.name in selected:
-                    self.progress.note(f"{label}: up to date")
-            prev = _chain(fp, artifacts)
+                record.status = "up to date"
+                self.progress.note(f"{label}: up to date")
         if not any(r.status == "ran" for r in run.records):
             self.progress.note("nothing to do: every selected stage is up to date")
-        manifest = self._write_manifest(run.records, run.produced, run.tools, run.dates)
+        manifest = self._write_manifest(run)
         return RunResult(run.records, manifest)
 
-    def _check_inputs(self, stage: Stage[Any], ctx: Context, run: _Run) -> None:
-        """Refuse to start `stage` when an input outside the work dir is missing (a typo in a
+    def _check_inputs(self, plan: Plan, run: _Run) -> None:
+        """Refuse to start a stage when an input outside the work dir is missing (a typo in a
         path): it fails as the stage would, before it begins, so a fresh work dir goes too."""
-        missing = next((p for p in stage.inputs(ctx) if not p.is_relative_to(self.workdir)
+        name = plan.stage.name
+        missing = next((p for p in plan.stage.inputs(plan.ctx) if not p.is_relative_to(self.workdir)
                         and not os.path.lexists(p)), None)
         if missing is None:
             return
-        error = InputError(f"{missing}: no such file (an input of stage '{stage.name}')")
-        run.failed(stage.name)
-        self._write_manifest(run.records, run.produced, run.tools, run.dates,
-                             {"stage": stage.name, "message": error.message, "exit_code": error.exit_code})
+        error = InputError(f"{missing}: no such file (an input of stage '{name}')")
+        run.failed(name)
+        self._write_manifest(run, {"stage": name, "message": error.message, "exit_code": error.exit_code})
         raise error
 
-    def _execute(self, stage: Stage[Any], record: StageRecord, ctx: Context, state: dict[str, Any] | None,
-                 fingerprint: tuple[str, dict[str, str]], label: str, run: _Run) -> list[Artifact]:
+    def _execute(self, plan: Plan, record: StageRecord, label: str, run: _Run) -> None:
         """Run one stage and record its state; on failure, clean up, write the failed run's
         manifest and raise what the stage's failure is reported as."""
-        fp, parts = fingerprint
+        stage, ctx = plan.stage, plan.ctx
         self._started = True
         self.progress.start(f"{label}: running ({record.reason})")
         started = time.monotonic()
         try:
-            artifacts = self._run_stage(stage, ctx, state, fp, parts, run)
+            self._run_stage(plan)
         except BaseException as exc:
             record.seconds = time.monotonic() - started
             run.failed(stage.name)
@@ -409,35 +424,30 @@ class Runner:
             with contextlib.suppress(OSError):  # on a full disk the manifest says it, if anything
                 fsutil.atomic_write(self._failed_path(stage.name), json.dumps(
                     {"at": int(time.time()), "message": message}) + "\n")
-            self._write_manifest(run.records, run.produced, run.tools, run.dates,
-                                 {"stage": stage.name, "message": message, "exit_code": code})
+            self._write_manifest(run, {"stage": stage.name, "message": message, "exit_code": code})
             if error is not None:
                 raise error from exc
             raise
         record.seconds = time.monotonic() - started
         record.status = "ran"
-        run.produced[stage.name] = artifacts
         self.progress.done(f"{label}: done in {record.seconds:.1f}s")
-        return artifacts
 
-    def _run_stage(self, stage: Stage[Any], ctx: Context, state: dict[str, Any] | None, fp: str,
-                   parts: dict[str, str], run: _Run) -> list[Artifact]:
-        """The stage's run in a clean stage dir, then its state file (only after it succeeded)."""
+    def _run_stage(self, plan: Plan) -> None:
+        """The stage's run in a clean stage dir, then its state file (only after it succeeded);
+        the plan then carries what the stage made, for the stages after it."""
+        stage, ctx = plan.stage, plan.ctx
         self._state_path(stage.name).unlink(missing_ok=True)
         ctx.stagedir.mkdir(parents=True, exist_ok=True)
         self._remove_temps(stage, ctx)
-        before = dict(run.tools)
-        run.dates.pop(stage.name, None)
-        artifacts = self._finish(stage.run(ctx), state)
-        stage_tools = {k: v for k, v in run.tools.items() if before.get(k) != v}
+        artifacts = self._finish(stage.run(ctx), plan.state)
         fsutil.atomic_write(self._state_path(stage.name), json.dumps({
-            "fingerprint": fp, "parts": parts, "tools": stage_tools,
+            "fingerprint": plan.fingerprint, "parts": plan.parts, "tools": ctx.tools,
             "artifacts": [{**a.to_json(), "stat": _stat_sig(a.path)} for a in artifacts],
-            **({"source_date": run.dates[stage.name]} if stage.name in run.dates else {}),
+            **({"source_date": ctx.published} if ctx.published is not None else {}),
         }, indent=1, sort_keys=True) + "\n")
         self._hashes.save()  # with the stage's record: a full disk here names the stage
         self._failed_path(stage.name).unlink(missing_ok=True)
-        return artifacts
+        plan.outputs, plan.tools, plan.date, plan.ran = artifacts, dict(ctx.tools), ctx.published, True
 
     def _remove_temps(self, stage: Stage[Any], ctx: Context) -> None:
         """Temp files and dirs of a stage that was interrupted or failed: in its own dir, in
@@ -463,11 +473,10 @@ class Runner:
             done.append(Artifact(path, art.kind, digest, art.meta))
         return done
 
-    def _write_manifest(self, records: list[StageRecord], produced: dict[str, list[Artifact]],
-                        tools: dict[str, str], dates: dict[str, int],
-                        error: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _write_manifest(self, run: _Run, error: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write the manifest (kept in `self.manifest`); with `error`, that of a failed run,
         whose own error a full disk must not replace."""
+        records, handed = run.records, run.handed
         manifest = {
             "respin": _version("respin"),
             "pipeline": str(self.pipeline.path),
@@ -475,11 +484,11 @@ class Runner:
             "settings": self.pipeline.settings_json(),
             "stages": [r.to_json() for r in records],
             # The default times stages published (Context.publish_source_date), by stage.
-            "source_dates": dict(dates),
-            "artifacts": [{"stage": name, **a.to_json()} for name, arts in produced.items()
+            "source_dates": dict(handed.dates),
+            "artifacts": [{"stage": name, **a.to_json()} for name, arts in handed.produced.items()
                           for a in arts],
             # Each stage records the tools and libraries it used (ctx.record_tool).
-            "tools": {"python": sys.version.split()[0], **tools},
+            "tools": {"python": sys.version.split()[0], **handed.tools},
             "error": error,
         }
         self.manifest = manifest

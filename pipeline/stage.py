@@ -47,6 +47,9 @@ class Context:
     Relative paths in options resolve against the pipeline file's folder
     (`resolve`). Each stage owns `stagedir` (workdir/stages/<name>) for its
     outputs; anything else a domain keeps in the work dir, the domain names.
+    What earlier stages made (`produced`) and the times they published
+    (`dates`) are for reading; what the stage records (`tools`, `published`)
+    is its own, and the runner keeps it with the stage's state.
     """
 
     workdir: Path
@@ -54,10 +57,12 @@ class Context:
     settings: Mapping[str, Any]
     stagedir: Path
     log: logging.Logger
-    produced: dict[str, list[Artifact]] = field(default_factory=dict)
-    tools: dict[str, str] = field(default_factory=dict)
+    # Each earlier stage's outputs, by stage, in pipeline order.
+    produced: Mapping[str, Sequence[Artifact]] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)  # this stage's: see record_tool
     # Times earlier stages published as the run's default (stage -> epoch): see publish_source_date.
-    dates: dict[str, int] = field(default_factory=dict)
+    dates: Mapping[str, int] = field(default_factory=dict)
+    published: int | None = None  # the time this stage published, if it did
     run: Runs = field(default=None)  # type: ignore[assignment]
     stage: str = ""  # the name of the stage this context is for, for its error messages
 
@@ -86,7 +91,9 @@ class Context:
         given = source_date_epoch(value if isinstance(value, (int, str)) else None)
         if given is not None:
             return given
-        return next(reversed(self.dates.values()), None)
+        if self.published is not None:
+            return self.published
+        return next(reversed(list(self.dates.values())), None)
 
     def publish_source_date(self, epoch: int) -> None:
         """Offer the run a default SOURCE_DATE_EPOCH taken from this stage's input (when the
@@ -94,7 +101,7 @@ class Context:
         so one run's outputs carry one time. The runner keeps it with the stage's state."""
         if epoch < 0:
             raise ValueError(f"publish_source_date: {epoch} is before 1970")
-        self.dates[self.stage] = epoch
+        self.published = epoch
 
     def resolve(self, path: str | Path) -> Path:
         """A path from a pipeline file, relative to that file's folder."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from respin_cli import REPO, assert_one_line_error, respin
@@ -17,7 +19,7 @@ from respin.pipeline.config import load
 from respin.pipeline.epoch import source_date_epoch
 from respin.pipeline.errors import ConfigError, LockedError, UsageError
 from respin.pipeline.runner import Runner
-from respin.pipeline.stage import Artifact, Context, Stage
+from respin.pipeline.stage import Artifact, Context, NoOptions, Stage
 
 
 def write(path: Path, text: str) -> Path:
@@ -110,6 +112,57 @@ def test_same_output_does_not_rerun_later_stages(pfile: Path) -> None:
     result = Runner(load(pfile)).run(only=["example-write"], force=True)
     assert result.ran == ["example-write"]
     assert Runner(load(pfile)).run().ran == []
+
+
+def test_a_change_that_leaves_the_output_identical_stops_there(tmp_path: Path) -> None:
+    pfile = write(tmp_path / "p.toml", "[example-write]\ntext = \"hello\"\n")
+    assert Runner(load(pfile)).run().ran == ["example-write", "example-upper"]
+    # Another way to the same bytes: the first stage reruns, the second sees the same input.
+    write(tmp_path / "hello.txt", "hello")
+    write(pfile, "[example-write]\nsource = \"hello.txt\"\n")
+    plans = Runner(load(pfile)).plan()
+    assert [p.reason for p in plans] == ["options changed", "reruns if 'example-write' changes its output"]
+    assert Runner(load(pfile)).run().ran == ["example-write"]
+    assert Runner(load(pfile)).run().ran == []
+    # A change that reaches the output reruns the next stage, and says why.
+    write(tmp_path / "hello.txt", "hello, world")
+    Runner(load(pfile)).run(only=["example-write"])
+    assert Runner(load(pfile)).plan()[1].reason == "an earlier stage's output changed"
+    assert Runner(load(pfile)).run().ran == ["example-upper"]
+    upper = tmp_path / "_respin/p/stages/example-upper/upper.txt"
+    assert upper.read_text() == "HELLO, WORLD"
+
+
+class _Recorder(Stage[NoOptions]):
+    """Records a tool and publishes a time; tries to change what earlier stages made."""
+
+    name = "example-upper"
+    seen: ClassVar[dict[str, Any]] = {}
+
+    def run(self, ctx: Context) -> list[Artifact]:
+        ctx.record_tool("recorder", "1")
+        ctx.publish_source_date(1234)
+        with pytest.raises(TypeError):
+            ctx.produced["example-write"] = []  # type: ignore[index]
+        self.seen.update(earlier=ctx.artifact("text").path.name, dates=dict(ctx.dates),
+                         epoch=ctx.source_date_epoch)
+        out = ctx.stagedir / "r.txt"
+        out.write_text("r")
+        return [Artifact(out, "text")]
+
+
+def test_a_context_shows_earlier_outputs_read_only_and_keeps_its_own_records(
+        pfile: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    loaded = load(pfile)
+    result = Runner(dataclasses.replace(loaded, stages=(loaded.stages[0], _Recorder(NoOptions())))).run()
+    assert _Recorder.seen == {"earlier": "out.txt", "dates": {}, "epoch": 1234}
+    state = json.loads((pfile.parent / "_respin/p/state/example-upper.json").read_text())
+    assert state["tools"] == {"recorder": "1"} and state["source_date"] == 1234
+    write_state = json.loads((pfile.parent / "_respin/p/state/example-write.json").read_text())
+    assert write_state["tools"] == {}
+    assert result.manifest["tools"]["recorder"] == "1"
+    assert result.manifest["source_dates"] == {"example-upper": 1234}
 
 
 def test_tampered_output_is_noticed(pfile: Path) -> None:
