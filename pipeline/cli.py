@@ -53,7 +53,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         try:
             check_target(args.target)
         except ValueError as exc:
-            raise UsageError(f"--{exc}") from exc
+            raise UsageError(f"--target: {exc}") from exc
         out["target"] = args.target
     return out
 

@@ -9,44 +9,47 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from respin.pipeline import registry
 from respin.pipeline.errors import ConfigError, InputError, RespinError, UsageError
-from respin.pipeline.options import OptionsError, parse_options
+from respin.pipeline.options import Check, Invalid, OptionsError, matching, parse_options
 from respin.pipeline.stage import Stage
 from respin.pipeline.workdirs import check as check_owner
 
 _ARCH = re.compile(r"[A-Za-z0-9_]+")
 
 
-def check_target(target: str) -> None:
+def check_target(target: str) -> str:
     """Refuse a target that is no architecture name: build tools take it as an option's value."""
     if not _ARCH.fullmatch(target):
-        raise ValueError(f"target: {target!r} is not an architecture name (letters, digits and _, "
-                         "as x86_64 or i686)")
+        raise Invalid(f"{target!r} is not an architecture name (letters, digits and _, "
+                      "as x86_64 or i686)")
+    return target
+
+
+def _one_line(value: str) -> str:
+    if "\n" in value:
+        raise Invalid(f"{value!r} is not a one-line string value")
+    return value
+
+
+Target = Annotated[str, Check(check_target)]
+MacroName = Annotated[str, matching(r"[A-Za-z0-9_]+", "is not a macro name")]
 
 
 @dataclass(frozen=True)
 class Settings:
     """The `[pipeline]` table."""
 
-    target: str | None = None  # the architecture every stage that builds builds for
+    target: Target | None = None  # the architecture every stage that builds builds for
     workdir: str | None = None  # relative to the pipeline file's folder; default DEFAULT_WORKDIR
     stages: tuple[str, ...] | None = None  # explicit stage order
     template: str | None = None  # a named stage sequence a plugin or domain registers
     source_date_epoch: int | None = None  # else the environment, else what a domain decides
     # Macro definitions every build tool of the run gets (name -> value), the same for each
     # stage; each domain says which of its tools read them.
-    define: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.target is not None:
-            check_target(self.target)
-        for name, value in self.define.items():
-            if not name.replace("_", "a").isalnum() or not isinstance(value, str) or "\n" in value:
-                raise ValueError(f"define: '{name}' = {value!r} is not a macro name and a one-line "
-                                 "string value")
+    define: dict[MacroName, Annotated[str, Check(_one_line)]] = field(default_factory=dict)
 
 
 # The default work dir of `x.toml`: `_respin/x` beside it, one per pipeline file, so two

@@ -9,12 +9,16 @@ together as `OptionsError`, whose message is the first and a count of the
 rest; a check between keys runs on what passed (`parse_fields`).
 
 A field's own check rides on its annotation: `Annotated[Size, Check(parse_size)]`
-reads a string and builds the value, or raises `Invalid` with the reason.
+reads a string and builds the value, or raises `Invalid` with the reason
+(`matching` and `checked` make the common ones); a dict's keys can carry one
+too. A check between keys goes in the dataclass's `__post_init__` and raises
+`Invalid("why", key="the key to name")`. Nothing else is a refusal.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +49,21 @@ class Check:
 
     fn: Callable[[Any], Any]
     accepts: Any = str
+
+
+def checked(test: Callable[[Any], object], why: str, accepts: Any = str) -> Check:
+    """A Check that keeps a value `test` accepts and refuses any other as "'VALUE' WHY"."""
+    def fn(value: Any) -> Any:
+        if not test(value):
+            raise Invalid(f"'{value}' {why}")
+        return value
+
+    return Check(fn, accepts)
+
+
+def matching(pattern: str, why: str) -> Check:
+    """A Check that a string matches `pattern` whole (a final newline too: fullmatch)."""
+    return checked(re.compile(pattern).fullmatch, why)
 
 
 class OptionsError(ConfigError):
@@ -205,9 +224,19 @@ def _table(tp: Any, value: Any, key: str, problems: Problems) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise Invalid(f"expected a table, got {value!r}")
     args = get_args(tp)
-    vt = args[1] if len(args) == 2 else Any
-    out = {str(k): _field(vt, v, key_path(key, str(k)), problems) for k, v in value.items()}
-    if any(v is _FAILED for v in out.values()):
+    kt, vt = args if len(args) == 2 else (str, Any)
+    out: dict[Any, Any] = {}
+    failed = False
+    for k, v in value.items():
+        where = key_path(key, str(k))
+        # A key's own check (`dict[MacroName, str]`) is noted at that key, as a value's is.
+        name = str(k) if kt is str else _field(kt, str(k), where, problems)
+        item = _field(vt, v, where, problems)
+        if name is _FAILED or item is _FAILED:
+            failed = True
+        else:
+            out[name] = item
+    if failed:
         raise _Noted()
     return out
 
@@ -303,19 +332,10 @@ def parse_fields(cls: type[Any], table: Mapping[str, Any], problems: Problems, k
 
 def build(cls: type[T], fields: Fields, problems: Problems, key: str = "") -> T | None:
     """The dataclass from fields that all passed, or None (a refusal by the dataclass itself,
-    an Invalid or ValueError from `__post_init__`, is noted)."""
+    the Invalid a check between keys in `__post_init__` raises, is noted)."""
     if not fields.complete:
         return None
-    return problems.check(key, lambda: _construct(cls, fields.values))
-
-
-def _construct(cls: type[T], values: Mapping[str, Any]) -> T:
-    try:
-        return cls(**values)
-    except Invalid:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise Invalid(str(exc)) from exc
+    return problems.check(key, lambda: cls(**fields.values))
 
 
 def _nested(cls: type[Any], table: Mapping[str, Any], key: str, problems: Problems) -> Any:

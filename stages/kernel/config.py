@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError, RespinError
+from respin.pipeline.options import Invalid
 from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
 from respin.stages.kernel.kinds import KCONFIG_TREE, LOCAL, SOURCES, Edited, Snapshot
 from respin.stages.kernel.lib import kconfig, mechanism, preview, rpmpkg
@@ -156,7 +157,7 @@ class ConfigStage(Stage["ConfigStage.Options"]):
 
         def __post_init__(self) -> None:
             if not self.set and not self.unset and not self.fragment:
-                raise ValueError("nothing to do: give `set`, `unset` and/or `fragment`")
+                raise Invalid("nothing to do: give `set`, `unset` and/or `fragment`")
 
 
     def options_json(self) -> dict[str, object]:

@@ -16,12 +16,14 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from respin.pipeline import fsutil
+from respin.pipeline.options import checked
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import DISTGIT
 from respin.stages.kernel.lib import topdir
-from respin.stages.kernel.lib.spectext import identity
+from respin.stages.kernel.lib.spectext import Identity, identity
 
 # Archives go to the lookaside cache; everything else is committed.
 _LOOKASIDE = re.compile(r"\.(tar(\.[a-z0-9]+)?|tgz|tbz2|txz|zip|src\.rpm|rpm|bz2|gz|xz|zst)$")
@@ -40,6 +42,10 @@ def lookaside(name: str, size: int, limit: int) -> bool:
     return bool(_LOOKASIDE.search(name)) or size > limit
 
 
+Branch = Annotated[str, checked(
+    lambda b: re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", b) and ".." not in b, "is not a branch name")]
+
+
 class DistGitStage(Stage["DistGitStage.Options"]):
     """Commit the spec and sources as a dist-git checkout; archives listed in `sources`."""
 
@@ -49,16 +55,10 @@ class DistGitStage(Stage["DistGitStage.Options"]):
 
     @dataclass(frozen=True)
     class Options:
-        branch: str = "rawhide"
-        author: str = "respin <respin@localhost>"
+        branch: Branch = "rawhide"
+        author: Identity = "respin <respin@localhost>"
         message: str | None = None  # default: the spec's newest changelog line
         max_git_size: int = 1 << 20  # larger plain files go to the lookaside cache too
-
-        def __post_init__(self) -> None:
-            if identity(self.author) is None:
-                raise ValueError(f"author: '{self.author}' is not 'Name <email>'")
-            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", self.branch) or ".." in self.branch:
-                raise ValueError(f"branch: '{self.branch}' is not a branch name")
 
 
     def run(self, ctx: Context) -> list[Artifact]:

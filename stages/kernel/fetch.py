@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError, restated
+from respin.pipeline.options import Check, Invalid, matching
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import PRISTINE_SPEC, SOURCES, Fetched
 from respin.stages.kernel.lib import topdir
@@ -20,7 +21,14 @@ from respin.stages.kernel.lib.repo import URL_SCHEME, download_source, local_rep
 from respin.stages.kernel.lib.rpmpkg import read_package
 from respin.stages.lib.rpmmacros import build_switches, dist_defines, empty_home
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+def _srpm(value: str) -> str:
+    if not value.strip():
+        raise Invalid("empty value (a path, a URL, or with repo a package name)")
+    return value
+
+
+Sha256 = Annotated[str, matching(r"[0-9a-fA-F]{64}", "is not 64 hex digits")]
 
 
 @dataclass(frozen=True)
@@ -56,20 +64,16 @@ class FetchStage(Stage["FetchStage.Options"]):
 
     @dataclass(frozen=True)
     class Options:
-        srpm: str  # a path or URL; with `repo`, a package name (dnf download --source)
-        sha256: str | None = None
+        srpm: Annotated[str, Check(_srpm)]  # a path or URL; with `repo`, a package name
+        sha256: Sha256 | None = None
         repo: str | None = None  # a repository URL or local directory (createrepo_c)
 
         def __post_init__(self) -> None:
-            if not self.srpm.strip():
-                raise ValueError("srpm: empty value (a path, a URL, or with repo a package name)")
-            if self.sha256 is not None and not _SHA256.fullmatch(self.sha256.lower()):
-                raise ValueError(f"sha256: '{self.sha256}' is not 64 hex digits")
             scheme = URL_SCHEME.match(self.srpm)
             # Any other scheme would be taken for a local path and reported missing.
             if self.repo is None and scheme and scheme[1].lower() not in ("file", "http", "https"):
-                raise ValueError(f"srpm: unsupported URL scheme '{scheme[1]}' in '{self.srpm}' "
-                                 "(path, file://, http(s)://)")
+                raise Invalid(f"unsupported URL scheme '{scheme[1]}' in '{self.srpm}' "
+                              "(path, file://, http(s)://)", key="srpm")
 
 
     def _local(self, ctx: Context) -> Path | None:

@@ -13,10 +13,11 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import CommandError, ConfigError, InputError
+from respin.pipeline.options import matching
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.kernel.kinds import (
     BUILD_INPUT,
@@ -28,7 +29,14 @@ from respin.stages.kernel.kinds import (
     Snapshot,
 )
 from respin.stages.kernel.lib import kconfig, mechanism, rpmpkg, topdir
-from respin.stages.kernel.lib.spectext import find_prep_point, identity, own_files, rpm_literal, spec_line
+from respin.stages.kernel.lib.spectext import (
+    Identity,
+    find_prep_point,
+    identity,
+    own_files,
+    rpm_literal,
+    spec_line,
+)
 from respin.stages.lib.rpmmacros import DIST_TAG
 
 if TYPE_CHECKING:
@@ -43,6 +51,9 @@ _TAG_LINE = re.compile(r"^\s*(Source|Patch)\d*\s*:", re.I)
 _RELEASE = re.compile(r"^(Release\s*:\s*)(\S.*?)\s*$", re.M | re.I)
 # A patch file name: what a PatchN tag and an ApplyPatch line carry as they are.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+PatchName = Annotated[str, matching(_PLAIN_NAME.pattern, "is not a plain file name")]
+BuildId = Annotated[str, matching(r"\.[A-Za-z0-9._+~]+",
+                                  "must start with '.' and hold only letters, digits and . _ + ~")]
 
 
 @dataclass(frozen=True)
@@ -217,19 +228,10 @@ class InjectStage(Stage["InjectStage.Options"]):
 
     @dataclass(frozen=True)
     class Options:
-        patch: str | None = None  # default derived from the package: linux-X.Y-config-respin.patch
+        patch: PatchName | None = None  # default from the package: linux-X.Y-config-respin.patch
         number: int | None = None  # default: above every existing PatchN
-        buildid: str = ".respin"
-        packager: str = "respin <respin@localhost>"
-
-        def __post_init__(self) -> None:
-            if self.patch is not None and not _PLAIN_NAME.fullmatch(self.patch):
-                raise ValueError(f"patch: '{self.patch}' is not a plain file name")
-            if identity(self.packager) is None:
-                raise ValueError(f"packager: '{self.packager}' is not one 'Name <email>' line")
-            if not re.fullmatch(r"\.[A-Za-z0-9._+~]+", self.buildid):
-                raise ValueError(f"buildid: '{self.buildid}' must start with '.' and hold only "
-                                 "letters, digits and . _ + ~")
+        buildid: BuildId = ".respin"
+        packager: Identity = "respin <respin@localhost>"
 
 
     def run(self, ctx: Context) -> list[Artifact]:

@@ -16,9 +16,11 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError, UsageError, restated
+from respin.pipeline.options import Check, Invalid
 from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
 from respin.stages.kernel.kinds import GPG_PUBKEY, REPO, SigningKeys
 from respin.stages.kernel.lib import signing, topdir, yumrepo
@@ -26,6 +28,14 @@ from respin.stages.kernel.lib.repo import URL_SCHEME
 from respin.stages.lib import packages
 
 PUBKEY_NAME = "RPM-GPG-KEY-respin"
+
+
+def _local_dir(repo: str) -> str:
+    # A URL would otherwise be taken for a relative path and made a directory here.
+    if URL_SCHEME.match(repo):
+        raise Invalid(f"'{repo}' is a URL; publish fills a local directory "
+                      "(serve or sync that directory to publish it further)")
+    return repo
 
 
 class PublishStage(Stage["PublishStage.Options"]):
@@ -38,13 +48,7 @@ class PublishStage(Stage["PublishStage.Options"]):
 
     @dataclass(frozen=True)
     class Options:
-        repo: str  # the repository directory; made if its parent exists
-
-        def __post_init__(self) -> None:
-            # A URL would otherwise be taken for a relative path and made a directory here.
-            if URL_SCHEME.match(self.repo):
-                raise ValueError(f"repo: '{self.repo}' is a URL; publish fills a local directory "
-                                 "(serve or sync that directory to publish it further)")
+        repo: Annotated[str, Check(_local_dir)]  # the repository directory; made if its parent exists
 
     def outputs(self, ctx: Context) -> Mapping[str, Path]:
         return {"repo": ctx.resolve(self.options.repo)}

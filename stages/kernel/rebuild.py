@@ -15,9 +15,10 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from respin.pipeline.errors import ConfigError, UsageError
+from respin.pipeline.options import Check, Invalid, matching
 from respin.pipeline.run import clean_env
 from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
 from respin.stages.kernel.kinds import (
@@ -36,7 +37,18 @@ from respin.stages.kernel.lib.ccache import CompileCache, find_ccache
 from respin.stages.kernel.lib.rpmpkg import FIXED_KEYS, read_package
 from respin.stages.lib.rpmmacros import build_switches, empty_home
 
-_SWITCH = re.compile(r"[A-Za-z0-9_]+")
+_SWITCH = r"[A-Za-z0-9_]+"
+Switch = Annotated[str, matching(_SWITCH, "is not an rpmbuild --with/--without switch name")]
+MacroName = Annotated[str, matching(_SWITCH, "is not a macro name")]
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise Invalid(f"{value} is not positive")
+    return value
+
+
+Seconds = Annotated[float, Check(_positive, accepts=float)]
 _MODES = {"binary": "-bb", "source": "-bs", "all": "-ba"}
 
 
@@ -50,11 +62,11 @@ class RebuildStage(Stage["RebuildStage.Options"]):
 
     @dataclass(frozen=True)
     class Options:
-        with_: tuple[str, ...] = ("baseonly",)
-        without: tuple[str, ...] = ()
+        with_: tuple[Switch, ...] = ("baseonly",)
+        without: tuple[Switch, ...] = ()
         mode: Literal["binary", "source", "all"] = "binary"  # rpmbuild backend only
         nodeps: bool = True
-        define: dict[str, str] | None = None  # extra rpm macros
+        define: dict[MacroName, str] | None = None  # extra rpm macros
         backend: Literal["rpmbuild", "mock", "koji"] = "rpmbuild"
         mock_config: str | None = None  # mock -r CONFIG (default: mock's own default)
         mock_args: tuple[str, ...] = ()  # extra mock switches, e.g. ["--isolation=simple"]
@@ -63,22 +75,14 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         koji_target: str | None = None  # the koji build target
         koji_scratch: bool = True
         koji_scm: str | None = None  # build from this SCM URL (dist-git export) instead of the SRPM
-        koji_timeout: float = 6 * 3600.0
-        koji_poll: float = 20.0
+        koji_timeout: Seconds = 6 * 3600.0
+        koji_poll: Seconds = 20.0
         ccache: bool | None = None  # compile through ccache; default: when ccache is installed
         ccache_dir: str | None = None  # a cache several work dirs share; default <workdir>/ccache
 
         def __post_init__(self) -> None:
-            for sw in (*self.with_, *self.without):
-                if not _SWITCH.fullmatch(sw):
-                    raise ValueError(f"'{sw}' is not an rpmbuild --with/--without switch name")
-            for key in self.define or {}:
-                if not _SWITCH.fullmatch(key):
-                    raise ValueError(f"define: '{key}' is not a macro name")
             if self.backend == "koji" and not self.koji_target:
-                raise ValueError("backend koji needs koji_target (the koji build target)")
-            if self.koji_poll <= 0 or self.koji_timeout <= 0:
-                raise ValueError("koji_poll and koji_timeout must be positive")
+                raise Invalid("needed with backend = \"koji\" (the koji build target)", key="koji_target")
 
 
     def options_json(self) -> dict[str, object]:

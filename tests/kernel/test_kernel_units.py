@@ -318,7 +318,7 @@ def test_a_name_with_a_final_newline_is_not_a_name() -> None:
 @pytest.mark.parametrize(("table", "needle"), [
     ('[rebuild]\nwith = ["baseonly\\n"]\n', "--with/--without switch name"),
     ('[rebuild]\ndefine = { "dist\\n" = ".x" }\n', "is not a macro name"),
-    ('[distgit]\nauthor = "a <b>\\n"\n', "is not 'Name <email>'"),
+    ('[distgit]\nauthor = "a <b>\\n"\n', "is not one 'Name <email>' line"),
     ('[fetch]\nsrpm = "k.src.rpm"\nsha256 = "' + "0" * 64 + '\\n"\n', "not 64 hex digits"),
 ])
 def test_a_final_newline_is_refused_in_every_checked_name(table: str, needle: str, tmp_path: Path) -> None:

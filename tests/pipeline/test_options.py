@@ -13,6 +13,8 @@ from respin.pipeline.options import (
     Invalid,
     OptionsError,
     Problems,
+    checked,
+    matching,
     parse_fields,
     parse_options,
 )
@@ -106,3 +108,54 @@ def test_a_string_is_not_an_array_and_true_is_not_an_integer() -> None:
         parse_options(Counts, {"names": "abc", "jobs": True}, "f.toml [c]")
     assert info.value.problems == ("f.toml [c]: names: expected an array of strings, got 'abc'",
                                    "f.toml [c]: jobs: expected an integer, got True")
+
+
+@dataclass(frozen=True)
+class _Macros:
+    define: dict[Annotated[str, matching(r"[a-z_]+", "is not a macro name")], str]
+    names: tuple[Annotated[str, checked(str.isupper, "is not upper case")], ...] = ()
+
+
+def test_a_dict_key_carries_its_own_check_and_every_problem_is_named() -> None:
+    assert parse_options(_Macros, {"define": {"dist": ".x"}}, "f.toml [t]").define == {"dist": ".x"}
+    with pytest.raises(OptionsError) as info:
+        parse_options(_Macros, {"define": {"dist\n": ".x", "ok": 1}, "names": ["A", "b"]}, "f.toml [t]")
+    assert info.value.problems == ("f.toml [t]: define.dist\n: 'dist\n' is not a macro name",
+                                   "f.toml [t]: define.ok: expected a string, got 1",
+                                   "f.toml [t]: names[1]: 'b' is not upper case")
+
+
+@dataclass(frozen=True)
+class _Buggy:
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        raise ValueError("a bug, not a refusal")
+
+
+def test_a_plain_value_error_in_a_check_is_a_bug_not_a_line_of_the_file() -> None:
+    with pytest.raises(ValueError, match="a bug"):
+        parse_options(_Buggy, {}, "f.toml [t]")
+
+
+def test_the_kernel_stages_refuse_bad_values_by_type_all_in_one_pass() -> None:
+    from respin.stages.kernel.fetch import FetchStage
+    from respin.stages.kernel.inject import InjectStage
+    from respin.stages.kernel.rebuild import RebuildStage
+
+    with pytest.raises(OptionsError) as info:
+        parse_options(RebuildStage.Options, {"with": ["a b"], "define": {"x;y": "1"}, "koji_poll": 0,
+                                             "backend": "koji"}, "k.toml [rebuild]")
+    assert info.value.problems == (
+        "k.toml [rebuild]: with[0]: 'a b' is not an rpmbuild --with/--without switch name",
+        "k.toml [rebuild]: define.x;y: 'x;y' is not a macro name",
+        "k.toml [rebuild]: koji_poll: 0.0 is not positive")
+    with pytest.raises(OptionsError, match=r"\[rebuild\]: koji_target: needed with backend"):
+        parse_options(RebuildStage.Options, {"backend": "koji"}, "k.toml [rebuild]")
+    with pytest.raises(OptionsError) as info:
+        parse_options(InjectStage.Options, {"patch": "../x", "buildid": "x", "packager": "me"},
+                      "k.toml [inject]")
+    assert [p.split(": ")[1] for p in info.value.problems] == ["patch", "buildid", "packager"]
+    with pytest.raises(OptionsError) as info:
+        parse_options(FetchStage.Options, {"srpm": " ", "sha256": "00"}, "k.toml [fetch]")
+    assert [p.split(": ")[1] for p in info.value.problems] == ["srpm", "sha256"]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from respin.pipeline.errors import InputError
+from respin.pipeline.options import checked
 
 # A line that applies a patch. `ApplyPatch()` (the function's definition) is not one.
 _APPLY = re.compile(
@@ -43,6 +45,10 @@ def identity(text: str) -> tuple[str, str] | None:
     a commit's), else None."""
     m = _IDENTITY.fullmatch(text) if text.isprintable() else None
     return (m.group(1), m.group(2)) if m else None
+
+
+# An option naming a person: a %changelog entry's author, a commit's.
+Identity = Annotated[str, checked(identity, "is not one 'Name <email>' line")]
 
 
 def rpm_literal(text: str) -> str:

@@ -11,15 +11,15 @@ private topdir with HOME pointed there so no ~/.rpmmacros leaks in.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from respin.pipeline import fsutil
 from respin.pipeline.epoch import source_date_epoch
 from respin.pipeline.errors import CommandError, ConfigError
-from respin.pipeline.options import Invalid
+from respin.pipeline.options import checked, matching
 from respin.pipeline.run import Runs
 from respin.pipeline.run import run as default_run
 from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches
@@ -29,29 +29,20 @@ from respin.stages.network.lib.root import write_tree
 # 1980-01-01, the zip epoch: used when neither the pipeline nor the environment sets one.
 DEFAULT_SOURCE_DATE_EPOCH = 315532800
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-_VERSION = re.compile(r"[A-Za-z0-9._+~^]+")
+PackageName = Annotated[str, matching(r"[A-Za-z0-9][A-Za-z0-9._+-]*", "is not a valid package name")]
+VersionPart = Annotated[str, matching(r"[A-Za-z0-9._+~^]+", "is not valid (no '-' or spaces)")]
+OneLine = Annotated[str, checked(lambda v: v.strip() and "\n" not in v, "must be one non-empty line")]
 
 
 @dataclass(frozen=True)
 class RpmOptions:
     """The `rpm = { ... }` table of the network stage."""
 
-    name: str
-    version: str
-    release: str = "1"
-    summary: str = "Policy-routing network configuration"
-    license: str = "MIT"
-
-    def __post_init__(self) -> None:
-        if not _NAME.fullmatch(self.name):
-            raise Invalid(f"'{self.name}' is not a valid package name", key="name")
-        for key, value in (("version", self.version), ("release", self.release)):
-            if not _VERSION.fullmatch(value):
-                raise Invalid(f"'{value}' is not valid (no '-' or spaces)", key=key)
-        for key, value in (("summary", self.summary), ("license", self.license)):
-            if not value.strip() or "\n" in value:
-                raise Invalid("must be one non-empty line", key=key)
+    name: PackageName
+    version: VersionPart
+    release: VersionPart = "1"
+    summary: OneLine = "Policy-routing network configuration"
+    license: OneLine = "MIT"
 
     @property
     def filename(self) -> str:
