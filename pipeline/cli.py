@@ -19,10 +19,11 @@ from respin.pipeline.errors import (
     InputError,
     Interrupted,
     LockedError,
+    Report,
     RespinError,
     UsageError,
-    describe,
     one_line,
+    report,
 )
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ def lists_problems(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argpar
         try:
             return cmd(args)
         except OptionsError as exc:
-            sys.stderr.writelines(f"respin: error: {one_line(line)}\n" for line in exc.problems)
+            lines = (Report(one_line(line), exc.exit_code).line() for line in exc.problems)
+            sys.stderr.writelines(f"{line}\n" for line in lines)
             return exc.exit_code
     return listing
 
@@ -108,9 +110,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             # with the failed stage and the error when a stage failed. The exit code is the error's.
             doc = runner.manifest if runner is not None and runner.manifest is not None else None
             if doc is None or doc.get("error") is None:
-                message, code = describe(exc)
                 doc = {**(doc or {"pipeline": os.path.abspath(args.file), "stages": [], "artifacts": []}),
-                       "error": {"stage": None, "message": message, "exit_code": code}}
+                       "error": report(exc).to_json(None)}
             json.dump(doc, sys.stdout, indent=1)
             sys.stdout.write("\n")
         raise
@@ -278,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv, given)
     except BaseException:
         if _signalled:
-            return _report(Interrupted("interrupted"), debug=False)
+            return _report(KeyboardInterrupt(), debug=False)
         raise
 
 
@@ -311,14 +312,12 @@ def _main(argv: list[str], given: set[str]) -> int:
     debug = "--debug" in given
     try:
         return _dispatch(argv, given)
-    except KeyboardInterrupt:
-        return _report(Interrupted("interrupted"), debug)
     except BrokenPipeError:
         # stdout closed early (`respin ... | head`): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as exc:
-        if _signalled and not isinstance(exc, Interrupted):
+    except (Exception, KeyboardInterrupt) as exc:
+        if _signalled and not isinstance(exc, (Interrupted, KeyboardInterrupt)):
             raise  # the interruption is what is reported (main)
         return _report(exc, debug)
 
@@ -341,19 +340,15 @@ def _dispatch(argv: list[str], given: set[str]) -> int:
     return int(args.func(args))
 
 
-def _report(exc: Exception, debug: bool) -> int:
-    """One line on stderr for an error; its exit code. Anything not a RespinError nor an
-    OSError is a bug, and says so."""
-    message, code = describe(exc)
-    if isinstance(exc, (RespinError, OSError)):
-        print(f"respin: error: {message}", file=sys.stderr)
-    else:
-        print(f"respin: {message} (rerun with --debug for details)", file=sys.stderr)
+def _report(exc: BaseException, debug: bool) -> int:
+    """One line on stderr for an error (errors.report); its exit code."""
+    said = report(exc)
+    print(said.line(), file=sys.stderr)
     if isinstance(exc, RespinError) and exc.hint and debug:
         print(exc.hint, file=sys.stderr)
-    if debug:
+    if debug and not isinstance(exc, KeyboardInterrupt):
         _traceback()
-    return code
+    return said.exit_code
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """One error root for respin; each class carries the exit code the CLI uses.
 
-Only the CLI entry point turns these into exit codes and one-line messages.
+`report` is the one way an error becomes a line and an exit code: the CLI prints it, a
+failed run's manifest records it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 
 class RespinError(Exception):
@@ -124,16 +126,46 @@ def one_line(text: str, limit: int = LINE_LIMIT) -> str:
     return f"{''.join(head)}[...{cut} characters cut...]{''.join(reversed(tail))}"
 
 
-def describe(exc: BaseException) -> tuple[str, int]:
-    """The one-line message (`one_line`) and the exit code respin reports for `exc`."""
+def as_error(exc: BaseException) -> RespinError | None:
+    """What respin reports `exc` as: a RespinError as it is; Ctrl-C (or SIGTERM) as an
+    interruption; a file system error as the file it names and the reason, in respin's
+    words (exit 4); None for anything else, which is a bug."""
     if isinstance(exc, RespinError):
-        return one_line(exc.message), exc.exit_code
+        return exc
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", Interrupted.exit_code
+        return Interrupted("interrupted")
     if isinstance(exc, OSError):
         name = f"{exc.filename}: " if exc.filename is not None else ""
-        return one_line(f"{name}{exc.strerror or exc}"), InputError.exit_code
-    return one_line(f"internal error: {type(exc).__name__}: {exc}"), 1
+        reason = exc.strerror or str(exc)
+        return InputError(f"{name}{reason[:1].lower()}{reason[1:]}")
+    return None
+
+
+class Report(NamedTuple):  # not a dataclass: every command loads this (pipeline/startup.py)
+    """An error as respin reports it: one line and an exit code, the same on stderr and in a
+    manifest's "error"."""
+
+    message: str  # one line (`one_line`)
+    exit_code: int
+    bug: bool = False  # not an error respin raised on purpose: the line says to rerun with --debug
+
+    def line(self) -> str:
+        """The line the CLI writes on stderr."""
+        if self.bug:
+            return f"respin: {self.message} (rerun with --debug for details)"
+        return f"respin: error: {self.message}"
+
+    def to_json(self, stage: str | None) -> dict[str, Any]:
+        """The manifest's "error": the stage it happened in (None: before any), line, code."""
+        return {"stage": stage, "message": self.message, "exit_code": self.exit_code}
+
+
+def report(exc: BaseException) -> Report:
+    """The one way an error becomes a line and an exit code (the CLI and the manifest both)."""
+    error = as_error(exc)
+    if error is None:
+        return Report(one_line(f"internal error: {type(exc).__name__}: {exc}"), 1, bug=True)
+    return Report(one_line(error.message), error.exit_code)
 
 
 def restated(exc: RespinError, message: str) -> RespinError:

@@ -37,7 +37,8 @@ from respin.pipeline.errors import (
     Interrupted,
     RespinError,
     UsageError,
-    describe,
+    as_error,
+    report,
     restated,
 )
 from respin.pipeline.inputhash import InputHashes, content_hash, digest
@@ -401,7 +402,7 @@ class Runner:
             return
         error = InputError(f"{missing}: no such file (an input of stage '{name}')")
         run.failed(name)
-        self._write_manifest(run, {"stage": name, "message": error.message, "exit_code": error.exit_code})
+        self._write_manifest(run, report(error).to_json(name))
         raise error
 
     def _execute(self, plan: Plan, record: StageRecord, label: str, run: _Run) -> None:
@@ -420,11 +421,11 @@ class Runner:
             error = _stage_error(stage.name, exc, self.workdir)
             # What the stage had half built goes (after the free-space check above).
             self._remove_temps(stage, ctx)
-            message, code = describe(error or exc)
+            said = report(error or exc)
             with contextlib.suppress(OSError):  # on a full disk the manifest says it, if anything
                 fsutil.atomic_write(self._failed_path(stage.name), json.dumps(
-                    {"at": int(time.time()), "message": message}) + "\n")
-            self._write_manifest(run, {"stage": stage.name, "message": message, "exit_code": code})
+                    {"at": int(time.time()), "message": said.message}) + "\n")
+            self._write_manifest(run, said.to_json(stage.name))
             if error is not None:
                 raise error from exc
             raise
@@ -503,26 +504,21 @@ class Runner:
 def _stage_error(name: str, exc: BaseException, workdir: Path) -> RespinError | None:
     """What a stage's failure is reported as, naming the stage where the error itself
     cannot: an interruption, a file system error, a full disk. None: report `exc` as it is."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        exc = OSError(exc.errno, exc.strerror, str(workdir))  # a full disk: the work dir's
     if isinstance(exc, KeyboardInterrupt):
         return Interrupted(f"interrupted during stage '{name}'")
-    if isinstance(exc, Interrupted):
-        return Interrupted(f"stage '{name}': {exc.message}")
-    if isinstance(exc, OSError):
-        path = exc.filename if exc.filename is not None else (
-            workdir if exc.errno in (errno.ENOSPC, errno.EDQUOT) else None)
-        reason = exc.strerror or str(exc)
-        where = f"{path}: " if path is not None else ""
-        return InputError(f"stage '{name}': {where}{reason[:1].lower()}{reason[1:]}")
-    if not isinstance(exc, RespinError):
+    error = as_error(exc)
+    if error is None:
         return None
-    if _NO_SPACE in exc.message.lower():
-        return restated(exc, f"stage '{name}': {exc.message}")
+    if isinstance(exc, (Interrupted, OSError)) or _NO_SPACE in error.message.lower():
+        return restated(error, f"stage '{name}': {error.message}")
     free = fsutil.free_bytes(workdir)
-    if isinstance(exc, CommandError) and free is not None and free < _FULL:
+    if isinstance(error, CommandError) and free is not None and free < _FULL:
         # Tools rarely say so (some report a failed write of a file that does not
         # exist on a full disk): the work dir's file system is the likely cause.
-        return CommandError(f"stage '{name}': {exc.message}; {workdir}: {_NO_SPACE} "
-                            f"({free // 1024} KiB free)", hint=exc.hint)
+        return CommandError(f"stage '{name}': {error.message}; {workdir}: {_NO_SPACE} "
+                            f"({free // 1024} KiB free)", hint=error.hint)
     return None
 
 

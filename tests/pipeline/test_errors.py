@@ -360,7 +360,7 @@ def test_a_read_only_destination_is_named_not_its_temp_file(tmp_path: Path) -> N
     got = in_small_fs(tmp_path, "1m", f'mount -o remount,ro "{tmp_path}/fs"\n'
                       f'step mk makefile kernel.toml -o "{tmp_path}/fs/respin.mk"\n')
     assert got["mk.rc"].strip() == "4", got["mk.err"]
-    assert got["mk.err"] == f"respin: error: {tmp_path}/fs/respin.mk: Read-only file system\n"
+    assert got["mk.err"] == f"respin: error: {tmp_path}/fs/respin.mk: read-only file system\n"
 
 
 @pytest.mark.root
@@ -408,3 +408,31 @@ def test_a_url_as_publish_repo_is_refused_not_made_a_directory(tmp_path: Path) -
     assert_one_line_error(respin("run", pf, check=False), 3, "[publish]",
                           "repo: 'https://example.org/repo' is a URL")
     assert not (tmp_path / "https:").exists() and not (tmp_path / "work").exists()
+
+
+def test_one_report_for_every_error() -> None:
+    from respin.pipeline.errors import InputError, Interrupted, report
+
+    assert report(InputError("x.rpm: bad")) == ("x.rpm: bad", 4, False)
+    assert report(KeyboardInterrupt()) == ("interrupted", Interrupted.exit_code, False)
+    assert report(PermissionError(13, "Permission denied", "/w/f")).line() == \
+        "respin: error: /w/f: permission denied"
+    bug = report(RuntimeError("boom\nline two"))
+    assert bug.line() == ("respin: internal error: RuntimeError: boom\\nline two "
+                          "(rerun with --debug for details)")
+    assert bug.exit_code == 1 and bug.to_json("s") == {"stage": "s", "message": bug.message, "exit_code": 1}
+
+
+@pytest.mark.parametrize("table", ['fail = true', 'source = "missing.txt"'])
+def test_the_cli_line_and_the_manifest_say_the_same(tmp_path: Path, table: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from respin.pipeline.cli import main
+
+    pf = write(tmp_path / "p.toml", f"[example-write]\n{table}\n")
+    code = main(["-q", "run", str(pf), "--json"])
+    out, err = capsys.readouterr()
+    manifest = json.loads(out)
+    lines = err.splitlines()
+    assert manifest["error"]["exit_code"] == code != 0
+    assert manifest["error"]["stage"] == "example-write"
+    assert len(lines) == 1 and manifest["error"]["message"] in lines[0], (lines, manifest["error"])
