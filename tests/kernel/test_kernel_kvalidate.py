@@ -8,7 +8,7 @@ import pytest
 from respin_cli import REPO
 
 from respin.pipeline.errors import InputError
-from respin.stages.kernel.lib import kvalidate
+from respin.stages.kernel.lib import kvalidate, validate
 from respin.stages.kernel.lib.kconfig import Request, arch_of, make_arch
 
 KCONFIG = """\
@@ -51,13 +51,13 @@ def test_unmet_dependency_is_named(kconf: object, tmp_path: Path) -> None:
     (v,) = judge(kconf, tmp_path, "CONFIG_B=y\n", Request("CONFIG_B", "y"))
     assert not v.survives and v.needs == ["CONFIG_A=y"]
     assert v.explain() == "CONFIG_B=y needs CONFIG_A=y"
-    assert kvalidate.resolvable(v.needs) == [Request("CONFIG_A", "y")]
+    assert validate.resolvable(v.needs) == [Request("CONFIG_A", "y")]
 
 
 def test_negative_dependency_cannot_be_resolved(kconf: object, tmp_path: Path) -> None:
     (v,) = judge(kconf, tmp_path, "CONFIG_A=y\nCONFIG_C=y\n", Request("CONFIG_C", "y"))
     assert not v.survives and v.needs == ["(!A)"]
-    assert kvalidate.resolvable(v.needs) == []
+    assert validate.resolvable(v.needs) == []
 
 
 def test_ints_strings_and_unknown_symbols(kconf: object, tmp_path: Path) -> None:
@@ -229,7 +229,7 @@ def test_the_trees_own_make_runs_as_the_builder(builder_tree: tuple[Path, int], 
     import logging
 
     from respin.pipeline.stage import Context
-    from respin.stages.kernel.config import _make_olddefconfig
+    from respin.stages.kernel.lib.validate import make_olddefconfig
 
     tree, uid = builder_tree
     (tree / "Makefile").write_text("olddefconfig:\n\trm -f $(KCONFIG_CONFIG); "
@@ -237,11 +237,11 @@ def test_the_trees_own_make_runs_as_the_builder(builder_tree: tuple[Path, int], 
                                    "oldconfig:\n\tln -sf /etc/shadow $(KCONFIG_CONFIG)\n")
     ctx = Context(workdir=tmp_path, source=tmp_path / "kernel.toml", settings={}, stagedir=tmp_path,
                   log=logging.getLogger("test"))
-    after = _make_olddefconfig(ctx, tree, tree / ".config", "x86_64", "CONFIG_A=y\n", strict=True)
+    after = make_olddefconfig(ctx, tree, tree / ".config", "x86_64", "CONFIG_A=y\n", strict=True)
     assert after == f"CONFIG_WHO={uid}\n"
     (tree / "Makefile").write_text("olddefconfig:\n\tln -sf /etc/shadow $(KCONFIG_CONFIG)\n")
     with pytest.raises(InputError, match="config is a symlink") as err:
-        _make_olddefconfig(ctx, tree, tree / ".config", "x86_64", "CONFIG_A=y\n", strict=True)
+        make_olddefconfig(ctx, tree, tree / ".config", "x86_64", "CONFIG_A=y\n", strict=True)
     assert "root:" not in str(err.value)
 
 
@@ -303,7 +303,7 @@ def test_the_oldconfig_fallback_copies_preps_tree_as_the_builder(builder_tree: t
     stage = ConfigStage(ConfigStage.Options(set={"CONFIG_WHO": str(uid)}))
     reqs = [Request("CONFIG_WHO", str(uid))]
     before = sorted(p.name for p in tree.iterdir())
-    verdicts = stage._validate_with_make(ctx, tree, {"kernel-x86_64.config": "CONFIG_WHO=1\n"}, reqs,
+    verdicts = stage._with_make(ctx, tree, {"kernel-x86_64.config": "CONFIG_WHO=1\n"}, reqs,
                                          "kernel.toml [config]", strict=True)
     assert verdicts == {"CONFIG_WHO": "survives oldconfig"}  # make ran as the builder, in the copy
     assert sorted(p.name for p in tree.iterdir()) == before and not (tree / ".config").exists()
@@ -311,7 +311,7 @@ def test_the_oldconfig_fallback_copies_preps_tree_as_the_builder(builder_tree: t
     secret.write_text("root's own\n")
     os.chmod(secret, 0o600)  # root's, in the builder's tree
     with pytest.raises(CommandError, match="copy of the prepared tree") as err:
-        stage._validate_with_make(ctx, tree, {"kernel-x86_64.config": "CONFIG_WHO=1\n"}, reqs,
+        stage._with_make(ctx, tree, {"kernel-x86_64.config": "CONFIG_WHO=1\n"}, reqs,
                                   "kernel.toml [config]", strict=True)
     assert "root's own" not in str(err.value)
     assert not [p for p in stagedir.rglob("*")]

@@ -145,15 +145,15 @@ def test_the_oldconfig_fallback_finds_the_same(tree: Path, base: str, kconf: obj
     import logging
 
     from respin.pipeline.stage import Context
-    from respin.stages.kernel.config import _make_listnewconfig, _make_olddefconfig, _moved
+    from respin.stages.kernel.lib.validate import make_listnewconfig, make_olddefconfig, moved
 
     ctx = Context(workdir=tmp_path, source=tmp_path / "kernel.toml", settings={}, stagedir=tmp_path,
                   log=logging.getLogger("test"))
     dot = tree / ".config"  # where the stage has make write it: in the builder's tree
     for change in CHANGES.values():
         text = kconfig.apply(base, change)
-        new, moved = predicted(kconf, text, tmp_path)
-        assert _make_listnewconfig(ctx, tree, dot, "x86_64", text) == new
-        after = _make_olddefconfig(ctx, tree, dot, "x86_64", text, strict=True)
-        assert after is not None and _moved(text, after) == moved
+        new, want_moved = predicted(kconf, text, tmp_path)
+        assert make_listnewconfig(ctx, tree, dot, "x86_64", text) == new
+        after = make_olddefconfig(ctx, tree, dot, "x86_64", text, strict=True)
+        assert after is not None and moved(text, after) == want_moved
     dot.unlink()

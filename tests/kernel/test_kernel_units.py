@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from respin.pipeline.errors import ConfigError, InputError
-from respin.stages.kernel.config import configs_for, used_configs
 from respin.stages.kernel.inject import Injection, default_patch_name, inject_text, marked_release
 from respin.stages.kernel.lib import hostneeds, kconfig
+from respin.stages.kernel.lib.configfiles import configs_for, used_configs
 from respin.stages.kernel.lib.spectext import find_prep_point
 from respin.stages.kernel.prep import hooked_spec
 
@@ -432,8 +432,8 @@ def test_the_spec_s_config_check_compiler_is_read_from_its_script(tmp_path: Path
     import logging
 
     from respin.pipeline.stage import Artifact, Context
-    from respin.stages.kernel.config import spec_cross_compile
     from respin.stages.kernel.kinds import SOURCES
+    from respin.stages.kernel.lib.validate import spec_cross_compile
 
     sources = tmp_path / "sources"
     sources.mkdir()

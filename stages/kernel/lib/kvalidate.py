@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,31 +24,8 @@ import kconfiglib
 from respin.pipeline.errors import InputError
 from respin.pipeline.run import run  # probes of the host only; a stage's commands go through ctx.run
 from respin.stages.kernel.lib import rpmpkg
-from respin.stages.kernel.lib.kconfig import SRCARCH, Request, not_of_its_type, parse
-
-
-@dataclass
-class Verdict:
-    """What kconfiglib says of one request in one config."""
-
-    request: Request
-    survives: bool
-    value: str | None  # the value after evaluation, in .config syntax
-    needs: list[str] = field(default_factory=list)  # unmet dependencies, e.g. "CONFIG_A=y"
-    unknown: bool = False
-    limit: str = ""  # why else it moves: "its range is 100..1000", "CONFIG_HZ_250 is chosen"
-    takes: str = ""  # set when the value is not one of the symbol's type: what it takes
-
-    def explain(self) -> str:
-        if self.takes:
-            return not_of_its_type(self.request, self.takes)
-        if self.unknown:
-            return f"{self.request.name} is not a symbol of this kernel's Kconfig"
-        if self.needs:
-            return f"{self.request.line()} needs {' and '.join(self.needs)}"
-        got = "not set" if self.value is None else self.value
-        why = f" ({self.limit})" if self.limit else ""
-        return f"{self.request.line()} would end up as {got} after oldconfig{why}"
+from respin.stages.kernel.lib.kconfig import SRCARCH, Request, parse
+from respin.stages.kernel.lib.validate import Verdict
 
 
 @contextlib.contextmanager
@@ -292,14 +268,3 @@ def _limit(sym: Any, wanted: str | None) -> str:
         rival = f"CONFIG_{choice.selection.name}"
         return f"{rival} is chosen in its choice: unset {rival} in the same request"
     return ""
-
-
-def resolvable(needs: Sequence[str]) -> list[Request]:
-    """The requests that would meet `needs`, or [] if some need is not a plain symbol."""
-    out = []
-    for need in needs:
-        name, _, value = need.partition("=")
-        if not name.startswith("CONFIG_") or value not in ("y", "m"):
-            return []
-        out.append(Request(name, value))
-    return out
