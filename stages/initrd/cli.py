@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO
 
 from respin.pipeline.errors import CheckFailed, ConfigError, InputError
 from respin.stages.initrd.lib import newc
-from respin.stages.initrd.lib.compress import PACK_COMPRESSIONS
+from respin.stages.initrd.lib.codecs import DEFAULT_LEVEL, PACK_COMPRESSIONS
 from respin.stages.initrd.lib.reader import ImageReader, parse_count, parse_size
 
 if TYPE_CHECKING:
@@ -268,8 +268,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "with the level extract recorded for it; for a plain tree, gzip)")
     p.add_argument("--level", metavar="N",
                    help="compression level (default: the extracted image's when packing with its "
-                   "compression, e.g. zstd -9 for a Debian mkinitramfs image; otherwise gzip 9, xz 6, "
-                   "zstd 3, lz4 9, bzip2 9)")
+                   "compression, e.g. zstd -9 for a Debian mkinitramfs image; otherwise "
+                   + ", ".join(f"{n} {DEFAULT_LEVEL[n]}" for n in PACK_COMPRESSIONS if n != "none")
+                   + ")")
     p.add_argument("--early", metavar="DIR", help="tree to put first as an uncompressed archive")
     p.set_defaults(func=cmd_pack)
 

@@ -5,16 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.options import Check, Invalid
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.initrd.kinds import INITRD, TREE, Packed
+from respin.stages.initrd.lib.codecs import PACK_COMPRESSIONS
 from respin.stages.initrd.lib.writer import newc_epoch, pack
 
-Compression = Literal["gzip", "xz", "zstd", "lz4", "bzip2", "none"]
+
+def _compression(value: Any) -> str:
+    """[initrd-pack] compress: a compression pack writes (codecs.CODECS). Any TOML value is
+    checked here, so a number is refused in the same line as a misspelt name."""
+    if not isinstance(value, str) or value not in PACK_COMPRESSIONS:
+        raise Invalid(f"expected {' or '.join(repr(name) for name in PACK_COMPRESSIONS)}, got {value!r}")
+    return value
+
+
+Compression = Annotated[str, Check(_compression, accepts=Any)]
 
 
 def _epoch(value: int) -> int:

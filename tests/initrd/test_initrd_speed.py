@@ -17,8 +17,9 @@ from initrd_util import entry
 
 from respin.pipeline.errors import InputError
 from respin.stages.initrd.lib import newc
-from respin.stages.initrd.lib.compress import OUT_CHUNK, DataError, Prefetch, compressor
+from respin.stages.initrd.lib.codecs import compressor
 from respin.stages.initrd.lib.reader import ImageReader
+from respin.stages.initrd.lib.stream import OUT_CHUNK, DataError, Prefetch
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,16 +21,13 @@ from pathlib import Path
 
 from respin.pipeline.errors import InputError
 from respin.stages.initrd.lib import newc
-from respin.stages.initrd.lib.compress import NOT_BOOTABLE
+from respin.stages.initrd.lib.codecs import CONFIG_RD, NOT_BOOTABLE
 from respin.stages.initrd.lib.extract import Refused, split_name
 from respin.stages.initrd.lib.reader import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, ImageReader
 from respin.stages.initrd.lib.tree import ImageTree, Unresolved
 
 # Files whose content the check reads (bounded: init scripts and config are small).
 _CAPTURE_MAX = 1 << 20
-_CONFIG_RD = {"gzip": "CONFIG_RD_GZIP", "bzip2": "CONFIG_RD_BZIP2", "lzma": "CONFIG_RD_LZMA",
-              "xz": "CONFIG_RD_XZ", "lzo": "CONFIG_RD_LZO", "lz4": "CONFIG_RD_LZ4",
-              "zstd": "CONFIG_RD_ZSTD"}
 # A .config is about 250 KB; anything far bigger is something else.
 _CONFIG_MAX = 16 << 20
 _CONFIG_LINE = re.compile(r"^(?:(?P<set>CONFIG_(?:BLK_DEV_INITRD|RD_\w+))=(?P<value>\S*)"
@@ -126,10 +123,10 @@ def _parts(reader: ImageReader, config: dict[str, bool] | None) -> list[Finding]
             check = part.detail.partition("=")[2].upper() or "an unknown"
             findings.append(Finding("problem", f"{where}: xz with a {check} check, which the kernel "
                                     "cannot verify (write it with xz --check=crc32)"))
-        elif enabled is not None and part.compression in _CONFIG_RD \
-                and _CONFIG_RD[part.compression] not in enabled:
+        elif enabled is not None and part.compression in CONFIG_RD \
+                and CONFIG_RD[part.compression] not in enabled:
             findings.append(Finding("problem", f"{where}: the kernel config lacks "
-                                    f"{_CONFIG_RD[part.compression]}=y"))
+                                    f"{CONFIG_RD[part.compression]}=y"))
         else:
             findings.append(Finding("ok", f"{where}: {part.format}, {part.entries} entries, "
                                     "readable by the kernel"))

@@ -15,8 +15,9 @@ from typing import BinaryIO, NamedTuple
 
 from respin.pipeline.errors import ConfigError, InputError
 from respin.stages.initrd.lib import newc
-from respin.stages.initrd.lib.compress import Budget, DataError, MemberInfo, Prefetch, Stream, decode, detect
+from respin.stages.initrd.lib.codecs import MemberInfo, decode, detect
 from respin.stages.initrd.lib.newc import Header, HeaderError
+from respin.stages.initrd.lib.stream import Budget, DataError, Prefetch, Stream
 
 # Decompressed bytes allowed per image before it counts as a bomb; real images
 # are well under 1 GiB, and --max-size raises it.
@@ -68,7 +69,7 @@ class Part:
         self.entries = 0
         self.size = 0
         self.formats: set[str] = set()
-        # What a repack of this part should use (compress.MemberInfo says how it is told).
+        # What a repack of this part should use (codecs.MemberInfo says how it is told).
         self.level: int | None = None
         self.dict_size: int | None = None
 

@@ -21,7 +21,7 @@ from respin.pipeline import fsutil
 from respin.pipeline.epoch import source_date_epoch
 from respin.pipeline.errors import ConfigError, InputError, UsageError
 from respin.stages.initrd.lib import newc
-from respin.stages.initrd.lib.compress import (
+from respin.stages.initrd.lib.codecs import (
     DEFAULT_LEVEL,
     LEVEL_RANGE,
     PACK_COMPRESSIONS,
@@ -415,7 +415,7 @@ def _pack(main: Tree, early: Tree | None, manifest: Manifest | None, tree: Path,
     if compress is None:
         compress = recorded[0] if recorded and recorded[0] in PACK_COMPRESSIONS else "gzip"
     if recorded and compress == recorded[0] and level is None and recorded[1] is not None:
-        # The extracted image's own settings (see compress.MemberInfo), so a repack comes
+        # The extracted image's own settings (see codecs.MemberInfo), so a repack comes
         # out no larger than the original.
         level, dict_size, kept = recorded[1], recorded[2], True
     if compress not in PACK_COMPRESSIONS:

@@ -1,11 +1,14 @@
-"""Compressed members of an initrd: detect by magic, decompress and compress as streams.
+"""Every compression an initrd member can have, one record each (CODECS, at the end):
+its magic, its decoder, its encoder and pack's levels when pack writes it, and what
+the kernel makes of it.
 
 Every codec is a maintained library (stdlib zlib/lzma/bz2, zlib-ng, zstandard,
 lz4, python-lzo when installed); only container framing is parsed here (lz4
 legacy's magic and block sizes, zstd block headers to bound output, lzop
-headers around lzo1x blocks). Decoders yield bounded chunks so memory stays
-flat however much a member inflates, and give back the input they did not use
-so the caller can go on walking the image after the member, as the kernel does.
+headers around lzo1x blocks). Decoders read a Stream (stream.py) and yield
+bounded chunks so memory stays flat however much a member inflates, and give
+back the input they did not use so the caller can go on walking the image after
+the member, as the kernel does.
 """
 
 from __future__ import annotations
@@ -16,266 +19,23 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol, cast
+
+from respin.stages.initrd.lib.stream import IN_CHUNK, OUT_CHUNK, DataError, Stream
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
-
-# Output per yielded chunk and input per read: big enough for speed, small for memory.
-OUT_CHUNK = 1 << 20
-IN_CHUNK = 1 << 18
-
-# Kernel-supported compressions in the order `pack --compress` offers them.
-PACK_COMPRESSIONS = ("gzip", "xz", "zstd", "lz4", "bzip2", "none")
-DEFAULT_LEVEL = {"gzip": 9, "xz": 6, "zstd": 3, "lz4": 9, "bzip2": 9, "none": 0}
-LEVEL_RANGE = {"gzip": (1, 9), "xz": (0, 9), "zstd": (1, 22), "lz4": (1, 12), "bzip2": (1, 9),
-               "none": (0, 0)}
 
 LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
 LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"
 LZ4_LEGACY_BLOCK = 8 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 LZOP_MAGIC = b"\x89\x4c\x5a\x4f\x00\x0d\x0a\x1a\x0a"
-
-# (magic prefix, name). The kernel looks at two bytes; lz4 frame format is not
-# something it can read but we recognise it to say so.
-_MAGICS: tuple[tuple[bytes, str], ...] = (
-    (b"\x1f\x8b", "gzip"),
-    (b"\x1f\x9e", "gzip-old"),
-    (b"BZh", "bzip2"),
-    (b"\x5d\x00", "lzma"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x89LZO", "lzo"),
-    (LZ4_LEGACY_MAGIC, "lz4"),
-    (LZ4_FRAME_MAGIC, "lz4-frame"),
-    (ZSTD_MAGIC, "zstd"),
-)
-
-# What the kernel cannot decompress at all (check reports these).
-NOT_BOOTABLE = {"lz4-frame": "lz4 frame format (the kernel reads only lz4 legacy, `lz4 -l`)",
-                "gzip-old": "old gzip magic 1f 9e (the kernel's gunzip wants 1f 8b)"}
 XZ_CHECKS = {lzma.CHECK_NONE: "none", lzma.CHECK_CRC32: "crc32", lzma.CHECK_CRC64: "crc64",
              lzma.CHECK_SHA256: "sha256"}
 
 
-class DataError(ValueError):
-    """A compressed member is damaged or unsupported; the message says how."""
-
-
-class LimitExceeded(DataError):
-    """Decompressed data went past the configured size limit (a decompression bomb)."""
-
-
-def detect(head: bytes) -> str | None:
-    """The compression whose magic starts `head`, or None."""
-    for magic, name in _MAGICS:
-        if head.startswith(magic):
-            return name
-    return None
-
-
-class Stream:
-    """A forward-only byte stream over a chunk source, with peek, push-back and a position.
-
-    `pos` counts bytes handed out since the start, which is what newc padding
-    and member offsets are relative to.
-    """
-
-    def __init__(self, pull: Callable[[], bytes]) -> None:
-        self._pull = pull
-        self._buf = b""
-        self._off = 0
-        self._eof = False
-        self.pos = 0
-
-    @classmethod
-    def from_file(cls, fh: BinaryIO, chunk: int = OUT_CHUNK) -> Stream:
-        return cls(lambda: fh.read(chunk))
-
-    @classmethod
-    def from_chunks(cls, chunks: Iterator[bytes]) -> Stream:
-        def pull() -> bytes:
-            for chunk in chunks:
-                if chunk:
-                    return chunk
-            return b""
-        return cls(pull)
-
-    def _fill(self) -> bool:
-        """Load the next chunk if the buffer is empty; False at end of stream."""
-        while self._off >= len(self._buf):
-            if self._eof:
-                return False
-            chunk = self._pull()
-            if not chunk:
-                self._eof = True
-                return False
-            self._buf, self._off = chunk, 0
-        return True
-
-    def read_some(self, n: int) -> bytes:
-        """Up to `n` bytes (at least one unless at end), without joining chunks."""
-        if n <= 0 or not self._fill():
-            return b""
-        end = min(len(self._buf), self._off + n)
-        out = self._buf[self._off:end]
-        self._off = end
-        self.pos += len(out)
-        return out
-
-    def read(self, n: int) -> bytes:
-        """Exactly `n` bytes, or fewer only at end of stream."""
-        off = self._off
-        end = off + n
-        if end <= len(self._buf):  # the common case: inside the current chunk
-            self._off = end
-            self.pos += n
-            return self._buf[off:end]
-        first = self.read_some(n)
-        if len(first) == n or not first:
-            return first
-        parts = [first]
-        got = len(first)
-        while got < n:
-            more = self.read_some(n - got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
-
-    def peek(self, n: int) -> bytes:
-        """The next `n` bytes (fewer at end) without consuming them."""
-        data = self.read(n)
-        self.unread(data)
-        return data
-
-    def unread(self, data: bytes) -> None:
-        """Push `data` back in front of the stream."""
-        if not data:
-            return
-        rest = self._buf[self._off:]
-        self._buf = bytes(data) + rest if rest else bytes(data)
-        self._off = 0
-        self.pos -= len(data)
-
-    def skip(self, n: int) -> int:
-        """Drop `n` bytes without copying them; returns how many were there."""
-        end = self._off + n
-        if end <= len(self._buf):
-            self._off = end
-            self.pos += n
-            return n
-        left = n
-        while left > 0 and self._fill():
-            step = min(left, len(self._buf) - self._off)
-            self._off += step
-            self.pos += step
-            left -= step
-        return n - left
-
-    def skip_zeros(self) -> int:
-        """Drop NUL bytes; returns how many."""
-        count = 0
-        while self._fill():
-            view = self._buf
-            i = self._off
-            end = len(view)
-            stripped = view[i:end].lstrip(b"\0")
-            dropped = (end - i) - len(stripped)
-            self._off += dropped
-            self.pos += dropped
-            count += dropped
-            if self._off < end:
-                break
-        return count
-
-    def at_end(self) -> bool:
-        return not self._fill()
-
-
-class Prefetch:
-    """Runs a chunk iterator (a member's decoder) in a worker thread, a little ahead.
-
-    The decompressors release the GIL, so decompression overlaps whatever the
-    consumer does with the chunks (parsing headers, writing files). At most
-    `depth` batches of about `batch` bytes wait in the queue, so memory stays
-    bounded. Errors the iterator raises come out of `__iter__` at the point
-    the consumer reaches them. Use as a context manager: leaving it stops the
-    worker and waits for it, after which the decoder's input stream is the
-    consumer's again.
-    """
-
-    def __init__(self, chunks: Iterator[bytes], *, batch: int = OUT_CHUNK, depth: int = 2) -> None:
-        self._chunks = chunks
-        self._batch = batch
-        # Imported here: a walk without prefetch (`respin initrd list`) starts faster.
-        import queue
-        import threading
-
-        self._full, self._empty = queue.Full, queue.Empty
-        self._queue: queue.Queue[tuple[list[bytes], BaseException | None, bool]] = \
-            queue.Queue(maxsize=depth)
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="initrd-decode", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: tuple[list[bytes], BaseException | None, bool]) -> bool:
-        while not self._stop:
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except self._full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        batch: list[bytes] = []
-        size = 0
-        try:
-            for chunk in self._chunks:
-                batch.append(chunk)
-                size += len(chunk)
-                if size >= self._batch:
-                    if not self._put((batch, None, False)):
-                        return
-                    batch, size = [], 0
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._put((batch, exc, True))
-            return
-        finally:
-            close = getattr(self._chunks, "close", None)
-            if close is not None:
-                close()
-        self._put((batch, None, True))
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            batch, error, done = self._queue.get()
-            yield from batch
-            if error is not None:
-                raise error
-            if done:
-                return
-
-    def close(self) -> None:
-        """Stop the worker (if still running) and wait for it."""
-        self._stop = True
-        while self._thread.is_alive():
-            try:
-                while True:
-                    self._queue.get_nowait()
-            except self._empty:
-                pass
-            self._thread.join(0.01)
-
-    def __enter__(self) -> Prefetch:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+# --- reading ---------------------------------------------------------------
 
 
 class MemberInfo:
@@ -351,20 +111,6 @@ def _xz(src: Stream, info: MemberInfo) -> Iterator[bytes]:
     # A repack keeps the dictionary: xz -6 to -9 differ in nothing else.
     info.dict_size = _xz_dict_size(src.peek(12 + 1024))
     yield from _needs_input_like(src, lzma.LZMADecompressor(format=lzma.FORMAT_XZ), "xz", info)
-
-
-class Budget:
-    """Counts decompressed bytes against the limit for the whole image."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, n: int) -> None:
-        self.used += n
-        if self.used > self.limit:
-            raise LimitExceeded(f"decompresses to more than {self.limit} bytes (the size limit; "
-                                "raise it with --max-size if the image is genuine)")
 
 
 def _need(src: Stream, n: int, what: str) -> bytes:
@@ -502,7 +248,7 @@ def _zstd(src: Stream, info: MemberInfo | None = None) -> Iterator[bytes]:
         raise DataError(f"corrupt zstd data: {exc}") from None
 
 
-def _lz4_legacy(src: Stream) -> Iterator[bytes]:
+def _lz4_legacy(src: Stream, info: MemberInfo) -> Iterator[bytes]:
     """lz4 legacy: the magic, then (LE32 size, block) pairs, each block up to 8 MiB.
 
     Like the kernel, the member runs to the end of the image or to a zero size
@@ -533,7 +279,7 @@ def _lz4_legacy(src: Stream) -> Iterator[bytes]:
         yield out
 
 
-def _lz4_frame(src: Stream) -> Iterator[bytes]:
+def _lz4_frame(src: Stream, info: MemberInfo) -> Iterator[bytes]:
     """lz4 frame format: readable for inspection, though the kernel cannot boot it."""
     import lz4.frame
 
@@ -553,7 +299,7 @@ def _lz4_frame(src: Stream) -> Iterator[bytes]:
             return
 
 
-def _lzo(src: Stream) -> Iterator[bytes]:
+def _lzo(src: Stream, info: MemberInfo) -> Iterator[bytes]:
     """lzop container around lzo1x blocks; needs the python-lzo binding."""
     try:
         import lzo  # type: ignore[import-not-found,unused-ignore]
@@ -600,34 +346,25 @@ def _lzo(src: Stream) -> Iterator[bytes]:
         yield out
 
 
-def decode(name: str, src: Stream, info: MemberInfo) -> Iterator[bytes]:
-    """Decompressed chunks of the member of compression `name` that starts at `src`.
+def _gunzip(src: Stream, info: MemberInfo) -> Iterator[bytes]:
+    return _zlib_like(src, zlib.decompressobj(wbits=31), "gzip")
 
-    On return `src` is positioned right after the member.
-    """
-    if name == "gzip":
-        return _zlib_like(src, zlib.decompressobj(wbits=31), "gzip")
-    if name == "xz":
-        return _xz(src, info)
-    if name == "lzma":
-        return _needs_input_like(src, lzma.LZMADecompressor(format=lzma.FORMAT_ALONE), "lzma")
-    if name == "bzip2":
-        # "BZh1".."BZh9": the block size in 100 kB, which is what bzip2's level sets.
-        head = src.peek(4)
-        if head[3:4].isdigit() and head[3:4] != b"0":
-            info.level = int(head[3:4])
-        return _needs_input_like(src, bz2.BZ2Decompressor(), "bzip2")
-    if name == "zstd":
-        return _zstd(src, info)
-    if name == "lz4":
-        return _lz4_legacy(src)
-    if name == "lz4-frame":
-        return _lz4_frame(src)
-    if name == "lzo":
-        return _lzo(src)
-    if name == "gzip-old":
-        raise DataError("old gzip magic 1f 9e, which the kernel's gunzip refuses")
-    raise DataError(f"unknown compression {name!r}")
+
+def _unlzma(src: Stream, info: MemberInfo) -> Iterator[bytes]:
+    return _needs_input_like(src, lzma.LZMADecompressor(format=lzma.FORMAT_ALONE), "lzma")
+
+
+def _bunzip2(src: Stream, info: MemberInfo) -> Iterator[bytes]:
+    # "BZh1".."BZh9": the block size in 100 kB, which is what bzip2's level sets.
+    head = src.peek(4)
+    if head[3:4].isdigit() and head[3:4] != b"0":
+        info.level = int(head[3:4])
+    return _needs_input_like(src, bz2.BZ2Decompressor(), "bzip2")
+
+
+def _old_gzip(src: Stream, info: MemberInfo) -> Iterator[bytes]:
+    # Recognised only to be refused: at once, before any of it is read.
+    raise DataError("old gzip magic 1f 9e, which the kernel's gunzip refuses")
 
 
 # --- writing ---------------------------------------------------------------
@@ -757,7 +494,19 @@ class _Gzip(_Buffered):
 XZ_DICT_SIZE = 1 << 20
 
 
-class _Xz(Compressor):
+class _Streaming(Compressor):
+    """A compressor over a library's compress/flush object (`_c`)."""
+
+    _c: Any
+
+    def write(self, data: bytes) -> None:
+        self.out.write(self._c.compress(data))
+
+    def close(self) -> None:
+        self.out.write(self._c.flush())
+
+
+class _Xz(_Streaming):
     """xz with a CRC32 check (the kernel cannot verify CRC64) and a 1 MiB dictionary
     unless told otherwise."""
 
@@ -767,26 +516,14 @@ class _Xz(Compressor):
         self._c = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32,
                                       filters=filters)
 
-    def write(self, data: bytes) -> None:
-        self.out.write(self._c.compress(data))
 
-    def close(self) -> None:
-        self.out.write(self._c.flush())
-
-
-class _Bzip2(Compressor):
+class _Bzip2(_Streaming):
     def __init__(self, out: Sink, level: int) -> None:
         super().__init__(out)
         self._c = bz2.BZ2Compressor(level)
 
-    def write(self, data: bytes) -> None:
-        self.out.write(self._c.compress(data))
 
-    def close(self) -> None:
-        self.out.write(self._c.flush())
-
-
-class _Zstd(Compressor):
+class _Zstd(_Streaming):
     """Single-threaded zstd: deterministic, and its window stays within the kernel's limit."""
 
     def __init__(self, out: Sink, level: int) -> None:
@@ -794,12 +531,6 @@ class _Zstd(Compressor):
         import zstandard
 
         self._c = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True).compressobj()
-
-    def write(self, data: bytes) -> None:
-        self.out.write(self._c.compress(data))
-
-    def close(self) -> None:
-        self.out.write(self._c.flush())
 
 
 class _Lz4Legacy(_Buffered):
@@ -824,20 +555,83 @@ class _Lz4Legacy(_Buffered):
         self.out.write(data)
 
 
+# --- one record per compression --------------------------------------------
+
+# Reads a member from the stream (left right after it) into chunks, noting what it learns.
+Decoder = Callable[[Stream, MemberInfo], Iterator[bytes]]
+# (out, level, xz dictionary size or None) -> a compressor writing into out.
+Encoder = Callable[[Sink, int, int | None], Compressor]
+
+
+class Codec(NamedTuple):
+    """One compression, everything respin knows of it. A named tuple, not a dataclass:
+    the table is read on a short command's path (pipeline/startup.py)."""
+
+    name: str
+    magics: tuple[bytes, ...]  # what a member starts with (plain newc has none of its own)
+    decoder: Decoder | None  # None: nothing to decompress
+    encoder: Encoder | None = None  # None: read, never written
+    level: int | None = None  # pack's default, and a member's until its decoder learns it
+    levels: tuple[int, int] | None = None  # the levels pack accepts
+    kernel_option: str | None = None  # the CONFIG_RD_* a kernel needs to unpack it
+    not_bootable: str | None = None  # why no kernel unpacks it (None: it can)
+
+
+# What pack writes comes first, in the order `pack --compress` offers it. No magic is a
+# prefix of another, so detect's answer does not depend on the order.
+CODECS: dict[str, Codec] = {codec.name: codec for codec in (
+    Codec("gzip", (b"\x1f\x8b",), _gunzip, lambda out, level, _: _Gzip(out, level),
+          level=9, levels=(1, 9), kernel_option="CONFIG_RD_GZIP"),
+    Codec("xz", (b"\xfd7zXZ\x00",), _xz, _Xz, level=6, levels=(0, 9), kernel_option="CONFIG_RD_XZ"),
+    Codec("zstd", (ZSTD_MAGIC,), _zstd, lambda out, level, _: _Zstd(out, level),
+          level=3, levels=(1, 22), kernel_option="CONFIG_RD_ZSTD"),
+    Codec("lz4", (LZ4_LEGACY_MAGIC,), _lz4_legacy, lambda out, level, _: _Lz4Legacy(out, level),
+          level=9, levels=(1, 12), kernel_option="CONFIG_RD_LZ4"),
+    Codec("bzip2", (b"BZh",), _bunzip2, lambda out, level, _: _Bzip2(out, level),
+          level=9, levels=(1, 9), kernel_option="CONFIG_RD_BZIP2"),
+    # Uncompressed: the walk reads such an archive in place, by its "0707".
+    Codec("none", (), None, lambda out, _level, _dict: Compressor(out), level=0, levels=(0, 0)),
+    # The kernel unpacks these, but pack does not write them.
+    Codec("lzma", (b"\x5d\x00",), _unlzma, kernel_option="CONFIG_RD_LZMA"),
+    Codec("lzo", (b"\x89LZO",), _lzo, kernel_option="CONFIG_RD_LZO"),
+    # The kernel looks at two bytes and cannot read these two; they are recognised to say so.
+    Codec("gzip-old", (b"\x1f\x9e",), _old_gzip,
+          not_bootable="old gzip magic 1f 9e (the kernel's gunzip wants 1f 8b)"),
+    Codec("lz4-frame", (LZ4_FRAME_MAGIC,), _lz4_frame,
+          not_bootable="lz4 frame format (the kernel reads only lz4 legacy, `lz4 -l`)"),
+)}
+
+# Views of the table, for the CLI, pack, and check.
+PACK_COMPRESSIONS = tuple(codec.name for codec in CODECS.values() if codec.encoder is not None)
+DEFAULT_LEVEL = {codec.name: codec.level for codec in CODECS.values() if codec.level is not None}
+LEVEL_RANGE = {codec.name: codec.levels for codec in CODECS.values() if codec.levels is not None}
+NOT_BOOTABLE = {codec.name: codec.not_bootable for codec in CODECS.values() if codec.not_bootable}
+CONFIG_RD = {codec.name: codec.kernel_option for codec in CODECS.values() if codec.kernel_option}
+
+
+def detect(head: bytes) -> str | None:
+    """The compression whose magic starts `head`, or None."""
+    for codec in CODECS.values():
+        if head.startswith(codec.magics):
+            return codec.name
+    return None
+
+
+def decode(name: str, src: Stream, info: MemberInfo) -> Iterator[bytes]:
+    """Decompressed chunks of the member of compression `name` that starts at `src`.
+
+    On return `src` is positioned right after the member.
+    """
+    codec = CODECS.get(name)
+    if codec is None or codec.decoder is None:
+        raise DataError(f"unknown compression {name!r}")
+    return codec.decoder(src, info)
+
+
 def compressor(name: str, level: int | None, out: Sink, dict_size: int | None = None) -> Compressor:
     """A compressor for `pack` (`name` from PACK_COMPRESSIONS) writing into `out`
     (`dict_size` for xz only)."""
-    lvl = DEFAULT_LEVEL[name] if level is None else level
-    if name == "gzip":
-        return _Gzip(out, lvl)
-    if name == "xz":
-        return _Xz(out, lvl, dict_size)
-    if name == "zstd":
-        return _Zstd(out, lvl)
-    if name == "lz4":
-        return _Lz4Legacy(out, lvl)
-    if name == "bzip2":
-        return _Bzip2(out, lvl)
-    if name == "none":
-        return Compressor(out)
-    raise ValueError(f"unknown compression {name!r}")
+    codec = CODECS.get(name)
+    if codec is None or codec.encoder is None:
+        raise ValueError(f"unknown compression {name!r}")
+    return codec.encoder(out, DEFAULT_LEVEL[name] if level is None else level, dict_size)

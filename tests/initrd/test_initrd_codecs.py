@@ -1,15 +1,29 @@
-"""Every compression, written by the real command-line tools, read back; and check's verdicts."""
+"""Every compression, written by the real command-line tools, read back; check's verdicts;
+and the one table of them (codecs.CODECS) with what is derived from it."""
 
 from __future__ import annotations
 
 import importlib.util
+import io
 from pathlib import Path
 
 import pytest
 from initrd_util import make_tree, run_cli, sh, tool
 
-from respin.stages.initrd.lib.compress import MemberInfo, Stream, decode, detect
+from respin.stages.initrd.lib.codecs import (
+    CODECS,
+    CONFIG_RD,
+    DEFAULT_LEVEL,
+    LEVEL_RANGE,
+    NOT_BOOTABLE,
+    PACK_COMPRESSIONS,
+    MemberInfo,
+    compressor,
+    decode,
+    detect,
+)
 from respin.stages.initrd.lib.reader import ImageReader
+from respin.stages.initrd.lib.stream import DataError, Stream
 
 TOOLS = {
     "gzip": "gzip -9 -n",
@@ -129,6 +143,69 @@ def test_detect_and_stream_boundaries() -> None:
     assert out == b"0" * 10 and src.read(4) == b"REST" and src.pos == len(payload) + 4
 
 
+def test_the_views_of_the_table_are_what_pack_and_check_offer() -> None:
+    # Pinned: pack's choices in their order, its levels, and what check says of a kernel.
+    assert PACK_COMPRESSIONS == ("gzip", "xz", "zstd", "lz4", "bzip2", "none")
+    assert DEFAULT_LEVEL == {"gzip": 9, "xz": 6, "zstd": 3, "lz4": 9, "bzip2": 9, "none": 0}
+    assert LEVEL_RANGE == {"gzip": (1, 9), "xz": (0, 9), "zstd": (1, 22), "lz4": (1, 12), "bzip2": (1, 9),
+                           "none": (0, 0)}
+    assert sorted(NOT_BOOTABLE) == ["gzip-old", "lz4-frame"]
+    assert CONFIG_RD == {"gzip": "CONFIG_RD_GZIP", "xz": "CONFIG_RD_XZ", "zstd": "CONFIG_RD_ZSTD",
+                         "lz4": "CONFIG_RD_LZ4", "bzip2": "CONFIG_RD_BZIP2", "lzma": "CONFIG_RD_LZMA",
+                         "lzo": "CONFIG_RD_LZO"}
+
+
+def test_every_record_is_whole_and_its_magic_its_own() -> None:
+    magics = [magic for codec in CODECS.values() for magic in codec.magics]
+    # detect tries the table in order: that is only safe while no magic starts another.
+    assert not [(a, b) for a in magics for b in magics if a != b and b.startswith(a)]
+    for name, codec in CODECS.items():
+        assert codec.name == name
+        # A compression pack writes has its default level and range; one it only reads, neither.
+        assert (codec.encoder is None) == (codec.level is None) == (codec.levels is None), name
+        if codec.levels is not None and codec.level is not None:
+            assert codec.levels[0] <= codec.level <= codec.levels[1], name
+        # What no kernel unpacks needs no kernel option, and pack never writes it.
+        if codec.not_bootable:
+            assert codec.kernel_option is None and codec.encoder is None, name
+        for magic in codec.magics:
+            assert detect(magic + b"\0" * 8) == name
+
+
+@pytest.mark.parametrize("name", ["gzip", "xz", "zstd", "lz4", "bzip2", "none"])
+def test_what_pack_writes_is_detected_and_decoded_back(name: str) -> None:
+    data = b"".join(b"line %d\n" % i for i in range(50_000))
+    out = io.BytesIO()
+    comp = compressor(name, None, out)
+    comp.write(data)
+    comp.close()
+    member = out.getvalue()
+    if name == "none":
+        assert member == data and detect(member) is None
+        return
+    assert detect(member) == name
+    # Zero padding, then the next part: the member ends where it does (lz4 legacy at a zero word).
+    src = Stream.from_chunks(iter([member, b"\0\0\0\0NEXT"]))
+    info = MemberInfo(name)
+    assert b"".join(decode(name, src, info)) == data
+    assert src.read(8) == b"\0\0\0\0NEXT" and info.level == DEFAULT_LEVEL[name]
+
+
+def test_names_without_a_decoder_or_encoder_are_refused() -> None:
+    src = Stream.from_chunks(iter([b"\x1f\x9e\0\0"]))
+    with pytest.raises(DataError, match="unknown compression 'none'"):
+        decode("none", src, MemberInfo("none"))
+    with pytest.raises(DataError, match="unknown compression 'brotli'"):
+        decode("brotli", src, MemberInfo("brotli"))
+    # Refused at once, before any of the member is read.
+    with pytest.raises(DataError, match="old gzip magic 1f 9e"):
+        decode("gzip-old", src, MemberInfo("gzip-old"))
+    assert src.pos == 0
+    for name in ("lzma", "lzo", "gzip-old", "lz4-frame", "brotli"):
+        with pytest.raises(ValueError, match=f"unknown compression '{name}'"):
+            compressor(name, 1, io.BytesIO())
+
+
 def _zstd_cli(data: bytes, *args: str) -> bytes:
     if not tool("zstd"):
         pytest.skip("zstd not installed")
@@ -150,7 +227,7 @@ def test_zstd_output_is_bounded_per_chunk() -> None:
     # memory stays flat while they stream (a decoder that inflated it all first would not).
     import tracemalloc
 
-    from respin.stages.initrd.lib.compress import ZSTD_OUT
+    from respin.stages.initrd.lib.codecs import ZSTD_OUT
 
     member = _zstd_cli(b"\0" * (64 << 20))
     assert len(member) < 64 << 10
@@ -172,8 +249,6 @@ def test_zstd_output_is_bounded_per_chunk() -> None:
     (lambda m: m[:12] + bytes(b ^ 0x5A for b in m[12:40]) + m[40:], "corrupt zstd data|zstd block"),
 ])
 def test_damaged_zstd_is_a_data_error(damage: object, message: str) -> None:
-    from respin.stages.initrd.lib.compress import DataError
-
     member = _zstd_cli(bytes(range(256)) * 4000, "-19")
     with pytest.raises(DataError, match=message):
         b"".join(decode("zstd", Stream.from_chunks(iter([damage(member)])),  # type: ignore[operator]
@@ -192,8 +267,6 @@ def _first_block_at(member: bytes) -> int:
     (0, (128 << 10) + 1, "over the 128 KiB maximum"),
 ])
 def test_zstd_block_headers_are_checked(block_type: int, size: int, message: str) -> None:
-    from respin.stages.initrd.lib.compress import DataError
-
     member = _zstd_cli(bytes(range(256)) * 4000, "-19")
     at = _first_block_at(member)
     header = ((size << 3) | (block_type << 1)).to_bytes(3, "little")
