@@ -464,7 +464,7 @@ def profile_prep(toml: Path) -> list[str]:
     wall = run(cmd, cwd=WORK).wall
     stats = pstats.Stats(str(out))
     table = stats.stats  # type: ignore[attr-defined]
-    external = sum(v[3] for k, v in table.items() if k[2] == "run" and k[0].endswith("pipeline/run.py"))
+    external = sum(v[3] for k, v in table.items() if k[2] == "run" and k[0].endswith("pipeline/process.py"))
     lines = [f"profile of one `respin run --only prep --force` (under cProfile): {wall:.2f} s wall, "
              f"{external:.2f} s waiting for rpmbuild, {wall - external:.2f} s in respin itself; "
              "respin's own costs, by cumulative time (the chain that waits for rpmbuild left out):"]

@@ -49,7 +49,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "workdir", None):
         out["workdir"] = os.path.realpath(args.workdir)
     if getattr(args, "target", None) is not None:
-        from respin.pipeline.config import check_target
+        from respin.pipeline.pipelinefile import check_target
 
         try:
             check_target(args.target)
@@ -82,7 +82,7 @@ def lists_problems(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argpar
 @lists_problems
 def _cmd_check(args: argparse.Namespace) -> int:
     from respin.pipeline import preflight
-    from respin.pipeline.config import load
+    from respin.pipeline.pipelinefile import load
     from respin.pipeline.runner import Runner
 
     runner = Runner(load(args.file, overrides(args)))
@@ -96,7 +96,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import json
 
-    from respin.pipeline.config import load
+    from respin.pipeline.pipelinefile import load
     from respin.pipeline.progress import Progress
     from respin.pipeline.runner import Runner
 
@@ -143,7 +143,7 @@ def _results(stages: Sequence[Any], manifest: dict[str, Any]) -> list[dict[str, 
 def _cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from respin.pipeline.config import load
+    from respin.pipeline.pipelinefile import load
     from respin.pipeline.runner import Runner
 
     pipeline = load(args.file, overrides(args))

@@ -36,8 +36,8 @@ def _cmd_repro(args: argparse.Namespace) -> int:
 
 def _cmd_makefile(args: argparse.Namespace) -> int:
     from respin.pipeline import fsutil
-    from respin.pipeline.config import load
     from respin.pipeline.makefile import render
+    from respin.pipeline.pipelinefile import load
 
     pipeline = load(Path(args.file), overrides(args))
     out = Path(args.output).absolute() if args.output else None

@@ -16,8 +16,8 @@ import re
 import shlex
 from pathlib import Path
 
-from respin.pipeline.config import PipelineFile
 from respin.pipeline.errors import RespinError, UsageError
+from respin.pipeline.pipelinefile import PipelineFile
 from respin.pipeline.runner import Runner
 
 STAMPS = "stamps"

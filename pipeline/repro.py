@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from respin.pipeline import fsutil, workdirs
-from respin.pipeline.config import PipelineFile, load
 from respin.pipeline.errors import InputError, RespinError, UsageError, restated
+from respin.pipeline.pipelinefile import PipelineFile, load
 from respin.pipeline.progress import Progress
 from respin.pipeline.runner import Runner
 

@@ -30,7 +30,6 @@ from types import MappingProxyType
 from typing import Any
 
 from respin.pipeline import fsutil, lock, preflight, workdirs
-from respin.pipeline.config import PipelineFile
 from respin.pipeline.errors import (
     CommandError,
     InputError,
@@ -42,8 +41,9 @@ from respin.pipeline.errors import (
     restated,
 )
 from respin.pipeline.inputhash import InputHashes, content_hash, digest
+from respin.pipeline.pipelinefile import PipelineFile
+from respin.pipeline.process import OWNER_VAR, end_orphans
 from respin.pipeline.progress import Progress
-from respin.pipeline.run import OWNER_VAR, end_orphans
 from respin.pipeline.stage import Artifact, Context, Stage
 
 log = logging.getLogger("respin")

@@ -13,7 +13,7 @@ from respin.pipeline.errors import RespinError, UsageError
 from respin.pipeline.options import parse_options
 
 if TYPE_CHECKING:
-    from respin.pipeline.run import Runs
+    from respin.pipeline.process import Runs
 
 OptionsT = TypeVar("OptionsT")
 
@@ -68,7 +68,7 @@ class Context:
 
     def __post_init__(self) -> None:
         if self.run is None:
-            from respin.pipeline.run import run
+            from respin.pipeline.process import run
 
             self.run = run
 

@@ -20,7 +20,7 @@ from respin.pipeline import __version__
 from respin.pipeline.errors import RespinError
 
 if TYPE_CHECKING:
-    from respin.pipeline.config import PipelineFile, load
+    from respin.pipeline.pipelinefile import PipelineFile, load
     from respin.pipeline.runner import Runner, RunResult
     from respin.pipeline.stage import Artifact, Context, Handoff, NoOptions, PipelineView, Stage
 
@@ -35,7 +35,7 @@ __all__ = ["DESCRIPTION", "Artifact", "Context", "Handoff", "NoOptions", "Pipeli
 # Where each lazily imported name lives: every `respin` command imports this package
 # first, and a short one (`respin initrd list`) must not pay for the runner's imports.
 _LAZY = {
-    "load": "respin.pipeline.config", "PipelineFile": "respin.pipeline.config",
+    "load": "respin.pipeline.pipelinefile", "PipelineFile": "respin.pipeline.pipelinefile",
     "Runner": "respin.pipeline.runner", "RunResult": "respin.pipeline.runner",
     "Artifact": "respin.pipeline.stage", "Context": "respin.pipeline.stage", "Stage": "respin.pipeline.stage",
     "Handoff": "respin.pipeline.stage", "PipelineView": "respin.pipeline.stage",

@@ -189,8 +189,8 @@ def test_repro_without_mount_namespace_still_builds_and_warns(
     """Where unshare is refused (some container sandboxes), rpmbuild runs with the real
     path: the build works, and a warning says the bytes now depend on the work dir."""
     import respin.stages.kernel.lib.backends as backends
-    from respin.pipeline.config import load
     from respin.pipeline.errors import UsageError
+    from respin.pipeline.pipelinefile import load
     from respin.pipeline.runner import Runner
 
     monkeypatch.setattr(backends, "fixed_topdir_available", lambda: False)

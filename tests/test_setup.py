@@ -174,7 +174,7 @@ def test_make_install_puts_respin_on_path(tmp_path: Path) -> None:
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
     count = sum(len(declared[g]) for g in ("respin.stages", "respin.commands", "respin.pipelines"))
     assert api.stdout.split() == [str(site / "respin" / "__init__.py"), "respin.pipeline.runner",
-                                  "respin.pipeline.config", str(count), "respin.pipeline.errors"]
+                                  "respin.pipeline.pipelinefile", str(count), "respin.pipeline.errors"]
     subprocess.run(["make", "-C", str(REPO), "uninstall", f"PREFIX={prefix}"], capture_output=True,
                    env=env, check=True, stdin=subprocess.DEVNULL)
     assert not tool.exists() and not (prefix / "share/respin").exists()

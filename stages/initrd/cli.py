@@ -72,7 +72,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _spool(reader: ImageReader, want: list[str], spool: IO[bytes], tree: ImageTree | None) -> str | None:
     """Walk the image: copy the data of the file at `want` (as the last entry of that name
     leaves it) into `spool`, record every entry in `tree`; the kind found at `want`, if any."""
-    from respin.stages.initrd.lib.extract import Refused, split_name
+    from respin.stages.initrd.lib.unpack import Refused, split_name
 
     found_kind: str | None = None
     link_key: tuple[int, int, int, int] | None = None
@@ -112,8 +112,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
     """
     import tempfile  # only `cat` spools
 
-    from respin.stages.initrd.lib.extract import Refused, split_name
     from respin.stages.initrd.lib.tree import ImageTree, Unresolved
+    from respin.stages.initrd.lib.unpack import Refused, split_name
 
     try:
         want, _ = split_name(os.fsencode(args.path))
@@ -156,7 +156,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     """Extract every part safely into DIR/main (and DIR/early) with a manifest."""
     from pathlib import Path  # deferred: pipeline/startup.py
 
-    from respin.stages.initrd.lib.extract import extract
+    from respin.stages.initrd.lib.unpack import extract
 
     result = extract(Path(args.image), Path(args.dir), privileged=args.privileged,
                      max_size=parse_size(args.max_size), max_entries=parse_count(args.max_entries),

@@ -16,8 +16,8 @@ from respin.pipeline.errors import ConfigError
 from respin.pipeline.options import Check, Invalid
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.initrd.kinds import INITRD, Extracted
-from respin.stages.initrd.lib.extract import extract
 from respin.stages.initrd.lib.reader import parse_count, parse_size
+from respin.stages.initrd.lib.unpack import extract
 
 
 def _size(text: str) -> int:

@@ -18,9 +18,9 @@ from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Artifact, Context, Stage
 from respin.stages.initrd.kinds import TREE
 from respin.stages.initrd.lib import newc
-from respin.stages.initrd.lib.extract import RECORD_NAME, Refused, split_name
 from respin.stages.initrd.lib.manifest import MANIFEST_NAME, Manifest, Record
 from respin.stages.initrd.lib.tree import Unresolved, resolve
+from respin.stages.initrd.lib.unpack import RECORD_NAME, Refused, split_name
 
 
 def _checked_rel(value: str, where: str, allow_root: bool = False) -> list[str]:

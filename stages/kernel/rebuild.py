@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from respin.pipeline.errors import ConfigError, UsageError
 from respin.pipeline.options import Check, Invalid, matching
-from respin.pipeline.run import clean_env
+from respin.pipeline.process import clean_env
 from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
 from respin.stages.kernel.kinds import (
     EDITED,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from initrd_util import EPOCH, inodes, make_tree, run_cli, sh, snapshot, tool
 
-from respin.stages.initrd.lib.extract import extract
 from respin.stages.initrd.lib.manifest import MANIFEST_NAME
 from respin.stages.initrd.lib.reader import ImageReader
+from respin.stages.initrd.lib.unpack import extract
 from respin.stages.initrd.lib.writer import pack
 
 pytestmark = pytest.mark.skipif(not (tool("cpio") and tool("bsdtar")), reason="needs GNU cpio and bsdtar")

@@ -310,7 +310,7 @@ def _nobody_can_run() -> bool:
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         return False
     probe = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                            sys.executable, "-c", "import respin.stages.initrd.lib.extract"],
+                            sys.executable, "-c", "import respin.stages.initrd.lib.unpack"],
                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
                            capture_output=True, check=False)
     return probe.returncode == 0

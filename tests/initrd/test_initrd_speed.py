@@ -135,8 +135,8 @@ def test_initrd_commands_import_neither_other_providers_nor_the_engine(tmp_path:
             "bad = sorted(m for m in sys.modules"
             " if m.split('.')[0] in ('rpm', 'specfile', 'git', 'kconfiglib')"
             " or m.startswith(('respin.stages.network', 'respin.stages.kernel', 'respin.pipeline.runner',"
-            " 'respin.pipeline.config', 'respin.stages.initrd.lib.writer',"
-            " 'respin.stages.initrd.lib.extract', 'respin.stages.initrd.lib.check')))\n"
+            " 'respin.pipeline.pipelinefile', 'respin.stages.initrd.lib.writer',"
+            " 'respin.stages.initrd.lib.unpack', 'respin.stages.initrd.lib.check')))\n"
             "print(rc, bad)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -24,7 +24,7 @@ from respin_cli import REPO, respin
 
 from fixtures.build import build_srpm
 from respin.pipeline.errors import ConfigError, UsageError
-from respin.pipeline.run import run
+from respin.pipeline.process import run
 from respin.pipeline.stage import Context
 from respin.stages.kernel.lib.ccache import CompileCache, compiler_names, parse_stats_log, without_masquerade
 from respin.stages.kernel.lib.rpmpkg import (

@@ -17,7 +17,7 @@ import pytest
 from respin_cli import REPO, RESPIN, assert_one_line_error, respin
 
 from fixtures.build import build_srpm
-from respin.pipeline.run import run
+from respin.pipeline.process import run
 from respin.stages.kernel.lib import kconfig
 from respin.stages.kernel.lib.rpmpkg import payload_files, read_package
 

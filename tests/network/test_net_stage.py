@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from respin.pipeline import registry
-from respin.pipeline.config import load
 from respin.pipeline.errors import ConfigError
+from respin.pipeline.pipelinefile import load
 from respin.pipeline.runner import Runner
 from respin.pipeline.stage import Context
 from respin.stages.network.lib.model import STAGING_KEYS, AliasOptions, ModelOptions, RouteTable

@@ -15,9 +15,9 @@ import pytest
 from respin_cli import REPO, assert_one_line_error, respin
 
 from respin.pipeline import registry, startup
-from respin.pipeline.config import load
 from respin.pipeline.epoch import source_date_epoch
 from respin.pipeline.errors import ConfigError, LockedError, UsageError
+from respin.pipeline.pipelinefile import load
 from respin.pipeline.runner import Runner
 from respin.pipeline.stage import Artifact, Context, NoOptions, Stage
 
@@ -296,7 +296,7 @@ class _Stamp(Stage):
 
 
 def test_a_stage_publishes_the_runs_default_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from respin.pipeline.config import PipelineFile, Settings
+    from respin.pipeline.pipelinefile import PipelineFile, Settings
 
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
 
@@ -437,7 +437,7 @@ class _Failing(Stage):
 
 def test_a_failed_stage_leaves_no_temp_in_the_work_dir_and_none_of_the_users_is_removed(
         tmp_path: Path) -> None:
-    from respin.pipeline.config import PipelineFile, Settings
+    from respin.pipeline.pipelinefile import PipelineFile, Settings
 
     outside = tmp_path / "users-cache"
     outside.mkdir()

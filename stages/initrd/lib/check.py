@@ -22,9 +22,9 @@ from pathlib import Path
 from respin.pipeline.errors import InputError
 from respin.stages.initrd.lib import newc
 from respin.stages.initrd.lib.codecs import CONFIG_RD, NOT_BOOTABLE
-from respin.stages.initrd.lib.extract import Refused, split_name
 from respin.stages.initrd.lib.reader import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_SIZE, ImageReader
 from respin.stages.initrd.lib.tree import ImageTree, Unresolved
+from respin.stages.initrd.lib.unpack import Refused, split_name
 
 # Files whose content the check reads (bounded: init scripts and config are small).
 _CAPTURE_MAX = 1 << 20

@@ -28,8 +28,8 @@ from respin.stages.initrd.lib.codecs import (
     Compressor,
     compressor,
 )
-from respin.stages.initrd.lib.extract import DIR_FLAGS, BeneathError, open_beneath
 from respin.stages.initrd.lib.manifest import MANIFEST_NAME, Manifest, Record
+from respin.stages.initrd.lib.unpack import DIR_FLAGS, BeneathError, open_beneath
 
 _READ_CHUNK = 1 << 20
 _KIND_FMT = {"chr": stat.S_IFCHR, "blk": stat.S_IFBLK, "sock": stat.S_IFSOCK}

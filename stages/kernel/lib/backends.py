@@ -20,7 +20,7 @@ from typing import Any
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import CommandError, ConfigError, InputError, UsageError
-from respin.pipeline.run import Runs, clean_env
+from respin.pipeline.process import Runs, clean_env
 from respin.stages.kernel.lib.ccache import CompileCache, find_ccache, without_masquerade
 from respin.stages.kernel.lib.rpmpkg import (
     FIXED_TOPDIR,

@@ -22,7 +22,7 @@ from typing import Any
 import kconfiglib
 
 from respin.pipeline.errors import InputError
-from respin.pipeline.run import run  # probes of the host only; a stage's commands go through ctx.run
+from respin.pipeline.process import run  # probes of the host only; a stage's commands go through ctx.run
 from respin.stages.kernel.lib import rpmpkg
 from respin.stages.kernel.lib.kconfig import SRCARCH, Request, parse
 from respin.stages.kernel.lib.validate import Verdict

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from respin.pipeline.errors import CommandError, ConfigError, InputError, RespinError, UsageError, one_line
-from respin.pipeline.run import run  # probes of the host only; a stage's commands go through ctx.run
+from respin.pipeline.process import run  # probes of the host only; a stage's commands go through ctx.run
 from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from respin.pipeline.errors import CommandError, InputError, UsageError
-from respin.pipeline.run import Runs
+from respin.pipeline.process import Runs
 from respin.stages.kernel.kinds import SigningKeys
 
 _PRIVATE = re.compile(r"^-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----$", re.M)

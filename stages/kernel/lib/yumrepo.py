@@ -16,7 +16,7 @@ from pathlib import Path
 
 from respin.pipeline import fsutil
 from respin.pipeline.errors import CommandError, InputError, UsageError
-from respin.pipeline.run import Runs
+from respin.pipeline.process import Runs
 from respin.stages.kernel.lib.rpmpkg import read_package
 from respin.stages.kernel.lib.signing import GpgKey, gpg_program
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from respin.pipeline import registry, startup
-from respin.pipeline.config import read_toml
 from respin.pipeline.errors import ConfigError
 from respin.pipeline.options import Check, Fields, Invalid, OptionsError, Problems, key_path, parse_fields
+from respin.pipeline.pipelinefile import read_toml
 
 # Keys of the [network] table that say where and how to stage, not what to render.
 # A model file accepts them (a pipeline's [network] table holds both) and leaves

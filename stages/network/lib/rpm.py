@@ -20,8 +20,8 @@ from respin.pipeline import fsutil
 from respin.pipeline.epoch import source_date_epoch
 from respin.pipeline.errors import CommandError, ConfigError
 from respin.pipeline.options import checked, matching
-from respin.pipeline.run import Runs
-from respin.pipeline.run import run as default_run
+from respin.pipeline.process import Runs
+from respin.pipeline.process import run as default_run
 from respin.stages.lib.rpmmacros import REPRO_MACROS, build_switches
 from respin.stages.network.lib.files import Files, check_relative
 from respin.stages.network.lib.root import write_tree

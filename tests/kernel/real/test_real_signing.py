@@ -26,7 +26,7 @@ from respin_cli import respin
 from secureboot import boot_secure, enrolled_vars, missing_tools, unsigned
 from signkeys import key_lines
 
-from respin.pipeline.run import run
+from respin.pipeline.process import run
 from respin.stages.kernel.lib import signing
 from respin.stages.kernel.lib.rpmpkg import payload_files
 
