@@ -2,7 +2,7 @@
 
 Start-up is most of the run of a short command (a provider's listing of a small
 input takes a few milliseconds once Python is up), so every `respin` call
-follows three rules, and tests/pipeline/test_engine.py checks that such a
+follows three rules, and tests/pipeline/test_runner.py checks that such a
 command loads none of DEFERRED:
 
 1. respin's own commands and stages are found from respin's own
