@@ -209,7 +209,8 @@ def test_names_without_a_decoder_or_encoder_are_refused() -> None:
 def _zstd_cli(data: bytes, *args: str) -> bytes:
     if not tool("zstd"):
         pytest.skip("zstd not installed")
-    return sh("zstd -q -c " + " ".join(args), stdin=data)
+    out: bytes = sh("zstd -q -c " + " ".join(args), stdin=data)
+    return out
 
 
 @pytest.mark.parametrize("args", [(), ("--no-check",), ("-19",), ("--content-size",)])

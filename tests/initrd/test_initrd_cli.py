@@ -129,11 +129,11 @@ def test_cat_follows_symlinks_inside_a_merged_usr_image(tmp_path: Path) -> None:
             ("/bin/sh", b"bash bytes", "usr/bin/bash", "usr/bin/sh -> bash"),
             ("lib/os-release", b"ID=image\n", "etc/os-release", "lib -> /usr/lib"),
             ("usr/bin/up", b"image-host\n", "etc/hostname", "usr/bin/up -> ../../../../../../etc/hostname")):
-        proc = subprocess.run([str(RESPIN), "initrd", "cat", str(image), path], capture_output=True,
-                              stdin=subprocess.DEVNULL, check=False)
-        assert proc.returncode == 0, (path, proc.stderr)
-        assert proc.stdout == data, path
-        assert f"reading '{read}' for '{path}'" in proc.stderr.decode() and link in proc.stderr.decode()
+        raw = subprocess.run([str(RESPIN), "initrd", "cat", str(image), path], capture_output=True,
+                             stdin=subprocess.DEVNULL, check=False)
+        assert raw.returncode == 0, (path, raw.stderr)
+        assert raw.stdout == data, path
+        assert f"reading '{read}' for '{path}'" in raw.stderr.decode() and link in raw.stderr.decode()
     # A path with no symlink on the way is read as before, and nothing is said about it.
     proc = respin("initrd", "cat", image, "usr/bin/bash")
     assert proc.stdout == "bash bytes" and proc.stderr == ""

@@ -21,14 +21,16 @@ pytestmark = pytest.mark.skipif(not (tool("cpio") and tool("bsdtar")), reason="n
 def respin_names(image: Path) -> list[str]:
     code, out, err = run_cli("list", image)
     assert code == 0, err
-    return out.decode().splitlines()
+    names: list[str] = out.decode().splitlines()
+    return names
 
 
 def respin_tree(image: Path, dest: Path) -> dict[str, tuple[str, int, bytes]]:
     """Extract with respin and return the tree as the archive meant it (manifest modes applied)."""
     code, _, err = run_cli("extract", image, dest)
     assert code == 0, err
-    return as_meant(dest)
+    meant: dict[str, tuple[str, int, bytes]] = as_meant(dest)
+    return meant
 
 
 def as_meant(dest: Path, tree: str = "main") -> dict[str, tuple[str, int, bytes]]:

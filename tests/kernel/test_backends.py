@@ -330,6 +330,7 @@ def _handler(hub: StandinHub) -> type[BaseHTTPRequestHandler]:
                                                 allow_none=True)
                 else:
                     params, method = xmlrpc.client.loads(body, use_builtin_types=True)
+                    assert method is not None
                     reply = xmlrpc.client.dumps((hub.dispatch(method, params),), methodresponse=True,
                                                 allow_none=True)
             except xmlrpc.client.Fault as fault:
@@ -489,7 +490,7 @@ def test_distgit_export_then_koji_build_from_scm_against_local_standin_hub(
     sources = (art.path / "sources").read_text().splitlines()
     assert sources and all(re.fullmatch(r"SHA512 \(\S+\) = [0-9a-f]{128}", ln) for ln in sources)
     head = repo.head.commit
-    assert head.message.startswith("Add linux-2.6-config-respin.patch")
+    assert isinstance(head.message, str) and head.message.startswith("Add linux-2.6-config-respin.patch")
     assert head.author.email == "respin@localhost"
     # Dated from the pipeline's time, not the clock: so the same export again, even a
     # second later, gives the same commit id.

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from respin_cli import REPO, RESPIN, assert_one_line_error, respin
@@ -76,7 +77,7 @@ def pipeline_file(where: Path, srpm: Path, config: str = GOOD_CONFIG, extra: str
     return path
 
 
-def built(manifest: dict[str, object], kind: str) -> list[Path]:
+def built(manifest: dict[str, Any], kind: str) -> list[Path]:
     return [Path(a["path"]) for a in manifest["artifacts"] if a["kind"] == kind]  # type: ignore[index,union-attr]
 
 
@@ -262,7 +263,7 @@ def test_unknown_stage_selection(tmp_path: Path, srpm: Path) -> None:
     assert_one_line_error(respin("run", pf, "--only", "nosuch", check=False), 2, "nosuch")
 
 
-def _hashes(manifest: dict[str, object]) -> dict[str, str]:
+def _hashes(manifest: dict[str, Any]) -> dict[str, str]:
     return {a["path"]: a["sha256"] for a in manifest["artifacts"] if a["kind"] != "log"}  # type: ignore[index,union-attr]
 
 
@@ -310,10 +311,10 @@ def test_fragment_alongside_inline_values(tmp_path: Path, srpm: Path) -> None:
     config = 'fragment = "local.config"\nset = { CONFIG_LOG_BUF_SHIFT = 16 }\n'
     pf = pipeline_file(tmp_path, srpm, config=config, rebuild='mode = "binary"\n')
     manifest = json.loads(respin("run", pf, "--json").stdout)
-    config = boot_config(built(manifest, "rpm")[0]).splitlines()
+    lines = boot_config(built(manifest, "rpm")[0]).splitlines()
     for line in ("CONFIG_RESPIN_FEATURE_A=y", "CONFIG_RESPIN_FEATURE_B=y", "CONFIG_LOG_BUF_SHIFT=16",
                  "# CONFIG_DEBUG_STACKOVERFLOW is not set"):
-        assert line in config
+        assert line in lines
     # Editing the fragment reruns config and what follows, not fetch or prep.
     (tmp_path / "local.config").write_text("CONFIG_RESPIN_FEATURE_A=y\n")
     again = json.loads(respin("run", pf, "--json").stdout)

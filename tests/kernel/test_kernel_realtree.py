@@ -16,6 +16,7 @@ import pytest
 
 from respin.stages.kernel.lib import kconfig, kvalidate, rpmpkg
 from respin.stages.kernel.lib.kconfig import Request
+from respin.stages.kernel.lib.validate import Moved
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 
@@ -57,7 +58,7 @@ def kconf(tree: Path) -> object:
     return kvalidate.load(tree, "x86_64")
 
 
-def predicted(kconf: object, text: str, tmp_path: Path) -> tuple[dict[str, str | None], dict[str, object]]:
+def predicted(kconf: object, text: str, tmp_path: Path) -> tuple[dict[str, str | None], Moved]:
     probe = tmp_path / "probe.config"
     probe.write_text(text)
     kconf.load_config(str(probe), replace=True)  # type: ignore[attr-defined]
@@ -65,7 +66,7 @@ def predicted(kconf: object, text: str, tmp_path: Path) -> tuple[dict[str, str |
 
 
 def observed(tree: Path, text: str, tmp_path: Path, *extra: str
-             ) -> tuple[dict[str, str | None], dict[str, object]]:
+             ) -> tuple[dict[str, str | None], Moved]:
     """What the tree's own kconfig does with `text`: listnewconfig, and the values olddefconfig
     moves among those both have (the rule of process_configs.sh -c)."""
     config = tmp_path / "observed.config"

@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -495,8 +496,9 @@ def test_fetch_refuses_a_payload_that_is_not_regular_files(tmp_path: Path, kind:
     tree, secret = _unpacked(tmp_path)
     only_regular_files(tree, tmp_path / "k.src.rpm")
     planted = tree / "SOURCES/kernel-local"
-    {"symlink": lambda: planted.symlink_to(secret), "directory": planted.mkdir,
-     "fifo": lambda: os.mkfifo(planted)}[kind]()
+    plant: dict[str, Callable[[], None]] = {"symlink": lambda: planted.symlink_to(secret),
+                                            "directory": planted.mkdir, "fifo": lambda: os.mkfifo(planted)}
+    plant[kind]()
     with pytest.raises(InputError, match=r"k\.src\.rpm: its payload holds SOURCES/'kernel-local', "
                                          r"(a symlink|a directory|not a regular file): a source "
                                          r"package's files must be regular files$"):

@@ -36,7 +36,7 @@ def kconf(tmp_path: Path) -> object:
     return kvalidate.load(tmp_path, "x86_64")
 
 
-def judge(kconf: object, tmp_path: Path, config: str, *reqs: Request) -> list[kvalidate.Verdict]:
+def judge(kconf: object, tmp_path: Path, config: str, *reqs: Request) -> list[validate.Verdict]:
     path = tmp_path / "probe.config"
     path.write_text(config)
     return kvalidate.judge(kconf, path, list(reqs))

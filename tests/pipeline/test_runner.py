@@ -263,7 +263,7 @@ def test_source_date_epoch_comes_from_settings_then_the_environment(tmp_path: Pa
         _ = ctx({}).source_date_epoch
 
 
-class _Dated(Stage):
+class _Dated(Stage[Any]):
     """Publishes the time its option names, as a stage that reads it from its input would."""
 
     name = "dated"
@@ -280,7 +280,7 @@ class _Dated(Stage):
         return [Artifact(out, "dated")]
 
 
-class _Stamp(Stage):
+class _Stamp(Stage[Any]):
     """Writes the time it is given."""
 
     name = "stamp"
@@ -416,7 +416,7 @@ def test_a_plugin_stage_that_fails_to_import_is_one_line_naming_it() -> None:
         registry._load_stage("example-bad", [ep])
 
 
-class _Failing(Stage):
+class _Failing(Stage[Any]):
     """Writes a temp file in its own dir and in each workspace, then fails."""
 
     name = "failing"

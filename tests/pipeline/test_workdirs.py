@@ -80,7 +80,8 @@ def test_each_pipeline_file_has_its_own_default_work_dir(tmp_path: Path) -> None
     assert (tmp_path / "_respin/other/stages/example-upper/upper.txt").read_text() == "OTHER"
     assert "nothing to do" in respin("run", kernel).stderr  # the other run replaced nothing
     # A work dir made for another pipeline file is refused in one line naming that file.
-    for flags, code in ((["--workdir", tmp_path / "_respin/kernel"], 2), ([], 3)):
+    cases: list[tuple[list[str | Path], int]] = [(["--workdir", tmp_path / "_respin/kernel"], 2), ([], 3)]
+    for flags, code in cases:
         if not flags:
             write(other, '[pipeline]\nworkdir = "_respin/kernel"\n\n[example-write]\ntext = "other"\n')
         proc = respin("run", other, *flags, check=False)

@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from respin_cli import respin
 from signkeys import gpg_home, x509_pair
@@ -45,7 +46,7 @@ class RealBuild:
 
     srpm: Path  # the fixture's source package
     workdir: Path
-    manifest: dict[str, object]
+    manifest: dict[str, Any]
     rpm: Path  # the kernel binary package
     kverrel: str  # the uname -r the package names: <version>-<release>.<arch>
     wall: float  # seconds of the `respin run`
