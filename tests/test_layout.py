@@ -18,10 +18,14 @@ REPO = Path(__file__).resolve().parent.parent
 OWN = ("pipeline", "stages")
 
 
+# What runs leave in the checkout (bench's unpacked kernel trees, work dirs): not its code.
+_NOT_CODE = frozenset({"__pycache__", "_work", "_respin"})
+
+
 def python_files() -> list[Path]:
     return sorted(p for d in ("pipeline", "stages", "respin", "tests", "fixtures", "bench")
                   for p in (REPO / d).rglob("*.py")
-                  if "__pycache__" not in p.parts)
+                  if not _NOT_CODE & set(p.relative_to(REPO).parts))
 
 
 def imported(tree: ast.AST) -> list[tuple[int, str]]:
