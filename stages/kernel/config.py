@@ -219,7 +219,7 @@ class ConfigStage(Stage["ConfigStage.Options"]):
                                   "chosen config): unknown CONFIG symbol; set allow_new = true to add it")
         if not self.options.validate:
             return reqs, {}, {}, "none"
-        return reqs, {}, self._with_make(ctx, Path(snap.tree), texts, reqs, where,
+        return reqs, {}, self._with_make(ctx, Path(snap.prepared), texts, reqs, where,
                                          strict=chosen == "oldconfig"), validate.TreeMake.name
 
     @staticmethod

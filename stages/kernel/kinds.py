@@ -25,7 +25,7 @@ SOURCE_SRPM = "source-srpm"  # fetch: the SRPM as given
 PRISTINE_SPEC = "pristine-spec"  # fetch: its spec, as it came
 SOURCES = "sources"  # fetch: its Sources, as they came
 SNAPSHOT = "kconfig-snapshot"  # prep: the kernel-*.config files as %prep leaves them at the hook
-KCONFIG_TREE = "kconfig-tree"  # prep: the tree's Kconfig files and scripts (an archive)
+KCONFIG_FILES = "kconfig-files"  # prep: the prepared tree's Kconfig files and scripts (an archive)
 EDITED = "kconfig-edited"  # config: the edited configs
 LOCAL = "kernel-local"  # config: the new kernel-local; inject: it, in the build input
 PATCH = "patch"  # diff: the config patch; inject: it, in the build input
@@ -62,7 +62,7 @@ class Snapshot(Handoff):
     """prep: the configs at the hook, and what %prep showed of the spec."""
 
     kind: ClassVar[str] = SNAPSHOT
-    tree: str  # the unpacked kernel tree at the hook, in prep's own rpmbuild tree
+    prepared: str  # the source tree %prep unpacked and patched, at the hook, in prep's own topdir
     configs: list[str]
     layout: Layout
     kernel_local: bool  # the spec has a kernel-local Source

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from respin.pipeline import fsutil
 from respin.pipeline.errors import InputError
 from respin.pipeline.stage import Artifact, Context, PipelineView, Problem, Stage
-from respin.stages.kernel.kinds import KCONFIG_TREE, KERNEL_LOCAL, LOG, Layout, Snapshot
+from respin.stages.kernel.kinds import KCONFIG_FILES, KERNEL_LOCAL, LOG, Layout, Snapshot
 from respin.stages.kernel.lib import preview, topdir
 from respin.stages.kernel.lib.rpmpkg import (
     FIXED_TOPDIR,
@@ -91,8 +91,9 @@ class PrepStage(Stage["PrepStage.Options"]):
 
     name = "prep"
     summary = "rpmbuild -bp, stopped by a hook after the last patch; snapshot the kernel-*.config files"
+    # 7: the record names the prepared tree `prepared`, the Kconfig archive is "kconfig-files";
     # 6: which configs %prep merges and checks; 5: signkernel; 4: the spec's macros as evaluated
-    version = "6"
+    version = "7"
 
     @dataclass(frozen=True)
     class Options:
@@ -114,7 +115,7 @@ class PrepStage(Stage["PrepStage.Options"]):
             yield exc
 
     def run(self, ctx: Context) -> list[Artifact]:
-        # prep's own rpmbuild tree: the prepared tree stays there for config (its make
+        # prep's own rpmbuild topdir: the prepared tree stays there for config (its make
         # check) until prep runs again; no other stage's build touches it.
         top = ctx.stagedir / "rpmbuild"
         pristine_spec, pristine_sources = topdir.pristine(ctx)
@@ -186,10 +187,10 @@ class PrepStage(Stage["PrepStage.Options"]):
         ctx.log.info("prep: hook reached in %s; %d kernel-*.config snapshotted (%s); %d Kconfig files "
                      "and scripts kept",
                      tree.name, len(configs), layout, copied)
-        record = Snapshot(tree=str(tree), configs=configs, layout=layout, kernel_local=kernel_local,
+        record = Snapshot(prepared=str(tree), configs=configs, layout=layout, kernel_local=kernel_local,
                           kconfig_files=copied, macros=macros,
                           release_takes_localversion=release_takes_localversion(tree))
-        return [record.artifact(snapshot), Artifact(kconfig_tar, KCONFIG_TREE, meta={"files": copied}),
+        return [record.artifact(snapshot), Artifact(kconfig_tar, KCONFIG_FILES, meta={"files": copied}),
                 Artifact(log_file, LOG)]
 
 

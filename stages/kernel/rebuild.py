@@ -244,7 +244,7 @@ class RebuildStage(Stage["RebuildStage.Options"]):
         keys = self._keys(ctx)
         if self._compiles_here:
             self._host_needs(ctx)
-        # rebuild's own rpmbuild tree, laid out from inject's build input.
+        # rebuild's own rpmbuild topdir, laid out from inject's build input.
         top = ctx.stagedir / "rpmbuild"
         spec = topdir.lay_out(top, *topdir.build_input(ctx))
         with signing.in_build(keys, FIXED_KEYS, topdir.source_date(ctx), private_in=ctx.stagedir,

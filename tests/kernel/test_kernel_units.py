@@ -241,7 +241,7 @@ def test_a_hand_off_survives_the_state_file_and_a_short_one_is_refused(tmp_path:
     from respin.pipeline.stage import Artifact
     from respin.stages.kernel.kinds import SNAPSHOT, Snapshot
 
-    record = Snapshot(tree="/t", configs=["kernel-x86_64.config"], layout="configs-as-sources",
+    record = Snapshot(prepared="/t", configs=["kernel-x86_64.config"], layout="configs-as-sources",
                       kernel_local=True, kconfig_files=3, macros={"dist": ".fc37"},
                       release_takes_localversion=False)
     art = record.artifact(tmp_path / "snap")
@@ -249,7 +249,7 @@ def test_a_hand_off_survives_the_state_file_and_a_short_one_is_refused(tmp_path:
     # Through JSON, as the runner keeps it between runs.
     again = Artifact.from_json(json.loads(json.dumps(art.to_json())))
     assert Snapshot.of(again) == record
-    short = Artifact(tmp_path / "snap", SNAPSHOT, meta={"tree": "/t"})
+    short = Artifact(tmp_path / "snap", SNAPSHOT, meta={"prepared": "/t"})
     lacks = ("'kconfig-snapshot' record lacks configs, layout, kernel_local, kconfig_files, macros, "
              "release_takes_localversion; rerun with --force")
     with pytest.raises(UsageError, match=re.escape(lacks) + "$"):

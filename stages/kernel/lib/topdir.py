@@ -1,4 +1,4 @@
-"""How a kernel stage lays out an rpmbuild tree of its own, from what an earlier stage
+"""How a kernel stage lays out an rpmbuild topdir of its own, from what an earlier stage
 handed it (fetch's pristine copy, inject's build input); the rpm macros of every call;
 and the one time the run's dated outputs carry."""
 

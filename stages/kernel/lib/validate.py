@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from respin.pipeline import fsutil
 from respin.pipeline.errors import ConfigError, InputError
 from respin.pipeline.stage import Context
-from respin.stages.kernel.kinds import KCONFIG_TREE, SOURCES
+from respin.stages.kernel.kinds import KCONFIG_FILES, SOURCES
 from respin.stages.kernel.lib import kconfig, rpmpkg
 from respin.stages.kernel.lib.configfiles import target_arch
 from respin.stages.kernel.lib.kconfig import Request, not_of_its_type
@@ -254,7 +254,7 @@ class KconfigLib(Validator):
     @contextlib.contextmanager
     def tree_of(ctx: Context) -> Iterator[Path | None]:
         """prep's Kconfig files (its archive unpacked in a scratch dir for this run), or None."""
-        arts = ctx.artifacts(KCONFIG_TREE)
+        arts = ctx.artifacts(KCONFIG_FILES)
         if not arts:
             yield None
             return
