@@ -1,10 +1,11 @@
 """respin's kernel path on a real kernel tree, against the 2010 recipe and a bare rpmbuild -bp.
 
-Inputs are made here, in bench/_work/kernel/: a source package built like the
-2010 fixture's (Source0 is Debian's linux-source-6.1 tarball, a hard-linked
-build tree, kernel-*.config files generated from config-* Sources *before*
-the patches, an ApplyPatch function, two small patches against the 6.1 tree,
-`# END OF PATCH APPLICATIONS`), and a pipeline file for it.
+Inputs are made here, in bench/_work/kernel/: the source package of
+fixtures/benchkernel.py (Debian's linux-source-6.1 tarball in a spec shaped
+like the 2010 fixture's: a hard-linked build tree, kernel-*.config files
+generated from config-* Sources *before* the patches, an ApplyPatch function,
+two small patches against the 6.1 tree, `# END OF PATCH APPLICATIONS`), and a
+pipeline file for it.
 
 Two comparisons, each side by side in one run:
 - prep: `respin run --only prep` (rpmbuild -bp with the stop hook) against a
@@ -19,10 +20,6 @@ Prints a markdown table at the end.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import glob
-import hashlib
 import json
 import os
 import pstats
@@ -34,143 +31,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from fixtures.benchkernel import build_bench_srpm
+from fixtures.realkernel import TARBALL
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "_work" / "kernel"
-TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
-TOPDIR_IN_TARBALL = "linux-source-6.1"
 TARGET = "x86_64"
 RUNS = 3
 # The edit, in .config syntax: one bool that is "not set" in the config, one string.
 EDIT = {"CONFIG_IKCONFIG": "y", "CONFIG_LOCALVERSION": '"-respinbench"'}
 PREP_BAR = 0.05  # respin's prep at most 5% over the bare rpmbuild -bp
 DIFF_BAR = 100.0  # respin's config+diff at least 100x faster than cp -a + diff -urN
-
-# merge.awk OVERRIDE BASE: lines of OVERRIDE replace the same symbol's line in
-# BASE; symbols BASE lacks are appended (what the 2010 spec's merge.pl did).
-MERGE_AWK = r"""function sym(line) {
-  if (match(line, /^CONFIG_[A-Za-z0-9_]+=/)) return substr(line, 1, RLENGTH - 1)
-  if (match(line, /^# CONFIG_[A-Za-z0-9_]+ is not set$/)) return substr(line, 3, RLENGTH - 13)
-  return ""
-}
-NR == FNR { s = sym($0); if (s != "") { over[s] = $0; order[++n] = s }; next }
-{ s = sym($0); if (s != "" && (s in over)) { print over[s]; done[s] = 1 } else print }
-END { for (i = 1; i <= n; i++) if (!(order[i] in done)) print over[order[i]] }
-"""
-
-FRAGMENTS = {
-    "config-x86_64": "CONFIG_64BIT=y\nCONFIG_X86_64=y\n",
-    "config-i686": "# CONFIG_64BIT is not set\nCONFIG_X86_32=y\n# CONFIG_X86_64 is not set\n",
-    "config-debug": "CONFIG_PROVE_LOCKING=y\nCONFIG_DEBUG_ATOMIC_SLEEP=y\nCONFIG_SLUB_DEBUG_ON=y\n",
-}
-
-SPEC = """\
-# kernel.spec: Debian's linux-source-{major} tarball packaged in the shape of a
-# 2010 (Fedora 10) kernel spec, for respin's benchmark. kernel-*.config files
-# are generated from config-* Sources before the patches are applied.
-
-Summary: The Linux kernel (respin benchmark)
-Name: kernel
-Version: {version}
-Release: 1
-License: GPLv2
-Group: System Environment/Kernel
-URL: https://www.kernel.org/
-ExclusiveArch: x86_64 i686
-BuildRequires: make, patch, gawk, diffutils, xz
-
-%define debug_package %{{nil}}
-
-Source0: {tarball}
-Source15: merge.awk
-Source21: config-generic
-Source22: config-debug
-Source30: config-x86_64
-Source31: config-i686
-
-Patch10: {patch1}
-Patch20: {patch2}
-
-%description
-The Linux kernel {version}, from Debian's linux-source-{major} tarball.
-
-%prep
-# ApplyPatch FILE: apply a patch from the sources directory, refusing any
-# file that the spec does not list as a PatchN tag.
-ApplyPatch()
-{{
-  local patch=$1
-  shift
-  if [ ! -f "$RPM_SOURCE_DIR/$patch" ]; then
-    echo "ApplyPatch: $patch: no such file in $RPM_SOURCE_DIR" >&2
-    exit 1
-  fi
-  if ! grep -Eq "^Patch[0-9]+: $patch\\$" %{{_specdir}}/%{{name}}.spec; then
-    echo "ApplyPatch: patch $patch is not listed as a PatchN: tag in %{{_specdir}}/%{{name}}.spec" >&2
-    exit 1
-  fi
-  case "$patch" in
-  *.bz2) bunzip2 < "$RPM_SOURCE_DIR/$patch" | patch -p1 -F1 -s "$@" ;;
-  *.gz) gunzip < "$RPM_SOURCE_DIR/$patch" | patch -p1 -F1 -s "$@" ;;
-  *) patch -p1 -F1 -s "$@" < "$RPM_SOURCE_DIR/$patch" ;;
-  esac
-}}
-
-# MergeConfig ARCH NAME FRAGMENT...: config-generic with each fragment laid
-# over it, as kernel-%{{version}}-NAME.config; the first line names the ARCH.
-MergeConfig()
-{{
-  local arch=$1 out=kernel-%{{version}}-$2.config frag
-  shift 2
-  cp config-generic .merged
-  for frag in "$@"; do
-    awk -f merge.awk $frag .merged > .merged.new
-    mv .merged.new .merged
-  done
-  echo "# $arch" > $out
-  cat .merged >> $out
-  rm -f .merged
-}}
-
-%setup -q -c -n kernel-{major}
-# The unpacked tree stays pristine; the build tree is a hard-linked copy.
-mv {topdir} vanilla-{major}
-cp -rl vanilla-{major} linux-{major}.%{{_target_cpu}}
-
-cd linux-{major}.%{{_target_cpu}}
-
-# Every arch's kernel-*.config, before the patches.
-cp $RPM_SOURCE_DIR/config-* %{{SOURCE15}} .
-MergeConfig x86_64 x86_64 config-x86_64
-MergeConfig x86_64 x86_64-debug config-x86_64 config-debug
-MergeConfig i386 i686 config-i686
-
-ApplyPatch {patch1}
-ApplyPatch {patch2}
-
-# END OF PATCH APPLICATIONS
-
-# Keep this arch's configs, in configs/. (No oldconfig: this host has no
-# flex/bison to build scripts/kconfig, and it would only lengthen the part
-# of %%prep that respin's hook skips.)
-mkdir configs
-for cfg in kernel-*.config; do
-  case "$cfg" in
-  *-%{{_target_cpu}}.config|*-%{{_target_cpu}}-*.config) mv $cfg configs/ ;;
-  *) rm -f $cfg ;;
-  esac
-done
-cd ..
-
-%build
-# The benchmark runs %%prep only.
-
-%changelog
-* Mon Nov 16 2026 respin bench <bench@respin.invalid> - {version}-1
-- Linux {version} from Debian's linux-source-{major}.
-"""
+# The config edit, as `respin run` arguments: the two stages it times, rerun each time.
+EDIT_STAGES = ("--from", "config", "--until", "diff", "--force")
+# The three topdirs' BUILD trees (1.5 GB each): removed before each timed run and at the end.
+BARE_TOP = WORK / "bare"
+RECIPE_TOP = WORK / "recipe"
+RESPIN_BUILD = WORK / "respin" / "stages" / "prep" / "rpmbuild" / "BUILD"
 
 
 @dataclass
@@ -184,7 +64,9 @@ class Row:
 
 
 SHIM = WORK / "shim"
-SHIM_LOG = WORK / "rpmbuild-times"
+# Where the shim logs: a directory anyone may append to, as /tmp (as root, respin runs
+# rpmbuild as an unprivileged builder, which cannot write in the bench's work dir).
+SHIM_LOG = WORK / "shim-log" / "rpmbuild-times"
 
 
 def _env() -> dict[str, str]:
@@ -204,6 +86,8 @@ def write_shim() -> None:
     if real is None:
         raise RuntimeError("rpmbuild is not installed")
     SHIM.mkdir(parents=True, exist_ok=True)
+    SHIM_LOG.parent.mkdir(exist_ok=True)
+    SHIM_LOG.parent.chmod(0o1777)
     script = SHIM / "rpmbuild"
     script.write_text(f"#!/bin/sh\nstart=$(date +%s.%N)\nrc=0\n{real} \"$@\" || rc=$?\n"
                       f"echo \"$start $(date +%s.%N)\" >> {SHIM_LOG}\nexit $rc\n")
@@ -267,115 +151,6 @@ def respin(*args: str) -> tuple[Timed, dict[str, float], dict[str, object]]:
     return timed, seconds, manifest
 
 
-# --- inputs -------------------------------------------------------------------
-
-
-def tarball_files(names: list[str]) -> dict[str, str]:
-    """A few files of the tarball (one xz pass, cached under WORK)."""
-    cache = WORK / "from-tarball"
-    stamp = cache / ".stamp"
-    want = f"{TARBALL.stat().st_size} {TARBALL.stat().st_mtime_ns} {' '.join(names)}"
-    if not stamp.exists() or stamp.read_text() != want:
-        shutil.rmtree(cache, ignore_errors=True)
-        cache.mkdir(parents=True)
-        run(["tar", "-xJf", str(TARBALL), "-C", str(cache), *(f"{TOPDIR_IN_TARBALL}/{n}" for n in names)])
-        stamp.write_text(want)
-    return {n: (cache / TOPDIR_IN_TARBALL / n).read_text() for n in names}
-
-
-def make_patch(path: str, old: str, new: str) -> str:
-    """A `patch -p1` unified diff of one file of the tree."""
-    lines = difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{path}", f"b/{path}")
-    text = "".join(lines)
-    if not text:
-        raise RuntimeError(f"the bench's patch to {path} changes nothing: the tree moved; adjust it")
-    return text
-
-
-def base_config(version: str) -> tuple[str, str]:
-    """The full config the spec's configs are generated from: (text, where it came from)."""
-    major = ".".join(version.split(".")[:2])
-    for path in sorted(glob.glob(f"/boot/config-{major}.*"), reverse=True):
-        return Path(path).read_text(), path
-    return kconfiglib_defconfig(), "x86_64_defconfig through kconfiglib"
-
-
-def kconfiglib_defconfig() -> str:
-    """`make ARCH=x86_64 defconfig` without building scripts/kconfig (no flex/bison needed)."""
-    scratch = WORK / "defconfig-tree"
-    out = WORK / "x86_64_defconfig.full"
-    if out.exists():
-        return out.read_text()
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    run(["tar", "-xJf", str(TARBALL), "-C", str(scratch)])
-    tree = scratch / TOPDIR_IN_TARBALL
-    code = ("import kconfiglib, sys\n"
-            "k = kconfiglib.Kconfig('Kconfig', warn=False)\n"
-            "k.load_config('arch/x86/configs/x86_64_defconfig')\n"
-            "k.write_config(sys.argv[1])\n")
-    env = {**_env(), "srctree": str(tree), "ARCH": "x86_64", "SRCARCH": "x86", "CC": "gcc", "LD": "ld",
-           "KERNELVERSION": "6.1"}
-    subprocess.run([sys.executable, "-c", code, str(out)], cwd=tree, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    shutil.rmtree(scratch)
-    return out.read_text()
-
-
-def build_srpm() -> tuple[Path, str]:
-    """Write the spec, its Sources and patches, and build the SRPM once; (srpm, version)."""
-    files = tarball_files(["Makefile", "init/Kconfig"])
-    make = files["Makefile"]
-    nums = {k: re.search(rf"^{k} = (\d+)$", make, re.M) for k in ("VERSION", "PATCHLEVEL", "SUBLEVEL")}
-    if not all(nums.values()):
-        raise RuntimeError(f"{TARBALL}: no VERSION/PATCHLEVEL/SUBLEVEL in the Makefile")
-    version = ".".join(m.group(1) for m in nums.values() if m)
-    major = ".".join(version.split(".")[:2])
-    config, origin = base_config(version)
-    patch1 = f"linux-{major}-ikconfig-help.patch"
-    patch2 = f"linux-{major}-extraversion.patch"
-    kconfig_new = files["init/Kconfig"].replace(
-        "\t  /proc/config.gz if enabled (below).\n",
-        "\t  /proc/config.gz if enabled (below).\n\n"
-        "\t  Distribution kernels rebuilt with a config patch usually enable it.\n", 1)
-    make_new = re.sub(r"^EXTRAVERSION =.*$", "EXTRAVERSION = -bench", make, count=1, flags=re.M)
-    sources = {
-        TARBALL.name: None,
-        "merge.awk": MERGE_AWK,
-        "config-generic": config,
-        **FRAGMENTS,
-        patch1: make_patch("init/Kconfig", files["init/Kconfig"], kconfig_new),
-        patch2: make_patch("Makefile", make, make_new),
-    }
-    spec = SPEC.format(version=version, major=major, tarball=TARBALL.name, topdir=TOPDIR_IN_TARBALL,
-                       patch1=patch1, patch2=patch2)
-    top = WORK / "srpm-build"
-    digest = hashlib.sha256(json.dumps([spec, sources, TARBALL.stat().st_size,
-                                        TARBALL.stat().st_mtime_ns]).encode()).hexdigest()
-    srpm = WORK / f"kernel-{version}-1.src.rpm"
-    stamp = WORK / "srpm.stamp"
-    if srpm.exists() and stamp.exists() and stamp.read_text() == digest:
-        return srpm, version
-    print(f"building {srpm.name} (base config: {origin})", flush=True)
-    shutil.rmtree(top, ignore_errors=True)
-    (top / "SOURCES").mkdir(parents=True)
-    (top / "SPECS").mkdir()
-    for name, text in sources.items():
-        if text is None:
-            shutil.copyfile(TARBALL, top / "SOURCES" / name)
-        else:
-            (top / "SOURCES" / name).write_text(text)
-    (top / "SPECS" / "kernel.spec").write_text(spec)
-    took = run(["rpmbuild", "-bs", "--nodeps", "--define", f"_topdir {top}",
-                str(top / "SPECS" / "kernel.spec")]).wall
-    built = top / "SRPMS" / srpm.name
-    built.replace(srpm)
-    shutil.rmtree(top)
-    stamp.write_text(digest)
-    print(f"rpmbuild -bs: {took:.1f} s, {srpm.stat().st_size / 1e6:.0f} MB", flush=True)
-    return srpm, version
-
-
 def pipeline_file(srpm: Path, extra: str = "") -> Path:
     """The pipeline file: target, the SRPM, the edit (`extra`: more [config] lines)."""
     path = WORK / "bench.toml"
@@ -383,13 +158,6 @@ def pipeline_file(srpm: Path, extra: str = "") -> Path:
     path.write_text(f'[pipeline]\ntarget = "{TARGET}"\nworkdir = "respin"\n\n'
                     f'[fetch]\nsrpm = "{srpm}"\n\n[config]\nset = {{ {edit} }}\n{extra}')
     return path
-
-
-def config_option_names() -> set[str]:
-    """The [config] keys this checkout's config stage takes."""
-    from respin.stages.kernel.config import ConfigStage
-
-    return {f.name for f in dataclasses.fields(ConfigStage.Options)}
 
 
 def install_srpm(srpm: Path, top: Path) -> Path:
@@ -478,170 +246,305 @@ def profile_prep(toml: Path) -> list[str]:
 # --- the bench -------------------------------------------------------------------
 
 
-def main() -> int:
-    bench_start = time.perf_counter()
+@dataclass
+class Inputs:
+    srpm: Path
+    version: str
+    toml: Path  # the pipeline file, with the edit
+
+
+@dataclass
+class Part:
+    """What one comparison adds to the report."""
+
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+
+
+def make_inputs() -> Inputs | None:
+    """The work dir, the rpmbuild shim, the SRPM (built once) and its pipeline file; None: no tarball."""
     if not TARBALL.exists():
         print(f"{TARBALL} is missing: install linux-source-6.1 (`make bench` does)", file=sys.stderr)
-        return 1
+        return None
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"work dir: {WORK}", flush=True)
     write_shim()
-    srpm, version = build_srpm()
-    toml = pipeline_file(srpm)
-    rows: list[Row] = []
-    notes: list[str] = []
+    srpm, version = build_bench_srpm(WORK, log=lambda line: print(line, flush=True))
+    return Inputs(srpm, version, pipeline_file(srpm))
 
-    # --- (a) prep: respin (hook included) against a bare rpmbuild -bp -----------------
-    bare_top = WORK / "bare"
-    bare_spec = install_srpm(srpm, bare_top)
+
+# --- (a) prep: respin (hook included) against a bare rpmbuild -bp ---
+
+
+@dataclass
+class PrepRuns:
+    """Seconds per timed run of each side."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    stage: list[float] = field(default_factory=list)  # the manifest's prep seconds
+    own: list[float] = field(default_factory=list)  # wall minus the same run's rpmbuild
+    bare: list[Timed] = field(default_factory=list)
+
+    def bare_wall(self) -> float:
+        return statistics.median(b.wall for b in self.bare)
+
+    def over_bare(self) -> float:
+        return statistics.median(self.wall) / self.bare_wall() - 1
+
+    def own_over_bare(self) -> float:
+        return statistics.median(self.own) / self.bare_wall()
+
+
+def time_prep(toml: Path, bare_spec: Path) -> PrepRuns:
+    """One untimed warm-up of each side, then RUNS of each, interleaved (load drifts hit both)."""
     respin("run", str(toml), "--until", "fetch", "--force")
     print("prep: warm-up of each", flush=True)
     respin("run", str(toml), "--only", "prep", "--force")
-    run(bare_argv(bare_spec, bare_top), log=WORK / "bare-prep.log")
-    r_wall: list[float] = []
-    r_cpu: list[float] = []
-    r_stage: list[float] = []
-    bare: list[Timed] = []
-    r_own: list[float] = []
-    respin_build = WORK / "respin" / "stages" / "prep" / "rpmbuild" / "BUILD"
+    run(bare_argv(bare_spec, BARE_TOP), log=WORK / "bare-prep.log")
+    runs = PrepRuns()
     for i in range(RUNS):
-        settle(respin_build)
+        settle(RESPIN_BUILD)
         rpmbuild_seconds()
         ours, secs, _ = respin("run", str(toml), "--only", "prep", "--force")
         inner = rpmbuild_seconds()
-        r_wall.append(ours.wall)
-        r_cpu.append(ours.cpu)
-        r_stage.append(secs["prep"])
-        r_own.append(ours.wall - inner)
-        settle(bare_top / "BUILD")
-        bare.append(run(bare_argv(bare_spec, bare_top), log=WORK / "bare-prep.log"))
+        runs.wall.append(ours.wall)
+        runs.cpu.append(ours.cpu)
+        runs.stage.append(secs["prep"])
+        runs.own.append(ours.wall - inner)
+        settle(BARE_TOP / "BUILD")
+        bare = run(bare_argv(bare_spec, BARE_TOP), log=WORK / "bare-prep.log")
+        runs.bare.append(bare)
         print(f"  run {i + 1}: respin {ours.wall:.2f} s (stage {secs['prep']:.2f} s, its rpmbuild "
-              f"{inner:.2f} s, CPU {ours.cpu:.2f} s), bare {bare[-1].wall:.2f} s "
-              f"(CPU {bare[-1].cpu:.2f} s)", flush=True)
-    m_bare = statistics.median(b.wall for b in bare)
-    m_bare_cpu = statistics.median(b.cpu for b in bare)
-    over_wall = statistics.median(r_wall) / m_bare - 1
-    for label, times, base in (("prep: `respin run --only prep`, wall", r_wall, m_bare),
-                               ("prep: prep stage (manifest seconds), wall", r_stage, m_bare),
-                               ("prep: `respin run --only prep`, CPU (user+sys)", r_cpu, m_bare_cpu)):
+              f"{inner:.2f} s, CPU {ours.cpu:.2f} s), bare {bare.wall:.2f} s "
+              f"(CPU {bare.cpu:.2f} s)", flush=True)
+    return runs
+
+
+def prep_rows(runs: PrepRuns) -> list[Row]:
+    m_bare = runs.bare_wall()
+    m_bare_cpu = statistics.median(b.cpu for b in runs.bare)
+    rows = []
+    for label, times, base in (("prep: `respin run --only prep`, wall", runs.wall, m_bare),
+                               ("prep: prep stage (manifest seconds), wall", runs.stage, m_bare),
+                               ("prep: `respin run --only prep`, CPU (user+sys)", runs.cpu, m_bare_cpu)):
         med = statistics.median(times)
         over = med / base - 1
         rows.append(Row(f"{label} vs bare `rpmbuild -bp --nodeps`", f"{med:.2f}", f"{base:.2f}",
                         f"{med / base:.3f}x ({over:+.1%})", f"< +{PREP_BAR:.0%}",
                         "ok" if over < PREP_BAR else "over"))
-    pressure = cpu_pressure()
-    own = statistics.median(r_own) / m_bare
+    own = runs.own_over_bare()
     rows.append(Row("prep: respin's own time in a run (wall minus its rpmbuild -bp, same run) "
-                    "over bare `rpmbuild -bp --nodeps`", f"{statistics.median(r_own):.2f}", f"{m_bare:.2f}",
+                    "over bare `rpmbuild -bp --nodeps`", f"{statistics.median(runs.own):.2f}",
+                    f"{m_bare:.2f}",
                     f"{own:+.1%}", f"< +{PREP_BAR:.0%}", "ok" if own < PREP_BAR else "over"))
-    if over_wall >= PREP_BAR or own >= PREP_BAR:
-        notes += profile_prep(toml)
+    return rows
 
-    # --- (b) the config edit: config+diff stages against cp -a + sed + diff -urN ------
-    print("config+diff: respin", flush=True)
-    # Like for like: the recipe checks nothing before its build, so the timed rows run
-    # with `validate = false`; the check before the build is timed on its own row.
-    checked: list[float] = []
-    validator = "?"
+
+def compare_prep(inputs: Inputs) -> tuple[Part, str]:
+    """The prep rows (a profile of respin's prep in the notes when over the bar); the CPU pressure."""
+    runs = time_prep(inputs.toml, install_srpm(inputs.srpm, BARE_TOP))
+    part = Part(prep_rows(runs))
+    # Read before the profile run: the pressure the timed runs saw.
+    pressure = cpu_pressure()
+    if runs.over_bare() >= PREP_BAR or runs.own_over_bare() >= PREP_BAR:
+        part.notes += profile_prep(inputs.toml)
+    return part, pressure
+
+
+# --- (b) the config edit: config+diff stages against cp -a + sed + diff -urN ---
+
+
+@dataclass
+class Checked:
+    """The config stage with its defaults: the check before the build included."""
+
+    seconds: list[float] = field(default_factory=list)  # config + diff stage seconds
+    validator: str = "?"
+    problem: str | None = None
+
+
+def time_checked_edit(toml: Path) -> Checked:
+    """A warm-up and RUNS of respin's edit as a user runs it; timed on a row of its own (info only)."""
+    checked = Checked()
     try:
-        respin("run", str(toml), "--from", "config", "--until", "diff", "--force")  # warm-up
+        respin("run", str(toml), *EDIT_STAGES)  # warm-up
         for _ in range(RUNS):
-            _, secs, got = respin("run", str(toml), "--from", "config", "--until", "diff", "--force")
-            checked.append(secs["config"] + secs["diff"])
+            _, secs, got = respin("run", str(toml), *EDIT_STAGES)
+            checked.seconds.append(secs["config"] + secs["diff"])
             arts = got["artifacts"]
             assert isinstance(arts, list)
-            validator = next(str(a["meta"].get("validator", "?")) for a in arts
-                             if a["kind"] == "kconfig-edited")
+            checked.validator = next(str(a["meta"].get("validator", "?")) for a in arts
+                                     if a["kind"] == "kconfig-edited")
     except RuntimeError as exc:
-        notes.append(f"PROBLEM: the config stage with its defaults fails on this tree: {exc}")
+        checked.problem = f"PROBLEM: the config stage with its defaults fails on this tree: {exc}"
+    return checked
+
+
+@dataclass
+class EditRuns:
+    """Seconds per timed run, and the patch made."""
+
+    wall: list[float] = field(default_factory=list)
+    stage: list[float] = field(default_factory=list)  # config + diff stage seconds
+    patch: str = ""
+
+
+def time_unchecked_edit(srpm: Path) -> EditRuns:
+    """Like for like: the recipe checks nothing before its build, so respin runs with `validate = false`."""
     toml = pipeline_file(srpm, "validate = false\n")
-    respin("run", str(toml), "--from", "config", "--until", "diff", "--force")
-    d_wall: list[float] = []
-    d_stage: list[float] = []
+    respin("run", str(toml), *EDIT_STAGES)  # warm-up
+    runs = EditRuns()
     manifest: dict[str, object] = {}
     for _ in range(RUNS):
-        ours, secs, manifest = respin("run", str(toml), "--from", "config", "--until", "diff", "--force")
-        d_wall.append(ours.wall)
-        d_stage.append(secs["config"] + secs["diff"])
+        ours, secs, manifest = respin("run", str(toml), *EDIT_STAGES)
+        runs.wall.append(ours.wall)
+        runs.stage.append(secs["config"] + secs["diff"])
     arts = manifest["artifacts"]
     assert isinstance(arts, list)
-    respin_patch = Path(next(a["path"] for a in arts if a["kind"] == "patch")).read_text()
+    runs.patch = Path(next(a["path"] for a in arts if a["kind"] == "patch")).read_text()
+    return runs
 
-    print("config+diff: the 2010 recipe (`exit 1` after the last ApplyPatch, rpmbuild -bp)", flush=True)
-    recipe_top = WORK / "recipe"
-    settle(bare_top / "BUILD", respin_build)
-    recipe_spec = install_srpm(srpm, recipe_top)
-    text = recipe_spec.read_text()
+
+@dataclass
+class RecipeRuns:
+    """Seconds per timed run of each step of the 2010 recipe, and the patch made."""
+
+    cp: list[float] = field(default_factory=list)
+    sed: list[float] = field(default_factory=list)
+    diff: list[float] = field(default_factory=list)
+    patch: str = ""
+
+    def totals(self) -> list[float]:
+        return [c + s + d for c, s, d in zip(self.cp, self.sed, self.diff, strict=True)]
+
+
+def recipe_tree(srpm: Path) -> tuple[Path, list[str]]:
+    """The 2010 way to a tree to edit: `exit 1` after the last ApplyPatch, rpmbuild -bp; (tree, configs)."""
+    spec = install_srpm(srpm, RECIPE_TOP)
+    text = spec.read_text()
     last = text.rindex("\nApplyPatch ")
     end = text.index("\n", last + 1)
-    recipe_spec.write_text(text[:end + 1] + "exit 1\n" + text[end + 1:])
-    run(bare_argv(recipe_spec, recipe_top), ok=(1,), log=WORK / "recipe-prep.log")
-    tree = prepared_tree(recipe_top)
+    spec.write_text(text[:end + 1] + "exit 1\n" + text[end + 1:])
+    run(bare_argv(spec, RECIPE_TOP), ok=(1,), log=WORK / "recipe-prep.log")
+    tree = prepared_tree(RECIPE_TOP)
     configs = sorted(p.name for p in tree.glob(f"kernel-*-{TARGET}*.config"))
     if not configs:
         raise RuntimeError(f"{tree}: no kernel-*-{TARGET}*.config after the `exit 1` prep")
+    return tree, configs
+
+
+def time_recipe_edit(tree: Path, configs: list[str]) -> RecipeRuns:
+    """`cp -a` the tree, `sed` its configs, `diff -urN` the two trees: a warm-up, then RUNS times."""
     sed = " ".join(f"-e 's|^\\(# \\)\\?{k}[= ].*$|{k}={v}|'" for k, v in EDIT.items())
     new = f"{tree.name}.new"
-    cp_t: list[float] = []
-    sed_t: list[float] = []
-    diff_t: list[float] = []
-    recipe_patch = ""
+    runs = RecipeRuns()
     for i in range(RUNS + 1):  # the first is the warm-up
         settle(tree.parent / new)
         c = shell(f"cp -a {tree.name} {new}", cwd=tree.parent)
         s = shell(f"sed -i {sed} {' '.join(configs)}", cwd=tree.parent / new)
         d = shell(f"diff -urN {tree.name} {new} > ../newpatch", cwd=tree.parent, ok=(1,))
         if i:
-            cp_t.append(c)
-            sed_t.append(s)
-            diff_t.append(d)
+            runs.cp.append(c)
+            runs.sed.append(s)
+            runs.diff.append(d)
             print(f"  run {i}: cp -a {c:.2f} s, sed {s:.3f} s, diff -urN {d:.2f} s", flush=True)
-    recipe_patch = (tree.parent.parent / "newpatch").read_text()
+    runs.patch = (tree.parent.parent / "newpatch").read_text()
     shutil.rmtree(tree.parent / new, ignore_errors=True)
-    peer = [c + s + d for c, s, d in zip(cp_t, sed_t, diff_t, strict=True)]
-    m_peer = statistics.median(peer)
-    got_ours, got_theirs = changed_lines(respin_patch), changed_lines(recipe_patch)
-    same = got_ours == got_theirs and bool(got_ours)
-    for label, times in (("config+diff: `respin run --from config --until diff` wall", d_wall),
-                         ("config+diff: config + diff stages (manifest seconds)", d_stage)):
+    return runs
+
+
+Lines = dict[str, list[str]]  # a patch's changed lines per file (changed_lines)
+
+
+def same_lines(ours: Lines, theirs: Lines) -> bool:
+    return ours == theirs and bool(ours)
+
+
+def edit_rows(checked: Checked, ours: EditRuns, m_peer: float, same: bool) -> list[Row]:
+    """respin's config+diff against the recipe's median `m_peer`; `same`: the patches agree."""
+    rows = []
+    for label, times in (("config+diff: `respin run --from config --until diff` wall", ours.wall),
+                         ("config+diff: config + diff stages (manifest seconds)", ours.stage)):
         med = statistics.median(times)
         ratio = m_peer / med
         rows.append(Row(f"{label} vs `cp -a` + sed + `diff -urN`", f"{med:.2f}", f"{m_peer:.2f}",
                         f"{ratio:.0f}x faster", f">= {DIFF_BAR:.0f}x",
                         "ok" if ratio >= DIFF_BAR and same else "short" if same else "patches differ"))
-    if checked:
-        med = statistics.median(checked)
+    if checked.seconds:
+        med = statistics.median(checked.seconds)
         rows.append(Row(f"config+diff with the check before the build (stage seconds; checked by "
-                        f"{validator})", f"{med:.2f}", f"{m_peer:.2f}",
+                        f"{checked.validator})", f"{med:.2f}", f"{m_peer:.2f}",
                         f"{m_peer / med:.0f}x faster", "info", "info"))
-    notes.append(f"recipe medians: cp -a {statistics.median(cp_t):.2f} s, "
-                 f"sed {statistics.median(sed_t):.3f} s, diff -urN {statistics.median(diff_t):.2f} s; "
-                 f"patch changes the same lines as respin's: {'yes' if same else 'NO'} "
-                 f"({', '.join(sorted(got_theirs)) or 'none'})")
+    return rows
+
+
+def edit_notes(recipe: RecipeRuns, got_ours: Lines, got_theirs: Lines) -> list[str]:
+    """The recipe's medians and whether its patch changes respin's lines (if not: both, and its file)."""
+    same = same_lines(got_ours, got_theirs)
+    notes = [f"recipe medians: cp -a {statistics.median(recipe.cp):.2f} s, "
+             f"sed {statistics.median(recipe.sed):.3f} s, diff -urN {statistics.median(recipe.diff):.2f} s; "
+             f"patch changes the same lines as respin's: {'yes' if same else 'NO'} "
+             f"({', '.join(sorted(got_theirs)) or 'none'})"]
     if not same:
+        # Kept for a look: the recipe's tree is removed at the end.
         with tempfile.NamedTemporaryFile("w", dir=WORK, prefix="recipe-", suffix=".patch",
                                          delete=False) as fh:
-            fh.write(recipe_patch)
+            fh.write(recipe.patch)
         notes.append(f"  respin: {sorted(got_ours.items())}\n  recipe: {sorted(got_theirs.items())} "
                      f"(recipe patch kept in {fh.name})")
+    return notes
 
-    # The trees are 1.5 GB each; keep the SRPM and the small files.
-    settle(bare_top / "BUILD", recipe_top / "BUILD", respin_build)
 
-    total = time.perf_counter() - bench_start
+def edit_part(checked: Checked, ours: EditRuns, recipe: RecipeRuns) -> Part:
+    got_ours, got_theirs = changed_lines(ours.patch), changed_lines(recipe.patch)
+    rows = edit_rows(checked, ours, statistics.median(recipe.totals()), same_lines(got_ours, got_theirs))
+    problem = [checked.problem] if checked.problem else []
+    return Part(rows, problem + edit_notes(recipe, got_ours, got_theirs))
+
+
+def compare_config_edit(inputs: Inputs) -> Part:
+    print("config+diff: respin", flush=True)
+    checked = time_checked_edit(inputs.toml)
+    ours = time_unchecked_edit(inputs.srpm)
+    print("config+diff: the 2010 recipe (`exit 1` after the last ApplyPatch, rpmbuild -bp)", flush=True)
+    # The prep trees go now, untimed: three 1.5 GB trees crowd the disk, and deleting
+    # them during the recipe's timed `cp -a` would skew it (see settle).
+    settle(BARE_TOP / "BUILD", RESPIN_BUILD)
+    recipe = time_recipe_edit(*recipe_tree(inputs.srpm))
+    return edit_part(checked, ours, recipe)
+
+
+# --- the report ---
+
+
+def print_table(version: str, parts: list[Part], pressure: str, started: float) -> None:
+    total = time.perf_counter() - started
     print()
     print(f"kernel {version} ({TARBALL.name}), target {TARGET}, medians of {RUNS} runs after a warm-up")
     print()
     print("| step | respin s | peer s | ratio | bar | verdict |")
     print("|---|---|---|---|---|---|")
-    for r in rows:
+    for r in (r for part in parts for r in part.rows):
         print(f"| {r.step} | {r.respin} | {r.peer} | {r.ratio} | {r.bar} | {r.verdict} |")
     print()
-    for line in notes:
+    for line in (line for part in parts for line in part.notes):
         print(line)
     print(f"\n(whole kernel bench: {total:.0f} s on {os.cpu_count()} CPUs; CPU pressure, share of "
           f"time some task waited for a CPU over 5 min: {pressure} after prep, {cpu_pressure()} at the end)")
-    return 0 if all(r.verdict == "ok" for r in rows) else 1
+
+
+def main() -> int:
+    started = time.perf_counter()
+    inputs = make_inputs()
+    if inputs is None:
+        return 1
+    prep, pressure = compare_prep(inputs)
+    edit = compare_config_edit(inputs)
+    # The trees are 1.5 GB each; keep the SRPM and the small files.
+    settle(BARE_TOP / "BUILD", RECIPE_TOP / "BUILD", RESPIN_BUILD)
+    print_table(inputs.version, [prep, edit], pressure, started)
+    return 0 if all(r.verdict == "ok" for part in (prep, edit) for r in part.rows) else 1
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 _BARE_MODULES = re.compile(r"^([ \t]+)modules[ \t]*$", re.M)
 
 
-class _Kconfig(kconfiglib.Kconfig):  # type: ignore[misc]
+class Kconfig(kconfiglib.Kconfig):  # type: ignore[misc]
     """kconfiglib, reading today's spelling of the modules flag."""
 
     def _open(self, filename: str, mode: str) -> Any:
@@ -129,7 +129,7 @@ def load(tree: Path, arch: str, cross: str = "") -> Any:
     with _environment(env), contextlib.chdir(tree):
         try:
             # suppress_traceback would call sys.exit: keep it off and say it ourselves.
-            return _Kconfig(str(top), warn=False, warn_to_stderr=False)
+            return Kconfig(str(top), warn=False, warn_to_stderr=False)
         except (kconfiglib.KconfigError, OSError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"{tree}: kconfiglib cannot read this Kconfig: {first}") from exc
