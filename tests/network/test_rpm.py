@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from respin.pipeline.errors import ConfigError
-from respin.pipeline.options import Invalid
+from respin.pipeline.options import OptionsError, parse_options
 from respin.stages.network.lib.model import load_model
 from respin.stages.network.lib.render import render
 from respin.stages.network.lib.rpm import RpmOptions, build_rpm, spec_text
@@ -106,9 +106,11 @@ def test_net_spec_lists_files_as_config() -> None:
     ({"name": "n", "version": "1", "release": ""}, "release", "is not valid"),
 ])
 def test_net_rpm_options_are_checked(kwargs: dict[str, str], key: str, reason: str) -> None:
-    with pytest.raises(Invalid, match=reason) as info:
-        RpmOptions(**kwargs)
-    assert info.value.key == key
+    # Each check rides on its field's type: the table is refused as it is read, at its key.
+    with pytest.raises(OptionsError) as info:
+        parse_options(RpmOptions, kwargs, "net.toml [network] rpm")
+    (line,) = info.value.problems
+    assert line.startswith(f"net.toml [network] rpm: {key}: '{kwargs[key]}' ") and reason in line, line
 
 
 def test_net_bad_source_date_epoch_is_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
