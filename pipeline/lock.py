@@ -17,14 +17,16 @@ from respin.pipeline.workdirs import LOCK
 
 
 @contextlib.contextmanager
-def hold(workdir: Path) -> Iterator[None]:
-    """Hold `workdir`'s lock (the directory exists) or raise LockedError at once."""
-    fd = os.open(workdir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+def hold(workdir: Path, name: str = LOCK, busy: str = "another respin run is using this work dir"
+         ) -> Iterator[None]:
+    """Hold `workdir`'s lock (the directory exists) or raise LockedError at once, saying `busy`
+    (a domain locks a directory of its own the same way, under a name of its own)."""
+    fd = os.open(workdir / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise LockedError(f"{workdir}: another respin run is using this work dir") from exc
+            raise LockedError(f"{workdir}: {busy}") from exc
         yield
     finally:
         os.close(fd)
