@@ -64,8 +64,8 @@ class Row:
 
 
 SHIM = WORK / "shim"
-# Where the shim logs: a directory anyone may append to, as /tmp (as root, respin runs
-# rpmbuild as an unprivileged builder, which cannot write in the bench's work dir).
+# Where the shim logs: a directory given to the builder (as root, respin runs rpmbuild as an
+# unprivileged builder, which cannot write in the bench's work dir), read without links.
 SHIM_LOG = WORK / "shim-log" / "rpmbuild-times"
 
 
@@ -87,7 +87,9 @@ def write_shim() -> None:
         raise RuntimeError("rpmbuild is not installed")
     SHIM.mkdir(parents=True, exist_ok=True)
     SHIM_LOG.parent.mkdir(exist_ok=True)
-    SHIM_LOG.parent.chmod(0o1777)
+    from respin.stages.kernel.lib.rpmpkg import give_to_builder
+
+    give_to_builder(SHIM_LOG.parent, 0o700)  # the builder's alone (root's when respin runs as a user)
     script = SHIM / "rpmbuild"
     script.write_text(f"#!/bin/sh\nstart=$(date +%s.%N)\nrc=0\n{real} \"$@\" || rc=$?\n"
                       f"echo \"$start $(date +%s.%N)\" >> {SHIM_LOG}\nexit $rc\n")
@@ -97,10 +99,14 @@ def write_shim() -> None:
 def rpmbuild_seconds() -> float:
     """Seconds of the rpmbuild runs logged by the shim since the last call."""
     try:
-        pairs = [line.split() for line in SHIM_LOG.read_text().splitlines() if line.strip()]
+        from respin.pipeline.fsutil import read_no_link
+
+        # The builder's directory: read no link it may have put there.
+        text = (read_no_link(SHIM_LOG, 1 << 20) or b"").decode()
+        pairs = [line.split() for line in text.splitlines() if line.strip()]
     except FileNotFoundError:
         return 0.0
-    SHIM_LOG.unlink()
+    SHIM_LOG.unlink(missing_ok=True)
     return sum(float(end) - float(start) for start, end in pairs)
 
 
